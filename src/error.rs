@@ -1,0 +1,100 @@
+//! The failure vocabulary shared by every pipeline step.
+//!
+//! Each module keeps its own `thiserror` enum (its callers react differently), and each of
+//! those enums maps itself onto a [`FailureKind`] — the seed's error hierarchy — and says
+//! whether it is transient. The worker's delivery loop only ever looks at a
+//! [`TaskFailure`], so the dead-letter headers, the `TaskFailed` event and the run summary
+//! all speak the same words.
+
+use serde::Serialize;
+
+/// Why a task did not complete, following the seed's `RunnerError` hierarchy.
+///
+/// The snake_case name is what operators see: the `x-failure-kind` DLQ header, the
+/// `TaskFailed` event and the run summary all carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The message or the task context is malformed (`TaskContextValidationError`).
+    Validation,
+    /// Slot acquisition, fetch, checkout or branch creation failed (`WorkspacePreparationError`).
+    WorkspacePreparation,
+    /// The LLM could not produce or apply an implementation (`ImplementationError`).
+    Implementation,
+    /// The playbook's tests failed or could not run (`TestExecutionError`).
+    TestExecution,
+    /// Commit or push failed (`PushError`).
+    Push,
+    /// An artifact could not be stored (`ArtifactUploadError`).
+    ArtifactUpload,
+    /// The task ran past its deadline (`TimeoutError`).
+    Timeout,
+}
+
+impl FailureKind {
+    /// The stable wire name, as used in headers, events and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Validation => "validation",
+            FailureKind::WorkspacePreparation => "workspace_preparation",
+            FailureKind::Implementation => "implementation",
+            FailureKind::TestExecution => "test_execution",
+            FailureKind::Push => "push",
+            FailureKind::ArtifactUpload => "artifact_upload",
+            FailureKind::Timeout => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task's failure as the delivery loop sees it: what kind, at which step, why, and
+/// whether trying again later could help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskFailure {
+    pub kind: FailureKind,
+    /// The pipeline step that failed (`validate`, `slot`, `workspace`, `implement`, `test`,
+    /// `commit`, `push`, `upload`).
+    pub step: String,
+    /// A human-readable reason, already masked of secrets.
+    pub message: String,
+    /// True when the cause is outside the task (network, broker, remote unavailable,
+    /// rate limit): a later attempt may succeed. Delayed retries key off this.
+    pub transient: bool,
+}
+
+impl TaskFailure {
+    pub fn new(kind: FailureKind, step: &str, message: impl Into<String>) -> Self {
+        TaskFailure { kind, step: step.to_string(), message: message.into(), transient: false }
+    }
+
+    /// Marks the failure as transient (see [`TaskFailure::transient`]).
+    pub fn transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
+    }
+}
+
+impl std::fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed at step {}: {}", self.kind, self.step, self.message)
+    }
+}
+
+/// Implemented by each module's error enum so the pipeline can turn any of them into a
+/// [`TaskFailure`] without knowing its variants.
+pub trait Classify: std::fmt::Display {
+    /// The seed-hierarchy kind this error belongs to.
+    fn failure_kind(&self) -> FailureKind;
+    /// Whether a later attempt could succeed; see [`TaskFailure::transient`].
+    fn is_transient(&self) -> bool;
+
+    /// Builds the delivery loop's view of this error at `step`.
+    fn to_failure(&self, step: &str) -> TaskFailure {
+        TaskFailure::new(self.failure_kind(), step, self.to_string()).transient(self.is_transient())
+    }
+}
