@@ -1,0 +1,218 @@
+//! Parsing and validating task message v1 (DESIGN.md §3).
+//!
+//! The body is read into a JSON value first and then checked field by field, so every
+//! error names the field at fault (`title: expected a string, found 42`) rather than
+//! quoting serde's position in the byte stream. Unknown fields are ignored for forward
+//! compatibility.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::{PlaybookRequest, PreallocatedSlot, SCHEMA_VERSION, Task};
+
+/// Messages larger than this are refused before parsing: a task description is prose,
+/// and a multi-megabyte body is either a mistake or an attempt to exhaust the worker.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Upper bound for `timeout_seconds`: a day. Longer tasks cannot fit any sane broker
+/// consumer timeout and are almost certainly a unit mistake (milliseconds).
+const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
+/// Why a message is not a valid task. Permanent: the same bytes will never parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("message is {size} bytes, above the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("message is not a JSON object")]
+    NotAnObject,
+    #[error("{field}: required field is missing")]
+    Missing { field: &'static str },
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl crate::error::Classify for ValidationError {
+    fn failure_kind(&self) -> crate::error::FailureKind {
+        crate::error::FailureKind::Validation
+    }
+    fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Parses and validates a task message body.
+pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(ValidationError::TooLarge { size: body.len(), limit: MAX_MESSAGE_BYTES });
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| ValidationError::NotJson(e.to_string()))?;
+    let Value::Object(fields) = value else {
+        return Err(ValidationError::NotAnObject);
+    };
+    let reader = Fields(&fields);
+
+    let version = reader.required_u64("schema_version")?;
+    if version != SCHEMA_VERSION {
+        return Err(invalid(
+            "schema_version",
+            format!("unsupported version {version}, this worker reads version {SCHEMA_VERSION}"),
+        ));
+    }
+    let slot = preallocated_slot(&reader)?;
+    let repo_url = reader.optional_text("repo_url")?;
+    if repo_url.is_none() && slot.is_none() {
+        return Err(invalid("repo_url", "required unless slot_path is given".to_string()));
+    }
+    let timeout_seconds = reader.optional_u64("timeout_seconds")?;
+    if let Some(t) = timeout_seconds
+        && !(1..=MAX_TIMEOUT_SECONDS).contains(&t)
+    {
+        return Err(invalid("timeout_seconds", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
+    }
+
+    Ok(Task {
+        task_id: reader.required_identifier("task_id")?,
+        spec_name: reader.required_identifier("spec_name")?,
+        title: reader.required_title()?,
+        description: reader.required_text("description")?,
+        acceptance_criteria: reader.string_list("acceptance_criteria")?,
+        dependencies: reader.string_list("dependencies")?,
+        required_skill: reader.optional_identifier("required_skill")?,
+        repo_url,
+        base_branch: reader.optional_text("base_branch")?.unwrap_or_else(|| "main".to_string()),
+        requested_branch: reader.optional_text("branch_name")?,
+        slot,
+        playbook: playbook_request(&reader)?,
+        timeout_seconds,
+        metadata: match fields.get("metadata") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => return Err(type_error("metadata", "an object", other)),
+        },
+    })
+}
+
+fn preallocated_slot(reader: &Fields<'_>) -> Result<Option<PreallocatedSlot>, ValidationError> {
+    let slot_path = reader.optional_text("slot_path")?;
+    let slot_id = reader.optional_text("slot_id")?;
+    Ok(match slot_path {
+        None => None,
+        Some(path) => {
+            let slot_path = PathBuf::from(&path);
+            if !slot_path.is_absolute() {
+                return Err(invalid("slot_path", "must be an absolute path".to_string()));
+            }
+            let slot_id = slot_id.unwrap_or_else(|| path.clone());
+            Some(PreallocatedSlot { slot_id, slot_path })
+        }
+    })
+}
+
+fn playbook_request(reader: &Fields<'_>) -> Result<Option<PlaybookRequest>, ValidationError> {
+    match reader.0.get("playbook") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) if !name.trim().is_empty() => {
+            Ok(Some(PlaybookRequest::Named(name.trim().to_string())))
+        }
+        Some(Value::String(_)) => Err(invalid("playbook", "must not be empty".to_string())),
+        Some(inline @ Value::Object(_)) => Ok(Some(PlaybookRequest::Inline(inline.clone()))),
+        Some(other) => Err(type_error("playbook", "a name or an inline playbook object", other)),
+    }
+}
+
+fn invalid(field: &str, reason: String) -> ValidationError {
+    ValidationError::Invalid { field: field.to_string(), reason }
+}
+
+fn type_error(field: &str, expected: &str, found: &Value) -> ValidationError {
+    let found = match found {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    invalid(field, format!("expected {expected}, found {found}"))
+}
+
+/// Field accessors that produce errors naming the field.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn optional_text(&self, field: &'static str) -> Result<Option<String>, ValidationError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(invalid(field, "must not be empty".to_string()))
+            }
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(type_error(field, "a string", other)),
+        }
+    }
+
+    fn required_text(&self, field: &'static str) -> Result<String, ValidationError> {
+        self.optional_text(field)?.ok_or(ValidationError::Missing { field })
+    }
+
+    /// Task ids, spec names and skills end up in branch names, routing keys and artifact
+    /// keys, so they are held to a conservative character set.
+    fn optional_identifier(&self, field: &'static str) -> Result<Option<String>, ValidationError> {
+        let Some(text) = self.optional_text(field)? else { return Ok(None) };
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if text.len() > 128 || !text.chars().all(allowed) || text.starts_with(['.', '-']) {
+            return Err(invalid(
+                field,
+                "must be 1-128 characters of letters, digits, '.', '-' or '_', not starting with '.' or '-'"
+                    .to_string(),
+            ));
+        }
+        Ok(Some(text))
+    }
+
+    fn required_identifier(&self, field: &'static str) -> Result<String, ValidationError> {
+        self.optional_identifier(field)?.ok_or(ValidationError::Missing { field })
+    }
+
+    /// The title becomes a commit subject, so it must be one line.
+    fn required_title(&self) -> Result<String, ValidationError> {
+        let title = self.required_text("title")?;
+        if title.contains(['\n', '\r']) {
+            return Err(invalid("title", "must be a single line".to_string()));
+        }
+        Ok(title.trim().to_string())
+    }
+
+    fn optional_u64(&self, field: &'static str) -> Result<Option<u64>, ValidationError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| invalid(field, format!("expected a non-negative integer, found {n}"))),
+            Some(other) => Err(type_error(field, "an integer", other)),
+        }
+    }
+
+    fn required_u64(&self, field: &'static str) -> Result<u64, ValidationError> {
+        self.optional_u64(field)?.ok_or(ValidationError::Missing { field })
+    }
+
+    fn string_list(&self, field: &'static str) -> Result<Vec<String>, ValidationError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(type_error(&format!("{field}[{i}]"), "a string", other)),
+                })
+                .collect(),
+            Some(other) => Err(type_error(field, "an array of strings", other)),
+        }
+    }
+}
