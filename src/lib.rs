@@ -6,5 +6,8 @@
 //! (the only module that speaks to RabbitMQ), `pipeline` (one task, end to end),
 //! `worker` (the delivery loop), `cli`.
 
+pub mod artifacts;
 pub mod error;
+pub mod events;
+pub mod secrets;
 pub mod task;

@@ -1,0 +1,65 @@
+//! The embedded artifact store: files under a root directory, addressed by `file://` URIs.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::future::BoxFuture;
+
+use super::{ArtifactError, ArtifactKey, ArtifactStore};
+
+/// Stores artifacts as files under `root`.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(root: PathBuf) -> Self {
+        FileStore { root }
+    }
+
+    /// The directory artifacts are written under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl ArtifactStore for FileStore {
+    fn put<'a>(
+        &'a self,
+        key: &'a ArtifactKey,
+        content: &'a [u8],
+    ) -> BoxFuture<'a, Result<String, ArtifactError>> {
+        Box::pin(async move {
+            let path = self.root.join(key.relative_path());
+            let io_error = |source| ArtifactError::Io { path: path.display().to_string(), source };
+            let parent = path.parent().unwrap_or(&self.root);
+            tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
+            // Write then rename, so a reader (or a crash) never sees half an artifact.
+            let temporary = path.with_extension("partial");
+            tokio::fs::write(&temporary, content).await.map_err(io_error)?;
+            tokio::fs::rename(&temporary, &path).await.map_err(io_error)?;
+            Ok(format!("file://{}", path.display()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::{ArtifactKind, open_store};
+
+    #[tokio::test]
+    async fn stores_under_the_task_key_and_overwrites_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = open_store(&url).unwrap();
+        let key = ArtifactKey { spec_name: "chat".into(), task_id: "1.1".into(), kind: ArtifactKind::Diff };
+        let first = store.put(&key, b"one").await.unwrap();
+        let second = store.put(&key, b"two").await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first, format!("file://{}/chat/1.1/diff.patch", dir.path().display()));
+        assert_eq!(std::fs::read(dir.path().join("chat/1.1/diff.patch")).unwrap(), b"two");
+        assert!(open_store("s3://bucket").is_err());
+        assert!(open_store("file://relative").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Lifecycle events (DESIGN.md §4): what they look like, how their ids are derived, and
+//! the sink they go to.
+//!
+//! Event ids are deterministic (a hash of task, attempt, type and discriminator), never
+//! random or time-based, so a redelivered task that emits the same event again produces
+//! the same id and the registry mirror can deduplicate.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The kinds of lifecycle event this worker emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    TaskStarted,
+    StepStarted,
+    StepCompleted,
+    ArtifactUploaded,
+    TaskCompleted,
+    TaskFailed,
+    TaskRetrying,
+    TaskDeadLettered,
+    TaskCancelled,
+    RunnerStarted,
+    RunnerStopping,
+}
+
+impl EventType {
+    /// The event's name as it appears in the `type` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::TaskStarted => "TaskStarted",
+            EventType::StepStarted => "StepStarted",
+            EventType::StepCompleted => "StepCompleted",
+            EventType::ArtifactUploaded => "ArtifactUploaded",
+            EventType::TaskCompleted => "TaskCompleted",
+            EventType::TaskFailed => "TaskFailed",
+            EventType::TaskRetrying => "TaskRetrying",
+            EventType::TaskDeadLettered => "TaskDeadLettered",
+            EventType::TaskCancelled => "TaskCancelled",
+            EventType::RunnerStarted => "RunnerStarted",
+            EventType::RunnerStopping => "RunnerStopping",
+        }
+    }
+
+    /// The routing key on the events exchange: `task.<snake_name>` or `runner.<snake_name>`.
+    pub fn routing_key(self) -> String {
+        let name = self.name();
+        let (prefix, rest) = match name.strip_prefix("Runner") {
+            Some(rest) => ("runner", rest),
+            None => ("task", name.strip_prefix("Task").unwrap_or(name)),
+        };
+        let mut snake = String::new();
+        for (i, c) in rest.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        }
+        format!("{prefix}.{snake}")
+    }
+}
+
+/// One lifecycle event, as published (JSON) on the events exchange.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Deterministic for (task, attempt, type, discriminator); see the module docs.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub task_id: Option<String>,
+    pub spec_name: Option<String>,
+    pub runner_id: String,
+    pub attempt: u32,
+    /// RFC 3339.
+    pub occurred_at: String,
+    pub data: serde_json::Value,
+}
+
+/// Who the event is about: a task attempt, or the runner itself.
+#[derive(Debug, Clone)]
+pub struct EventSubject {
+    pub task_id: Option<String>,
+    pub spec_name: Option<String>,
+    pub runner_id: String,
+    pub attempt: u32,
+}
+
+impl EventSubject {
+    /// Builds an event. `discriminator` separates events of one type within an attempt
+    /// (the step name for `StepStarted`, the artifact type for `ArtifactUploaded`).
+    pub fn event(&self, event_type: EventType, discriminator: &str, data: serde_json::Value) -> Event {
+        let mut hasher = Sha256::new();
+        for part in [
+            self.spec_name.as_deref().unwrap_or(""),
+            self.task_id.as_deref().unwrap_or(&self.runner_id),
+            &self.attempt.to_string(),
+            event_type.name(),
+            discriminator,
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0u8]);
+        }
+        Event {
+            event_id: hex::encode(&hasher.finalize()[..16]),
+            event_type,
+            task_id: self.task_id.clone(),
+            spec_name: self.spec_name.clone(),
+            runner_id: self.runner_id.clone(),
+            attempt: self.attempt,
+            occurred_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            data,
+        }
+    }
+}
+
+/// Why an event could not be published.
+#[derive(Debug, thiserror::Error)]
+#[error("event {event_type} could not be published: {reason}")]
+pub struct EventError {
+    pub event_type: &'static str,
+    pub reason: String,
+}
+
+/// Where events go. The broker-backed sink lives in `amqp`; [`MemorySink`] serves the
+/// broker-less `run` command and tests.
+pub trait EventSink: Send + Sync {
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>>;
+}
+
+/// Keeps events in memory, in order.
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl MemorySink {
+    /// The events published so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>> {
+        Box::pin(async move {
+            if let Ok(mut events) = self.events.lock() {
+                events.push(event.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(attempt: u32) -> EventSubject {
+        EventSubject {
+            task_id: Some("1.1".into()),
+            spec_name: Some("chat".into()),
+            runner_id: "r1".into(),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_per_attempt_and_distinct_otherwise() {
+        let a = subject(1).event(EventType::StepStarted, "workspace", serde_json::json!({}));
+        let b = subject(1).event(EventType::StepStarted, "workspace", serde_json::json!({"x": 1}));
+        let c = subject(1).event(EventType::StepStarted, "implement", serde_json::json!({}));
+        let d = subject(2).event(EventType::StepStarted, "workspace", serde_json::json!({}));
+        assert_eq!(a.event_id, b.event_id);
+        assert_ne!(a.event_id, c.event_id);
+        assert_ne!(a.event_id, d.event_id);
+        assert_eq!(a.event_id.len(), 32);
+    }
+
+    #[test]
+    fn routing_keys_follow_the_design() {
+        assert_eq!(EventType::TaskStarted.routing_key(), "task.started");
+        assert_eq!(EventType::TaskDeadLettered.routing_key(), "task.dead_lettered");
+        assert_eq!(EventType::StepCompleted.routing_key(), "task.step_completed");
+        assert_eq!(EventType::ArtifactUploaded.routing_key(), "task.artifact_uploaded");
+        assert_eq!(EventType::RunnerStopping.routing_key(), "runner.stopping");
+    }
+}
