@@ -6,6 +6,7 @@
 //! (the only module that speaks to RabbitMQ), `pipeline` (one task, end to end),
 //! `worker` (the delivery loop), `cli`.
 
+pub mod amqp;
 pub mod artifacts;
 pub mod error;
 pub mod events;

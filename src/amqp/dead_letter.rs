@@ -1,0 +1,168 @@
+//! Dead-lettering with reasons, and browsing a dead-letter queue.
+//!
+//! A plain `basic.reject` dead-letters a message with only RabbitMQ's `x-death` header;
+//! operators need to know *why*. So the worker republishes the original body and
+//! headers to the dead-letter exchange with reason headers added, waits for the
+//! broker's confirm, and only then acks the original. If that publish fails, it falls
+//! back to `basic.reject` so the broker dead-letters the message itself (at-least-once
+//! on the work queue): either way the message is never lost.
+
+use std::time::Duration;
+
+use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
+
+use super::headers::{HeaderMap, HeaderValue, from_field_table};
+use super::publisher::Outgoing;
+use super::session::{AmqpSession, InboundDelivery};
+use super::{AmqpError, ConfirmedPublisher};
+
+/// Header names carrying the reason. Stable: `dlq list` and replay tooling read them.
+pub mod header {
+    pub const KIND: &str = "x-failure-kind";
+    pub const STEP: &str = "x-failed-step";
+    pub const MESSAGE: &str = "x-failure-message";
+    pub const TRANSIENT: &str = "x-failure-transient";
+    pub const ATTEMPTS: &str = "x-attempts";
+    pub const RUNNER: &str = "x-runner-id";
+    pub const TASK_ID: &str = "x-task-id";
+    pub const SPEC: &str = "x-spec-name";
+    pub const FAILED_AT: &str = "x-failed-at";
+}
+
+/// Why a message is being dead-lettered; becomes the `x-failure-*` headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterReason {
+    pub kind: String,
+    pub step: String,
+    /// Already masked of secrets.
+    pub message: String,
+    pub transient: bool,
+    pub attempts: u32,
+    pub runner_id: String,
+    pub task_id: Option<String>,
+    pub spec_name: Option<String>,
+}
+
+/// Headers longer than this are cut: a reason is for humans, and test output belongs in
+/// the artifacts, not in a header the broker keeps in memory.
+const MAX_REASON_BYTES: usize = 2048;
+
+impl DeadLetterReason {
+    fn apply_to(&self, headers: &mut HeaderMap) {
+        let text = |s: &str| HeaderValue::Text(s.to_string());
+        headers.insert(header::KIND.into(), text(&self.kind));
+        headers.insert(header::STEP.into(), text(&self.step));
+        headers.insert(header::MESSAGE.into(), text(truncate(&self.message, MAX_REASON_BYTES)));
+        headers.insert(header::TRANSIENT.into(), HeaderValue::Bool(self.transient));
+        headers.insert(header::ATTEMPTS.into(), HeaderValue::Int(i64::from(self.attempts)));
+        headers.insert(header::RUNNER.into(), text(&self.runner_id));
+        headers.insert(header::FAILED_AT.into(), text(&chrono::Utc::now().to_rfc3339()));
+        if let Some(task_id) = &self.task_id {
+            headers.insert(header::TASK_ID.into(), text(task_id));
+        }
+        if let Some(spec) = &self.spec_name {
+            headers.insert(header::SPEC.into(), text(spec));
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// How the message reached the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterPath {
+    /// Republished with reason headers, original acked.
+    WithReason,
+    /// Our publish failed; the broker dead-lettered it on reject (reason in logs only).
+    BrokerReject,
+}
+
+impl InboundDelivery {
+    /// Moves this delivery to the dead-letter exchange with `reason`; see the module docs.
+    pub async fn dead_letter(
+        &self,
+        publisher: &ConfirmedPublisher,
+        dead_letter_exchange: &str,
+        reason: &DeadLetterReason,
+    ) -> Result<DeadLetterPath, AmqpError> {
+        let mut headers = self.headers();
+        reason.apply_to(&mut headers);
+        let published = publisher
+            .publish(Outgoing {
+                exchange: dead_letter_exchange,
+                routing_key: self.routing_key(),
+                body: self.body(),
+                headers: &headers,
+                mandatory: true,
+            })
+            .await;
+        match published {
+            Ok(()) => {
+                self.ack().await?;
+                Ok(DeadLetterPath::WithReason)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "dead-letter publish failed; rejecting for broker dead-lettering");
+                self.reject_to_dead_letter().await?;
+                Ok(DeadLetterPath::BrokerReject)
+            }
+        }
+    }
+}
+
+/// A message read from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub routing_key: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl DeadLetter {
+    /// A reason header as text, if present.
+    pub fn header_text(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| match v {
+            HeaderValue::Text(s) | HeaderValue::Other(s) => s.clone(),
+            HeaderValue::Int(i) => i.to_string(),
+            HeaderValue::Bool(b) => b.to_string(),
+        })
+    }
+}
+
+/// Reads up to `limit` messages from `queue` without removing them: they are fetched
+/// unacked on a private channel, which is then closed so the broker requeues them all.
+pub async fn browse_queue(
+    session: &AmqpSession,
+    queue: &str,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, AmqpError> {
+    let channel = session.channel().await?;
+    let mut letters = Vec::new();
+    while letters.len() < limit {
+        let got = channel
+            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(AmqpError::protocol(format!("reading queue '{queue}'")))?;
+        let Some(message) = got else { break };
+        let delivery = &message.delivery;
+        letters.push(DeadLetter {
+            routing_key: delivery.routing_key.as_str().to_string(),
+            headers: from_field_table(delivery.properties.headers().as_ref()),
+            body: String::from_utf8_lossy(&delivery.data).into_owned(),
+        });
+    }
+    // Closing with unacked messages returns them to the queue.
+    let close = channel.close(200, ShortString::from("browsed"));
+    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    Ok(letters)
+}

@@ -1,0 +1,114 @@
+//! Publishing with publisher confirms: a publish returns only once the broker has taken
+//! responsibility for the message (and, when `mandatory`, routed it somewhere).
+
+use futures_util::future::BoxFuture;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+
+use super::AmqpError;
+use super::headers::{HeaderMap, to_field_table};
+use crate::events::{Event, EventError, EventSink};
+
+/// AMQP delivery mode 2: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+/// A channel in confirm mode. Clones share the channel; lapin tracks each publish's
+/// confirm separately, so concurrent tasks can publish through one publisher.
+#[derive(Clone)]
+pub struct ConfirmedPublisher {
+    channel: Channel,
+}
+
+/// One message to publish.
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub headers: &'a HeaderMap,
+    /// Fail (rather than silently drop) when no queue is bound for the routing key.
+    pub mandatory: bool,
+}
+
+impl ConfirmedPublisher {
+    /// Opens a channel on `connection` and puts it in confirm mode.
+    pub async fn open(connection: &Connection) -> Result<Self, AmqpError> {
+        let channel = connection.create_channel().await.map_err(AmqpError::protocol("opening a channel"))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(AmqpError::protocol("enabling publisher confirms"))?;
+        Ok(ConfirmedPublisher { channel })
+    }
+
+    /// Publishes a persistent JSON message and waits for the broker's confirm.
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), AmqpError> {
+        let properties = BasicProperties::default()
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(PERSISTENT)
+            .with_headers(to_field_table(message.headers));
+        let operation = format!("publishing to exchange '{}'", message.exchange);
+        let confirm = self
+            .channel
+            .basic_publish(
+                ShortString::from(message.exchange),
+                ShortString::from(message.routing_key),
+                BasicPublishOptions { mandatory: message.mandatory, ..Default::default() },
+                message.body,
+                properties,
+            )
+            .await
+            .map_err(AmqpError::protocol(operation.clone()))?
+            .await
+            .map_err(AmqpError::protocol(operation))?;
+        let place = || (message.exchange.to_string(), message.routing_key.to_string());
+        match confirm {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                let (exchange, routing_key) = place();
+                Err(AmqpError::Unroutable { exchange, routing_key })
+            }
+            Confirmation::Nack(_) => {
+                let (exchange, routing_key) = place();
+                Err(AmqpError::Nacked { exchange, routing_key })
+            }
+        }
+    }
+}
+
+/// Publishes lifecycle events to the events exchange. Not `mandatory`: an events
+/// exchange with no mirror bound yet is a valid deployment, not an error.
+#[derive(Clone)]
+pub struct AmqpEventSink {
+    publisher: ConfirmedPublisher,
+    exchange: String,
+    masker: crate::secrets::Masker,
+}
+
+impl AmqpEventSink {
+    pub fn new(publisher: ConfirmedPublisher, exchange: String, masker: crate::secrets::Masker) -> Self {
+        AmqpEventSink { publisher, exchange, masker }
+    }
+}
+
+impl EventSink for AmqpEventSink {
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>> {
+        Box::pin(async move {
+            let error = |reason: String| EventError { event_type: event.event_type.name(), reason };
+            let body = serde_json::to_string(event).map_err(|e| error(e.to_string()))?;
+            let body = self.masker.mask(&body);
+            let mut headers = HeaderMap::new();
+            headers.insert("event_id".into(), super::HeaderValue::Text(event.event_id.clone()));
+            self.publisher
+                .publish(Outgoing {
+                    exchange: &self.exchange,
+                    routing_key: &event.event_type.routing_key(),
+                    body: body.as_bytes(),
+                    headers: &headers,
+                    mandatory: false,
+                })
+                .await
+                .map_err(|e| error(e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! Declaring the topology of DESIGN.md §2, idempotently, at start.
+//!
+//! Declarations with the same arguments are no-ops on the broker, so every worker
+//! declares everything it relies on; a mismatch (a queue declared elsewhere with other
+//! arguments) fails loudly with the broker's PRECONDITION_FAILED rather than running
+//! against a queue that would lose dead letters.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use super::AmqpError;
+
+/// The names of everything the worker declares; all configurable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyNames {
+    /// Topic exchange the Dispatcher publishes tasks to (`task.<skill>`).
+    pub task_exchange: String,
+    /// The quorum work queue this worker consumes.
+    pub work_queue: String,
+    /// Routing keys binding the work queue to the task exchange.
+    pub binding_keys: Vec<String>,
+    /// Exchange that receives tasks that did not complete.
+    pub dead_letter_exchange: String,
+    /// Quorum queue bound to the dead-letter exchange; operators inspect and replay it.
+    pub dead_letter_queue: String,
+    /// Topic exchange for lifecycle events.
+    pub events_exchange: String,
+    /// Exchange for operator commands (cancellation).
+    pub control_exchange: String,
+    /// Deliveries after which the broker dead-letters a message on its own: the safety
+    /// net for a message that crashes the worker every time it is processed.
+    pub delivery_limit: u32,
+}
+
+/// Declares exchanges, queues and bindings. Safe to call from every worker, every start.
+pub async fn declare_topology(channel: &Channel, names: &TopologyNames) -> Result<(), AmqpError> {
+    for (exchange, kind) in [
+        (&names.task_exchange, ExchangeKind::Topic),
+        (&names.dead_letter_exchange, ExchangeKind::Topic),
+        (&names.events_exchange, ExchangeKind::Topic),
+        (&names.control_exchange, ExchangeKind::Topic),
+    ] {
+        channel
+            .exchange_declare(
+                ShortString::from(exchange.as_str()),
+                kind,
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol(format!("declaring exchange '{exchange}'")))?;
+    }
+
+    let mut work_arguments = quorum_arguments();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    work_arguments.insert("x-dead-letter-exchange".into(), text(&names.dead_letter_exchange));
+    // Without at-least-once, a message can vanish between the work queue and the DLQ if
+    // the DLQ's leader is unavailable at that moment; at-least-once requires reject-publish.
+    work_arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    work_arguments.insert("x-overflow".into(), text("reject-publish"));
+    work_arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(names.delivery_limit as i32));
+    declare_queue(channel, &names.work_queue, work_arguments).await?;
+    for key in &names.binding_keys {
+        bind(channel, &names.work_queue, &names.task_exchange, key).await?;
+    }
+
+    declare_queue(channel, &names.dead_letter_queue, quorum_arguments()).await?;
+    bind(channel, &names.dead_letter_queue, &names.dead_letter_exchange, "#").await?;
+    Ok(())
+}
+
+fn quorum_arguments() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    arguments
+}
+
+async fn declare_queue(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), AmqpError> {
+    channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions { durable: true, ..Default::default() },
+            arguments,
+        )
+        .await
+        .map_err(AmqpError::protocol(format!("declaring queue '{queue}'")))?;
+    Ok(())
+}
+
+async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), AmqpError> {
+    channel
+        .queue_bind(
+            ShortString::from(queue),
+            ShortString::from(exchange),
+            ShortString::from(key),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(AmqpError::protocol(format!("binding queue '{queue}' to '{exchange}' with '{key}'")))
+}
