@@ -14,7 +14,7 @@ mod topology;
 pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
 pub use headers::{HeaderMap, HeaderValue};
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};
-pub use session::{AmqpSession, InboundDelivery, TaskConsumer};
+pub use session::{AmqpSession, ExchangeTap, InboundDelivery, TaskConsumer};
 pub use topology::{TopologyNames, declare_topology};
 
 /// A failure talking to the broker. Broker trouble is transient by nature: the message

@@ -116,3 +116,82 @@ impl InboundDelivery {
             .map_err(AmqpError::protocol("reject"))
     }
 }
+
+impl AmqpSession {
+    /// Deletes a private topology (demo, tests); see [`super::topology::delete_topology`].
+    pub async fn delete(&self, names: &TopologyNames) -> Result<(), AmqpError> {
+        let channel = self.channel().await?;
+        super::topology::delete_topology(&channel, names).await?;
+        let _ = channel.close(200, ShortString::from("deleted")).await;
+        Ok(())
+    }
+
+    /// Listens to `exchange` through a private, exclusive, auto-deleted queue bound with
+    /// `binding`: how the demo and tests watch the events a worker publishes.
+    pub async fn tap(&self, exchange: &str, binding: &str) -> Result<ExchangeTap, AmqpError> {
+        use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+        let channel = self.channel().await?;
+        let queue = channel
+            .queue_declare(
+                ShortString::from(""),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol("declaring a tap queue"))?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                ShortString::from(exchange),
+                ShortString::from(binding),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol(format!("binding a tap to '{exchange}'")))?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                ShortString::from(""),
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol("consuming a tap queue"))?;
+        Ok(ExchangeTap { consumer, _channel: channel })
+    }
+}
+
+/// Messages seen on an exchange, in the order the broker routed them.
+pub struct ExchangeTap {
+    consumer: Consumer,
+    _channel: Channel,
+}
+
+impl ExchangeTap {
+    /// The next message body, waiting at most `timeout`.
+    pub async fn next_body(&mut self, timeout: std::time::Duration) -> Option<Vec<u8>> {
+        match tokio::time::timeout(timeout, self.consumer.next()).await {
+            Ok(Some(Ok(delivery))) => Some(delivery.data),
+            _ => None,
+        }
+    }
+}
+
+impl AmqpSession {
+    /// Messages ready in `queue` (not counting unacked ones), via a passive declare.
+    pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        use lapin::options::QueueDeclareOptions;
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol(format!("inspecting queue '{queue}'")))?;
+        let _ = channel.close(200, ShortString::from("inspected")).await;
+        Ok(declared.message_count())
+    }
+}

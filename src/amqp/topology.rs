@@ -100,3 +100,53 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Resu
         .await
         .map_err(AmqpError::protocol(format!("binding queue '{queue}' to '{exchange}' with '{key}'")))
 }
+
+impl From<&crate::config::AmqpConfig> for TopologyNames {
+    fn from(config: &crate::config::AmqpConfig) -> Self {
+        TopologyNames {
+            task_exchange: config.task_exchange.clone(),
+            work_queue: config.work_queue.clone(),
+            binding_keys: config.binding_keys.clone(),
+            dead_letter_exchange: config.dead_letter_exchange.clone(),
+            dead_letter_queue: config.dead_letter_queue.clone(),
+            events_exchange: config.events_exchange.clone(),
+            control_exchange: config.control_exchange.clone(),
+            delivery_limit: config.delivery_limit,
+        }
+    }
+}
+
+/// Deletes everything [`declare_topology`] declares. For the demo and tests, which use
+/// names of their own; never called on a production topology.
+pub async fn delete_topology(channel: &Channel, names: &TopologyNames) -> Result<(), AmqpError> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    for queue in [&names.work_queue, &names.dead_letter_queue] {
+        channel
+            .queue_delete(ShortString::from(queue.as_str()), QueueDeleteOptions::default())
+            .await
+            .map_err(AmqpError::protocol(format!("deleting queue '{queue}'")))?;
+    }
+    for exchange in [&names.task_exchange, &names.dead_letter_exchange, &names.events_exchange, &names.control_exchange] {
+        channel
+            .exchange_delete(ShortString::from(exchange.as_str()), ExchangeDeleteOptions::default())
+            .await
+            .map_err(AmqpError::protocol(format!("deleting exchange '{exchange}'")))?;
+    }
+    Ok(())
+}
+
+impl TopologyNames {
+    /// A private topology whose every name carries `prefix`, for the demo and tests.
+    pub fn isolated(prefix: &str) -> Self {
+        TopologyNames {
+            task_exchange: format!("{prefix}.tasks.x"),
+            work_queue: format!("{prefix}.tasks"),
+            binding_keys: vec!["task.#".to_string()],
+            dead_letter_exchange: format!("{prefix}.dlx"),
+            dead_letter_queue: format!("{prefix}.dlq"),
+            events_exchange: format!("{prefix}.events"),
+            control_exchange: format!("{prefix}.control"),
+            delivery_limit: 5,
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `agent-runner playbook validate FILE`: errors name the line and the field.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PlaybookCommand {
+    /// Check a playbook file; prints its steps when valid.
+    Validate {
+        /// The playbook (YAML).
+        file: PathBuf,
+    },
+}
+
+pub fn run(command: PlaybookCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PlaybookCommand::Validate { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            match crate::playbook::parse_playbook(&text, &file.display().to_string()) {
+                Ok(playbook) => {
+                    println!("{}: valid playbook '{}' with {} step(s)", file.display(), playbook.name, playbook.steps.len());
+                    for step in &playbook.steps {
+                        println!("  - {}: {}", step.name, step.command);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("{error}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

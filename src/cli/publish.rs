@@ -1,0 +1,52 @@
+//! `agent-runner publish FILE`: enqueue a task as a Dispatcher would, with confirms.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
+use crate::config::RunnerConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The task message (JSON). It is validated first: an invalid task is not published.
+    pub file: PathBuf,
+    /// Publish even an invalid message (to exercise the dead-letter path).
+    #[arg(long)]
+    pub no_validate: bool,
+}
+
+pub async fn run(config: RunnerConfig, args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let routing_key = match crate::task::parse_task(&body) {
+        Ok(task) => task.routing_key(),
+        Err(_) if args.no_validate => "task.default".to_string(),
+        Err(error) => anyhow::bail!("{} is not a valid task: {error}", args.file.display()),
+    };
+    let names = TopologyNames::from(&config.amqp);
+    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner publish").await?;
+    session.declare(&names).await?;
+    publish_task(&session, &names, &routing_key, &body).await?;
+    println!("published to {} with key {routing_key}", names.task_exchange);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes a task body, mandatory and confirmed: it is either queued or an error.
+pub async fn publish_task(
+    session: &AmqpSession,
+    names: &TopologyNames,
+    routing_key: &str,
+    body: &[u8],
+) -> Result<(), crate::amqp::AmqpError> {
+    session
+        .publisher
+        .publish(Outgoing {
+            exchange: &names.task_exchange,
+            routing_key,
+            body,
+            headers: &HeaderMap::new(),
+            mandatory: true,
+        })
+        .await
+}

@@ -1,0 +1,32 @@
+//! `agent-runner worker`: consume tasks until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::amqp::TopologyNames;
+use crate::config::RunnerConfig;
+use crate::pipeline::RunnerSecrets;
+use crate::worker::{Worker, WorkerOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Tasks run at once (and the prefetch count).
+    #[arg(long)]
+    pub concurrency: Option<u64>,
+    /// Take one task, finish it, exit (for Kubernetes Jobs).
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
+    let worker = Worker::connect(&config, secrets, TopologyNames::from(&config.amqp)).await?;
+    let options = WorkerOptions {
+        concurrency: u16::try_from(config.amqp.concurrency).unwrap_or(u16::MAX),
+        stop_after: args.once.then_some(1),
+        consumer_tag: config.runner_id.clone(),
+    };
+    let report = Arc::new(worker).run(options, super::shutdown_signal()).await?;
+    tracing::info!(acked = report.acked, dead_lettered = report.dead_lettered, "worker stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,62 @@
+//! The upload step: diff, execution log, test results and run summary go to the
+//! artifact store, each announced with an `ArtifactUploaded` event. Runs after success
+//! and after failure alike, so a failed task leaves its evidence behind.
+
+use super::steps::RunState;
+use super::{RunContext, RunResult};
+use crate::artifacts::{ArtifactKey, ArtifactKind, StoredArtifact};
+use crate::error::{Classify, FailureKind, TaskFailure};
+use crate::events::EventType;
+
+/// Uploads every artifact and records them in `result`. The summary goes last, so it
+/// lists the others.
+pub async fn upload_all(ctx: &RunContext<'_>, state: &RunState, result: &mut RunResult) -> Result<(), TaskFailure> {
+    let masker = &ctx.runner.services.masker;
+    let diff = diff_text(state).await;
+    upload(ctx, ArtifactKind::Diff, masker.mask(&diff).into_bytes(), result).await?;
+
+    let tests = match &state.test_report {
+        Some(report) => serde_json::to_string_pretty(report),
+        None => serde_json::to_string_pretty(&serde_json::json!({ "success": false, "steps": [], "not_run": true })),
+    }
+    .map_err(|e| TaskFailure::new(FailureKind::ArtifactUpload, "upload", e.to_string()))?;
+    upload(ctx, ArtifactKind::Test, masker.mask(&tests).into_bytes(), result).await?;
+
+    if let Some(failure) = &result.error {
+        ctx.log.record("result", &format!("FAILED: {failure}"));
+    }
+    upload(ctx, ArtifactKind::Log, ctx.log.contents().into_bytes(), result).await?;
+
+    let summary = serde_json::to_string_pretty(&*result)
+        .map_err(|e| TaskFailure::new(FailureKind::ArtifactUpload, "upload", e.to_string()))?;
+    upload(ctx, ArtifactKind::Summary, masker.mask(&summary).into_bytes(), result).await
+}
+
+async fn upload(
+    ctx: &RunContext<'_>,
+    kind: ArtifactKind,
+    content: Vec<u8>,
+    result: &mut RunResult,
+) -> Result<(), TaskFailure> {
+    let key = ArtifactKey { spec_name: ctx.task.spec_name.clone(), task_id: ctx.task.task_id.clone(), kind };
+    let uri = ctx.runner.services.artifact_store.put(&key, &content).await.map_err(|e| e.to_failure("upload"))?;
+    let artifact = StoredArtifact { kind, uri, size_bytes: content.len() as u64 };
+    ctx.emit(EventType::ArtifactUploaded, kind.as_str(), serde_json::to_value(&artifact).unwrap_or_default()).await;
+    result.artifacts.push(artifact);
+    Ok(())
+}
+
+/// The task's changes against its base: the committed diff once committed, else
+/// whatever the workspace holds (so a failed task's partial work is still visible).
+async fn diff_text(state: &RunState) -> String {
+    let (Some(path), Some(workspace)) = (state.workspace_path(), state.workspace.as_ref()) else {
+        return String::new();
+    };
+    let base = workspace.base_commit.clone();
+    let diff = tokio::task::spawn_blocking(move || crate::git::diff_since(&path, &base)).await;
+    match diff {
+        Ok(Ok(text)) => text,
+        Ok(Err(error)) => format!("(diff unavailable: {error})\n"),
+        Err(join) => format!("(diff unavailable: {join})\n"),
+    }
+}

@@ -1,0 +1,101 @@
+//! Building a [`Runner`] from configuration: the seed's programmatic entry point
+//! (`RunnerOrchestrator(config)`), also what the CLI uses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use super::{Runner, RunnerServices, RunnerSettings};
+use crate::artifacts::{ArtifactStore, FileStore};
+use crate::config::{ArtifactStoreLocation, ConfigError, RunnerConfig, read_secret};
+use crate::events::EventSink;
+use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
+use crate::llm::LlmSettings;
+use crate::secrets::Masker;
+
+/// Repair rounds when the configuration sets none: two more chances for the model to
+/// fix failing tests, a common sweet spot between cost and success rate.
+pub const DEFAULT_REPAIR_ROUNDS: u32 = 2;
+
+/// Why a runner could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("artifact store: {0}")]
+    ArtifactStore(String),
+}
+
+/// The secrets a runner holds, read once at start from the environment or `*_FILE`.
+pub struct RunnerSecrets {
+    pub git_token: Option<SecretString>,
+    pub llm_api_key: Option<SecretString>,
+}
+
+impl RunnerSecrets {
+    /// Reads the variables the configuration names.
+    pub fn from_env(config: &RunnerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(RunnerSecrets {
+            git_token: read_secret(&config.git.token_env_var, env)?,
+            llm_api_key: read_secret(&config.llm.api_key_env_var, env)?,
+        })
+    }
+}
+
+impl Runner {
+    /// Builds a runner from `config`, publishing events to `events`.
+    pub fn from_config(
+        config: &RunnerConfig,
+        secrets: RunnerSecrets,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Runner, AssembleError> {
+        let masker = if config.logging.mask_secrets {
+            Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()])
+        } else {
+            Masker::default()
+        };
+        let artifact_store: Arc<dyn ArtifactStore> = match &config.services.artifact_store {
+            ArtifactStoreLocation::Filesystem(root) => Arc::new(FileStore::new(absolute(root))),
+            other => {
+                return Err(AssembleError::ArtifactStore(format!(
+                    "{other:?} is not available in this build; use a file:// store"
+                )));
+            }
+        };
+        let services = RunnerServices {
+            artifact_store,
+            events,
+            slot_pool: LocalSlotPool::new(absolute(&config.pool_dir)),
+            git_credentials: match secrets.git_token {
+                Some(token) => GitCredentials::with_token(token),
+                None => GitCredentials::anonymous(),
+            },
+            git_author: GitAuthor { name: config.git.author_name.clone(), email: config.git.author_email.clone() },
+            llm: LlmSettings {
+                endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
+                model: config.llm.model.clone(),
+                api_key: secrets.llm_api_key,
+                timeout: config.llm.timeout,
+                retry_count: config.retry.llm,
+            },
+            masker,
+        };
+        let settings = RunnerSettings {
+            runner_id: config.runner_id.clone(),
+            default_timeout: config.default_timeout,
+            playbooks_dir: config.playbooks_dir.clone(),
+            default_step_timeout: config.playbook.default_step_timeout,
+            output_cap_bytes: config.playbook.output_cap_bytes,
+            allow_inline_playbooks: config.playbook.allow_inline,
+            repair_rounds: DEFAULT_REPAIR_ROUNDS,
+            variables: BTreeMap::new(),
+        };
+        Ok(Runner::new(services, settings))
+    }
+}
+
+/// Slots and artifacts must not depend on the directory a child process runs in.
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,135 @@
+//! One task, end to end: the seed's `RunnerOrchestrator`.
+//!
+//! [`Runner::run`] takes a validated [`Task`] through slot → workspace → implement →
+//! test (with repair rounds) → commit → push → artifacts, publishing lifecycle events
+//! on the way, and returns a [`RunResult`]: success or a classified failure. It never
+//! touches the delivery: settling is the worker's job, from the result.
+//!
+//! Each step lives in its own file and returns an outcome; this file only sequences
+//! them, bounds the whole run by the task deadline, and makes sure a failure still
+//! leaves its artifacts and its `TaskFailed` event behind.
+
+mod artifacts_step;
+mod assemble;
+mod log;
+mod metrics;
+mod result;
+mod run_context;
+mod steps;
+
+pub use assemble::{AssembleError, DEFAULT_REPAIR_ROUNDS, RunnerSecrets};
+pub use log::ExecutionLog;
+pub use metrics::{MetricsSampler, RunMetrics};
+pub use result::{RunResult, StepTiming};
+pub use run_context::RunContext;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::artifacts::ArtifactStore;
+use crate::error::{FailureKind, TaskFailure};
+use crate::events::{EventSink, EventType};
+use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
+use crate::llm::LlmSettings;
+use crate::secrets::Masker;
+use crate::task::Task;
+
+/// Everything a runner needs, built once per process and shared by all tasks.
+pub struct RunnerServices {
+    pub artifact_store: Arc<dyn ArtifactStore>,
+    pub events: Arc<dyn EventSink>,
+    pub slot_pool: LocalSlotPool,
+    pub git_credentials: GitCredentials,
+    pub git_author: GitAuthor,
+    pub llm: LlmSettings,
+    pub masker: Masker,
+}
+
+/// The knobs of a run that come from configuration.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub runner_id: String,
+    /// Used when the message sets no `timeout_seconds`.
+    pub default_timeout: Duration,
+    pub playbooks_dir: PathBuf,
+    pub default_step_timeout: Duration,
+    pub output_cap_bytes: usize,
+    /// Whether a message may carry a whole playbook (commands!) inline.
+    pub allow_inline_playbooks: bool,
+    /// How many times failing test output goes back to the model before giving up.
+    pub repair_rounds: u32,
+    /// Variables for playbook conditions, from the config (`lint_enabled`, ...).
+    pub variables: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs tasks. One per process; `run` may be called concurrently.
+pub struct Runner {
+    pub services: RunnerServices,
+    pub settings: RunnerSettings,
+}
+
+/// Failure artifacts and the final event get this long beyond the task deadline, so a
+/// timed-out task still leaves its evidence behind, without hanging forever on a dead store.
+const WRAP_UP_BUDGET: Duration = Duration::from_secs(60);
+
+impl Runner {
+    pub fn new(services: RunnerServices, settings: RunnerSettings) -> Self {
+        Runner { services, settings }
+    }
+
+    /// Runs `task` (delivery attempt `attempt`, starting at 1) to completion or failure.
+    /// `cancel` stops it early (shutdown); the task's own deadline is applied here.
+    #[tracing::instrument(skip_all, fields(task_id = %task.task_id, spec = %task.spec_name, attempt))]
+    pub async fn run(&self, task: &Task, attempt: u32, cancel: &CancellationToken) -> RunResult {
+        let started = Instant::now();
+        let sampler = MetricsSampler::start();
+        let ctx = RunContext::new(self, task, attempt, cancel.child_token());
+        ctx.emit(EventType::TaskStarted, "", serde_json::json!({ "title": task.title, "metadata": task.metadata }))
+            .await;
+
+        let timeout = Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
+        let mut state = steps::RunState::default();
+        let outcome = tokio::select! {
+            outcome = steps::run_steps(&ctx, &mut state) => outcome,
+            () = tokio::time::sleep(timeout) => Err(TaskFailure::new(
+                FailureKind::Timeout,
+                ctx.current_step().as_str(),
+                format!("the task did not finish within {} seconds", timeout.as_secs()),
+            )),
+        };
+        // Whatever is still running for this task (a test command) is stopped now.
+        ctx.cancel.cancel();
+
+        let mut result = RunResult::begin(task, &self.settings.runner_id, attempt, &state, ctx.timings());
+        result.error = outcome.err().map(|f| TaskFailure { message: self.services.masker.mask(&f.message), ..f });
+        result.success = result.error.is_none();
+        let wrap_up = artifacts_step::upload_all(&ctx, &state, &mut result);
+        match tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await {
+            Ok(Ok(())) => {}
+            Ok(Err(upload_failure)) => {
+                result.success = false;
+                result.error.get_or_insert(upload_failure);
+            }
+            Err(_) => {
+                result.success = false;
+                result.error.get_or_insert(TaskFailure::new(
+                    FailureKind::ArtifactUpload,
+                    "upload",
+                    "artifact upload did not finish in time",
+                ));
+            }
+        }
+        result.duration_seconds = started.elapsed().as_secs_f64();
+        result.metrics = sampler.finish();
+
+        let (event, data) = match &result.error {
+            None => (EventType::TaskCompleted, result.completion_event_data()),
+            Some(failure) => (EventType::TaskFailed, result.failure_event_data(failure)),
+        };
+        ctx.emit(event, "", data).await;
+        result
+    }
+}

@@ -1,0 +1,97 @@
+//! The per-task context the steps share: the task, its cancellation token, its event
+//! subject, its execution log and the step timings.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{ExecutionLog, Runner, StepTiming};
+use crate::error::TaskFailure;
+use crate::events::{EventSubject, EventType};
+use crate::task::Task;
+
+/// One task run in progress.
+pub struct RunContext<'a> {
+    pub runner: &'a Runner,
+    pub task: &'a Task,
+    pub attempt: u32,
+    /// Cancelled on shutdown or when the task deadline passes; steps pass it down to
+    /// whatever they run so nothing outlives the task.
+    pub cancel: CancellationToken,
+    pub log: ExecutionLog,
+    subject: EventSubject,
+    timings: Mutex<Vec<StepTiming>>,
+    current_step: Mutex<String>,
+}
+
+impl<'a> RunContext<'a> {
+    pub fn new(runner: &'a Runner, task: &'a Task, attempt: u32, cancel: CancellationToken) -> Self {
+        RunContext {
+            runner,
+            task,
+            attempt,
+            cancel,
+            log: ExecutionLog::new(runner.services.masker.clone()),
+            subject: EventSubject {
+                task_id: Some(task.task_id.clone()),
+                spec_name: Some(task.spec_name.clone()),
+                runner_id: runner.settings.runner_id.clone(),
+                attempt,
+            },
+            timings: Mutex::new(Vec::new()),
+            current_step: Mutex::new("validate".to_string()),
+        }
+    }
+
+    /// Publishes a lifecycle event. A failed publish is logged, not fatal: the work and
+    /// its artifacts matter more than one missing event (the mirror reconciles).
+    pub async fn emit(&self, event_type: EventType, discriminator: &str, data: serde_json::Value) {
+        let event = self.subject.event(event_type, discriminator, data);
+        self.log.record("event", &format!("{} {}", event_type.name(), discriminator));
+        if let Err(error) = self.runner.services.events.publish(&event).await {
+            tracing::warn!(%error, "lifecycle event not published");
+        }
+    }
+
+    /// Runs one named step: `StepStarted`/`StepCompleted` events, a log entry, a timing.
+    pub async fn step<T>(
+        &self,
+        name: &str,
+        work: impl Future<Output = Result<T, TaskFailure>>,
+    ) -> Result<T, TaskFailure> {
+        if let Ok(mut current) = self.current_step.lock() {
+            *current = name.to_string();
+        }
+        if self.cancel.is_cancelled() {
+            return Err(TaskFailure::new(crate::error::FailureKind::Timeout, name, "the task was stopped"));
+        }
+        self.emit(EventType::StepStarted, name, serde_json::json!({ "step": name })).await;
+        self.log.record(name, "started");
+        let started = Instant::now();
+        let outcome = work.await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let ok = outcome.is_ok();
+        match &outcome {
+            Ok(_) => self.log.record(name, &format!("completed in {duration_ms} ms")),
+            Err(failure) => self.log.record(name, &format!("failed after {duration_ms} ms: {failure}")),
+        }
+        if let Ok(mut timings) = self.timings.lock() {
+            timings.push(StepTiming { step: name.to_string(), duration_ms, ok });
+        }
+        let data = serde_json::json!({ "step": name, "duration_ms": duration_ms, "ok": ok });
+        self.emit(EventType::StepCompleted, name, data).await;
+        outcome
+    }
+
+    /// The step running now (or last run), for timeout attribution.
+    pub fn current_step(&self) -> String {
+        self.current_step.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The timings of the steps run so far.
+    pub fn timings(&self) -> Vec<StepTiming> {
+        self.timings.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}

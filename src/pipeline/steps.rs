@@ -1,0 +1,248 @@
+//! The pipeline's steps, in order. Each step is a function returning an outcome; the
+//! state they build up (slot, workspace, implementation, test report, commit) is kept in
+//! [`RunState`] so that a failure at any point still knows what to report and upload.
+
+use std::path::PathBuf;
+
+use super::RunContext;
+use crate::error::{Classify, FailureKind, TaskFailure};
+use crate::git::{self, CommitInfo, CommitRequest, GitRemote, PreparedWorkspace, SlotLease};
+use crate::llm::{self, ImplementRequest, ImplementationResult, RepoViewBudget};
+use crate::playbook::{self, PlaybookReport, PlaybookRun, PlaybookSpec};
+use crate::task::PlaybookRequest;
+
+/// What the steps have produced so far.
+#[derive(Default)]
+pub struct RunState {
+    /// Held for the whole run (artifact upload reads the workspace); dropping it
+    /// releases the slot.
+    pub slot: Option<SlotLease>,
+    pub remote: Option<GitRemote>,
+    pub workspace: Option<PreparedWorkspace>,
+    pub implementation: Option<ImplementationResult>,
+    pub test_report: Option<PlaybookReport>,
+    pub playbook_source: Option<String>,
+    pub commit: Option<CommitInfo>,
+    pub pushed: bool,
+}
+
+impl RunState {
+    /// The workspace directory, once a slot is held.
+    pub fn workspace_path(&self) -> Option<PathBuf> {
+        self.slot.as_ref().map(|s| s.path.clone())
+    }
+}
+
+/// Runs every step in order, stopping at the first failure.
+pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(), TaskFailure> {
+    let (slot, remote) = ctx.step("slot", acquire_slot(ctx)).await?;
+    let path = slot.path.clone();
+    state.slot = Some(slot);
+    state.remote = Some(remote.clone());
+
+    let workspace = ctx.step("workspace", prepare_workspace(ctx, path.clone(), remote.clone())).await?;
+    let branch = workspace.branch.clone();
+    state.workspace = Some(workspace);
+
+    let resolved = resolve_playbook(ctx, &path)?;
+    state.playbook_source = Some(resolved.source.clone());
+    ctx.log.record("test", &format!("playbook: {}", resolved.source));
+
+    let mut previous_failure = None;
+    let rounds = ctx.runner.settings.repair_rounds;
+    for round in 0..=rounds {
+        let implementation = ctx.step("implement", implement(ctx, &path, previous_failure.take(), round)).await?;
+        state.implementation = Some(merge_rounds(state.implementation.take(), implementation));
+
+        let report = ctx.step("test", run_tests(ctx, &resolved.playbook, &path)).await?;
+        let passed = report.success;
+        let summary = report.failure_summary();
+        state.test_report = Some(report);
+        if passed {
+            break;
+        }
+        let failure_text = summary.unwrap_or_else(|| "the playbook failed".to_string());
+        if round == rounds {
+            return Err(TaskFailure::new(
+                FailureKind::TestExecution,
+                "test",
+                format!("tests still failing after {rounds} repair round(s): {failure_text}"),
+            ));
+        }
+        previous_failure = Some(failure_text);
+    }
+
+    let commit = ctx.step("commit", commit(ctx, path.clone())).await?;
+    state.commit = Some(commit.clone());
+    ctx.step("push", push(ctx, path, remote, branch)).await?;
+    state.pushed = true;
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    step: &str,
+    work: impl FnOnce() -> Result<T, git::GitError> + Send + 'static,
+) -> Result<T, TaskFailure> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(outcome) => outcome.map_err(|e| e.to_failure(step)),
+        Err(join) => Err(TaskFailure::new(FailureKind::WorkspacePreparation, step, format!("git worker panicked: {join}"))),
+    }
+}
+
+async fn acquire_slot(ctx: &RunContext<'_>) -> Result<(SlotLease, GitRemote), TaskFailure> {
+    let task = ctx.task;
+    let credentials = ctx.runner.services.git_credentials.clone();
+    if let Some(slot) = &task.slot {
+        let lease = SlotLease::preallocated(slot.slot_id.clone(), slot.slot_path.clone());
+        let url = match &task.repo_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = slot.slot_path.clone();
+                blocking("slot", move || git::origin_url(&path)).await?
+            }
+        };
+        let remote = GitRemote::new(url, credentials).map_err(|e| e.to_failure("slot"))?;
+        return Ok((lease, remote));
+    }
+    let url = task.repo_url.clone().unwrap_or_default();
+    let remote = GitRemote::new(url, credentials).map_err(|e| e.to_failure("slot"))?;
+    let pool = ctx.runner.services.slot_pool.clone();
+    let for_pool = remote.clone();
+    let lease = blocking("slot", move || pool.acquire(&for_pool)).await?;
+    ctx.log.record("slot", &format!("slot {} at {}", lease.slot_id, lease.path.display()));
+    Ok((lease, remote))
+}
+
+async fn prepare_workspace(
+    ctx: &RunContext<'_>,
+    path: PathBuf,
+    remote: GitRemote,
+) -> Result<PreparedWorkspace, TaskFailure> {
+    let branch = git::sanitize_branch_name(&ctx.task.branch_name()).map_err(|e| {
+        TaskFailure::new(FailureKind::Validation, "workspace", e.to_string())
+    })?;
+    let base = ctx.task.base_branch.clone();
+    let prepared = blocking("workspace", move || git::prepare_workspace(&path, &remote, &base, &branch)).await?;
+    ctx.log.record("workspace", &format!("branch {} at {}", prepared.branch, prepared.base_commit));
+    Ok(prepared)
+}
+
+fn resolve_playbook(ctx: &RunContext<'_>, workspace: &std::path::Path) -> Result<playbook::ResolvedPlaybook, TaskFailure> {
+    let spec = match &ctx.task.playbook {
+        None => None,
+        Some(PlaybookRequest::Named(name)) => Some(PlaybookSpec::Named(name.clone())),
+        Some(PlaybookRequest::Inline(_)) if !ctx.runner.settings.allow_inline_playbooks => {
+            return Err(TaskFailure::new(
+                FailureKind::Validation,
+                "test",
+                "playbook: inline playbooks are disabled by configuration (playbook.allow_inline)",
+            ));
+        }
+        Some(PlaybookRequest::Inline(value)) => Some(PlaybookSpec::Inline(value.clone())),
+    };
+    playbook::resolve_playbook(
+        spec.as_ref(),
+        ctx.task.required_skill.as_deref(),
+        &ctx.runner.settings.playbooks_dir,
+        workspace,
+    )
+    .map_err(|e| e.to_failure("test"))
+}
+
+async fn implement(
+    ctx: &RunContext<'_>,
+    workspace: &std::path::Path,
+    previous_failure: Option<String>,
+    round: u32,
+) -> Result<ImplementationResult, TaskFailure> {
+    let task = ctx.task;
+    let repo_view = llm::repo_view(workspace, RepoViewBudget::default()).map_err(|e| {
+        TaskFailure::new(FailureKind::Implementation, "implement", format!("cannot read the workspace: {e}"))
+    })?;
+    let request = ImplementRequest {
+        title: task.title.clone(),
+        description: task.description.clone(),
+        acceptance_criteria: task.acceptance_criteria.clone(),
+        dependencies: task.dependencies.clone(),
+        test_command_hint: None,
+        repo_view,
+        previous_failure: previous_failure.map(|f| ctx.runner.services.masker.mask(&f)),
+    };
+    let result = llm::implement(&request, workspace, &ctx.runner.services.llm)
+        .await
+        .map_err(|e| e.to_failure("implement"))?;
+    ctx.log.record(
+        "implement",
+        &format!(
+            "round {round}: model {} changed {:?} ({} tokens): {}",
+            result.llm_model, result.files_changed, result.tokens_used, result.explanation
+        ),
+    );
+    Ok(result)
+}
+
+/// Adds up token usage over repair rounds; files changed are the union.
+fn merge_rounds(previous: Option<ImplementationResult>, latest: ImplementationResult) -> ImplementationResult {
+    let Some(mut total) = previous else { return latest };
+    total.prompt_tokens += latest.prompt_tokens;
+    total.completion_tokens += latest.completion_tokens;
+    total.tokens_used += latest.tokens_used;
+    total.rounds += latest.rounds;
+    for file in latest.files_changed {
+        if !total.files_changed.contains(&file) {
+            total.files_changed.push(file);
+        }
+    }
+    total.explanation = latest.explanation;
+    total.llm_model = latest.llm_model;
+    total
+}
+
+async fn run_tests(
+    ctx: &RunContext<'_>,
+    playbook: &playbook::Playbook,
+    workspace: &std::path::Path,
+) -> Result<PlaybookReport, TaskFailure> {
+    let settings = &ctx.runner.settings;
+    let mut variables = settings.variables.clone();
+    variables.insert("task.id".into(), ctx.task.task_id.clone());
+    variables.insert("task.spec_name".into(), ctx.task.spec_name.clone());
+    variables.insert("task.required_skill".into(), ctx.task.required_skill.clone().unwrap_or_default());
+    let run = PlaybookRun {
+        workdir: workspace,
+        variables: &variables,
+        default_step_timeout: settings.default_step_timeout,
+        output_cap_bytes: settings.output_cap_bytes,
+        cancel: &ctx.cancel,
+    };
+    let report = playbook::run_playbook(playbook, &run).await;
+    for step in &report.steps {
+        ctx.log.record("test", &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail));
+    }
+    Ok(report)
+}
+
+async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskFailure> {
+    let message = ctx.task.commit_subject();
+    let task_id = ctx.task.task_id.clone();
+    let runner_id = ctx.runner.settings.runner_id.clone();
+    let author = ctx.runner.services.git_author.clone();
+    let committed = blocking("commit", move || {
+        git::commit_all(
+            &path,
+            &CommitRequest { message: &message, task_id: &task_id, runner_id: Some(&runner_id), author: &author },
+        )
+    })
+    .await?;
+    let info = committed.ok_or_else(|| {
+        TaskFailure::new(FailureKind::Implementation, "commit", "the implementation left no change to commit")
+    })?;
+    ctx.log.record("commit", &format!("commit {} ({} files)", info.id, info.files_changed.len()));
+    Ok(info)
+}
+
+async fn push(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote, branch: String) -> Result<(), TaskFailure> {
+    let pushed = blocking("push", move || git::push_branch(&path, &remote, &branch)).await?;
+    ctx.log.record("push", &format!("pushed {pushed:?}"));
+    Ok(())
+}
