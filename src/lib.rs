@@ -1,14 +1,24 @@
 //! agent-runner: the stateless NecroCode worker.
 //!
 //! Reading order: `error` (the failure vocabulary), `task` (the message model, pure),
-//! `config`, `process` and `playbook` (running commands), `git` (slots, workspaces,
-//! commit and push), `llm` (the implementation step), `artifacts`, `events`, `amqp`
-//! (the only module that speaks to RabbitMQ), `pipeline` (one task, end to end),
-//! `worker` (the delivery loop), `cli`.
+//! `config`, `secrets`, `process` and `playbook` (running commands), `git` (slots,
+//! workspaces, commit and push), `llm` (the implementation step), `artifacts`,
+//! `events`, `amqp` (the only module that speaks to RabbitMQ), `pipeline` (one task,
+//! end to end), `worker` (the delivery loop), `cli` and `demo`.
 
 pub mod amqp;
 pub mod artifacts;
+pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod error;
 pub mod events;
+pub mod git;
+pub mod llm;
+pub mod pipeline;
+pub mod playbook;
+pub mod process;
 pub mod secrets;
 pub mod task;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,26 @@
+//! Git for one task: a pool of reusable clones (slots), preparing a slot on the base
+//! branch, committing the agent's work, and pushing the task branch.
+//!
+//! Everything here is synchronous libgit2 work; async callers wrap each call in
+//! `tokio::task::spawn_blocking`. Remotes may be HTTPS URLs (token via
+//! [`GitCredentials`]), `file://` URLs or plain paths (tests use local bare repositories).
+//!
+//! Order of use: [`LocalSlotPool::acquire`] → [`sanitize_branch_name`] →
+//! [`prepare_workspace`] → (agent edits, tests run) → [`commit_all`] → [`diff_since`] →
+//! [`push_branch`]. [`remote_branch_commit`] answers "was this already pushed?".
+
+mod branch_name;
+mod commit;
+mod credentials;
+mod error;
+mod push;
+mod slot;
+mod workspace;
+
+pub use branch_name::sanitize_branch_name;
+pub use commit::{CommitInfo, CommitRequest, GitAuthor, changed_files, commit_all, diff_since};
+pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};
+pub use error::{GitDetail, GitError, redact_text, redact_url};
+pub use push::{PushOutcome, push_branch, remote_branch_commit};
+pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};
+pub use workspace::{PreparedWorkspace, prepare_workspace};

@@ -1,0 +1,185 @@
+//! Bringing a slot to a pristine state for one task: fetch, hard reset to the remote base
+//! branch, remove every untracked and ignored file, and create the task branch.
+//!
+//! A reused slot holds whatever the previous task left (edits, build output, a half-done
+//! merge, even a rewritten `.git/config`), so nothing in it is trusted: origin is pinned
+//! back to the task's URL and the tree is forced to the fetched base commit.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{
+    AutotagOption, ErrorCode, FetchOptions, FetchPrune, Reference, Repository, ResetType, Status,
+    StatusOptions,
+};
+
+use super::credentials::GitRemote;
+use super::error::GitError;
+
+/// Fetches every branch of the remote into `refs/remotes/origin/*`, overwriting local
+/// tracking refs even on non-fast-forward (the remote is the truth).
+const FETCH_ALL_HEADS: &str = "+refs/heads/*:refs/remotes/origin/*";
+
+/// A slot ready for the implementation step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedWorkspace {
+    /// Hex id of the base commit the task branch starts from.
+    pub base_commit: String,
+    /// The checked-out task branch.
+    pub branch: String,
+    pub path: PathBuf,
+}
+
+/// Resets the clone at `path` to `origin/<base_branch>` and checks out a fresh
+/// `branch_name` there (replacing any old branch of that name). `branch_name` is expected
+/// to come from [`super::sanitize_branch_name`]; it is only validated here.
+pub fn prepare_workspace(
+    path: &Path,
+    remote: &GitRemote,
+    base_branch: &str,
+    branch_name: &str,
+) -> Result<PreparedWorkspace, GitError> {
+    validate_branch(base_branch, "base branch is not a valid git reference name")?;
+    validate_branch(branch_name, "task branch is not a valid git reference name")?;
+    if branch_name == base_branch {
+        return Err(GitError::InvalidBranchName {
+            raw: branch_name.to_string(),
+            reason: "task branch must differ from the base branch",
+        });
+    }
+    let repo = open(path)?;
+    remove_stale_index_lock(&repo);
+    fetch(&repo, remote)?;
+    let base = base_commit(&repo, remote, base_branch)?;
+    reset_to(&repo, &base)?;
+    clean_untracked(&repo, path)?;
+    for name in [base_branch, branch_name] {
+        let branch_error = |e: git2::Error| GitError::Branch { branch: name.to_string(), detail: e.into() };
+        repo.branch(name, &base, true).map_err(branch_error)?;
+    }
+    let head_ref = format!("refs/heads/{branch_name}");
+    // The tree is already at `base`: moving HEAD onto the new branch is the checkout.
+    repo.set_head(&head_ref).map_err(|e| GitError::Checkout { what: head_ref, detail: e.into() })?;
+    Ok(PreparedWorkspace {
+        base_commit: base.id().to_string(),
+        branch: branch_name.to_string(),
+        path: path.to_path_buf(),
+    })
+}
+
+fn validate_branch(name: &str, reason: &'static str) -> Result<(), GitError> {
+    if Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        Ok(())
+    } else {
+        Err(GitError::InvalidBranchName { raw: name.to_string(), reason })
+    }
+}
+
+pub(crate) fn open(path: &Path) -> Result<Repository, GitError> {
+    Repository::open(path).map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() })
+}
+
+/// Points `origin` (fetch and push) back at the task's URL and returns it. The agent runs
+/// inside the checkout and may have rewritten the remote; the credentials callback also
+/// refuses foreign hosts, this keeps the data itself going to the right place.
+pub(crate) fn pin_origin<'r>(
+    repo: &'r Repository,
+    remote: &GitRemote,
+) -> Result<git2::Remote<'r>, git2::Error> {
+    match repo.find_remote("origin") {
+        Ok(existing) => {
+            if existing.url_bytes() != remote.url().as_bytes() {
+                repo.remote_set_url("origin", remote.url())?;
+            }
+            // libgit2 errors when deleting a key that is not there.
+            if existing.pushurl_bytes().is_some() {
+                repo.remote_set_pushurl("origin", None)?;
+            }
+            repo.find_remote("origin")
+        }
+        Err(e) if e.code() == ErrorCode::NotFound => repo.remote("origin", remote.url()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A crash during an index write leaves `index.lock`, which blocks every later write. The
+/// slot lock guarantees nobody else is using this clone, so any index lock is stale.
+fn remove_stale_index_lock(repo: &Repository) {
+    let lock = repo.path().join("index.lock");
+    if lock.exists() && std::fs::remove_file(&lock).is_ok() {
+        tracing::warn!(path = %lock.display(), "removed stale index lock");
+    }
+}
+
+fn fetch(repo: &Repository, remote: &GitRemote) -> Result<(), GitError> {
+    let fetch_error = |e: git2::Error| GitError::Fetch { url: remote.redacted_url(), detail: e.into() };
+    let mut origin = pin_origin(repo, remote).map_err(fetch_error)?;
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(remote.callbacks()).prune(FetchPrune::On).download_tags(AutotagOption::None);
+    origin.fetch(&[FETCH_ALL_HEADS], Some(&mut options), None).map_err(fetch_error)
+}
+
+fn base_commit<'r>(
+    repo: &'r Repository,
+    remote: &GitRemote,
+    base_branch: &str,
+) -> Result<git2::Commit<'r>, GitError> {
+    let tracking = format!("refs/remotes/origin/{base_branch}");
+    let missing =
+        || GitError::MissingBaseBranch { branch: base_branch.to_string(), url: remote.redacted_url() };
+    let reference = repo.find_reference(&tracking).map_err(|e| match e.code() {
+        ErrorCode::NotFound => missing(),
+        _ => GitError::Checkout { what: tracking.clone(), detail: e.into() },
+    })?;
+    reference.peel_to_commit().map_err(|e| GitError::Checkout { what: tracking, detail: e.into() })
+}
+
+/// Detaches HEAD at `base` and hard-resets index and tree to it, dropping any merge or
+/// rebase in progress. Detaching first lets the base and task branches be force-moved
+/// afterwards even when one of them is the current branch.
+fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> {
+    let checkout_error =
+        |e: git2::Error| GitError::Checkout { what: base.id().to_string(), detail: e.into() };
+    repo.cleanup_state().map_err(checkout_error)?;
+    repo.set_head_detached(base.id()).map_err(checkout_error)?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout.force().remove_untracked(true).remove_ignored(true);
+    repo.reset(base.as_object(), ResetType::Hard, Some(&mut checkout)).map_err(checkout_error)
+}
+
+/// `git clean -fdx`: deletes every untracked and ignored path git still reports after the
+/// reset. Untracked directories are reported (and removed) whole. Symlinks are removed,
+/// never followed.
+fn clean_untracked(repo: &Repository, workdir: &Path) -> Result<(), GitError> {
+    let mut options = StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(true)
+        .recurse_ignored_dirs(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(|e| GitError::Checkout { what: "working tree status".to_string(), detail: e.into() })?;
+    for entry in statuses.iter().filter(|e| e.status().intersects(Status::WT_NEW | Status::IGNORED)) {
+        let relative = Path::new(OsStr::from_bytes(entry.path_bytes()));
+        // libgit2 reports paths relative to the workdir; refuse anything that is not.
+        if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            continue;
+        }
+        remove_path(&workdir.join(relative))?;
+    }
+    Ok(())
+}
+
+fn remove_path(path: &Path) -> Result<(), GitError> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    removed.map_err(|source| GitError::Clean { path: path.to_path_buf(), source })
+}
