@@ -6,4 +6,5 @@
 //! (the only module that speaks to RabbitMQ), `pipeline` (one task, end to end),
 //! `worker` (the delivery loop), `cli`.
 
+pub mod config;
 pub mod error;
