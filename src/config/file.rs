@@ -1,0 +1,189 @@
+//! The YAML config file (`--config`): its raw shape, read and parsed.
+//!
+//! These structs only deserialise. Every field is optional, so a file sets any subset;
+//! unknown keys are refused with the parser's line and column and the list of expected
+//! keys. Secrets and the seed's Docker/Kubernetes keys are refused with a message saying
+//! where they belong (see `reject`). Value checks happen in `file_apply`, by the rules
+//! shared with the other layers. The raw structs have no `Debug`: `amqp.url` may hold a
+//! password.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::reject;
+
+/// The whole file.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `local-process`, `sandbox` or `docker` (`kubernetes` is refused: it is a deployment).
+    pub execution_mode: Option<String>,
+    /// Task Registry base URL (http/https); unset: events go to the exchange only.
+    pub task_registry_url: Option<String>,
+    /// Repo Pool Manager base URL (http/https); unset: the local slot pool.
+    pub repo_pool_url: Option<String>,
+    /// Artifact store: `file:///abs/dir`, an http(s) Artifact Store, or `s3://bucket/prefix`.
+    pub artifact_store_url: Option<String>,
+    /// The LLM endpoint.
+    pub llm: Option<RawLlm>,
+    /// Task timeout in seconds, unless the task message sets one.
+    pub default_timeout_seconds: Option<u64>,
+    /// Retries of git operations (fetch, push).
+    pub git_retry_count: Option<u64>,
+    /// Retries of calls to the REST services.
+    pub network_retry_count: Option<u64>,
+    /// Retries of LLM requests (rate limits, 5xx).
+    pub llm_retry_count: Option<u64>,
+    /// Memory limit for playbook processes, in MiB.
+    pub max_memory_mb: Option<u64>,
+    /// CPU limit for playbook processes, 100 per core.
+    pub max_cpu_percent: Option<u64>,
+    /// trace, debug, info, warn or error (any case).
+    pub log_level: Option<String>,
+    /// JSON log lines when true.
+    pub structured_logging: Option<bool>,
+    /// Name of the environment variable holding the git token.
+    pub git_token_env_var: Option<String>,
+    /// Name of the environment variable holding the LLM API key.
+    pub llm_api_key_env_var: Option<String>,
+    /// Mask known secrets in every output.
+    pub mask_secrets: Option<bool>,
+    /// This worker's id in events and headers; default `$HOSTNAME` or `runner-<8 hex>`.
+    pub runner_id: Option<String>,
+    /// Root directory of the local slot pool.
+    pub pool_dir: Option<PathBuf>,
+    /// Directory of named playbooks.
+    pub playbooks_dir: Option<PathBuf>,
+    /// RabbitMQ connection and topology.
+    pub amqp: Option<RawAmqp>,
+    /// Commit identity and remote.
+    pub git: Option<RawGit>,
+    /// Playbook limits.
+    pub playbook: Option<RawPlaybook>,
+    /// Settings for `execution_mode: docker`.
+    pub docker: Option<RawDocker>,
+    /// Refused: the seed's flat key; use `docker.image`.
+    #[serde(default, deserialize_with = "reject::docker_image")]
+    pub docker_image: Option<Infallible>,
+    /// Refused: volumes belong to the deployment.
+    #[serde(default, deserialize_with = "reject::docker_volumes")]
+    pub docker_volumes: Option<Infallible>,
+    /// Refused: Kubernetes settings belong to the manifests.
+    #[serde(default, deserialize_with = "reject::kubernetes")]
+    pub k8s_namespace: Option<Infallible>,
+    /// Refused: Kubernetes settings belong to the manifests.
+    #[serde(default, deserialize_with = "reject::kubernetes")]
+    pub k8s_image: Option<Infallible>,
+    /// Refused: Kubernetes settings belong to the manifests.
+    #[serde(default, deserialize_with = "reject::kubernetes")]
+    pub k8s_secrets: Option<Infallible>,
+}
+
+/// `llm:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    /// Model name, as the endpoint knows it.
+    pub model: Option<String>,
+    /// OpenAI-compatible base URL (http/https); unset: OpenAI's.
+    pub endpoint: Option<String>,
+    /// Per-request timeout in seconds.
+    pub timeout_seconds: Option<u64>,
+    /// Refused: the key comes from the environment or a secret file.
+    #[serde(default, deserialize_with = "reject::api_key")]
+    pub api_key: Option<Infallible>,
+}
+
+/// `amqp:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmqp {
+    /// Broker URL, `amqp://` or `amqps://`.
+    pub url: Option<String>,
+    /// Topic exchange tasks are published to.
+    pub task_exchange: Option<String>,
+    /// Quorum queue this worker consumes.
+    pub work_queue: Option<String>,
+    /// Routing keys binding the work queue to the task exchange.
+    pub binding_keys: Option<Vec<String>>,
+    /// Dead-letter exchange.
+    pub dead_letter_exchange: Option<String>,
+    /// Queue collecting dead-lettered tasks.
+    pub dead_letter_queue: Option<String>,
+    /// Topic exchange for lifecycle events.
+    pub events_exchange: Option<String>,
+    /// Exchange for operator commands.
+    pub control_exchange: Option<String>,
+    /// Deliveries of one message before the broker dead-letters it.
+    pub delivery_limit: Option<u64>,
+    /// Tasks run at once.
+    pub concurrency: Option<u64>,
+    /// Unacked deliveries held; defaults to `concurrency`.
+    pub prefetch: Option<u64>,
+    /// The broker's `consumer_timeout` in seconds, as deployed.
+    pub consumer_timeout_seconds: Option<u64>,
+}
+
+/// `git:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGit {
+    /// Commit author name.
+    pub author_name: Option<String>,
+    /// Commit author email.
+    pub author_email: Option<String>,
+    /// Remote fetched from and pushed to.
+    pub remote_name: Option<String>,
+    /// Refused: the token comes from the environment or a secret file.
+    #[serde(default, deserialize_with = "reject::git_token")]
+    pub token: Option<Infallible>,
+}
+
+/// `playbook:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlaybook {
+    /// Timeout in seconds of a step that sets none.
+    pub default_step_timeout_seconds: Option<u64>,
+    /// Bytes of output kept per step stream.
+    pub output_cap_bytes: Option<u64>,
+    /// Whether task messages may carry inline playbooks.
+    pub allow_inline: Option<bool>,
+}
+
+/// `docker:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocker {
+    /// Image playbook commands run in.
+    pub image: Option<String>,
+}
+
+/// Reads and parses the file, without checking values.
+pub fn read(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses file text; `path` is only for messages.
+pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    // A file of comments only is a valid "change nothing", not an EOF error.
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(RawConfig::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        line: e.location().map(|l| l.line()),
+        column: e.location().map(|l| l.column()),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,296 @@
+//! The file layer's values laid over the defaults: each raw field checked by the
+//! shared rules in `values`, errors naming the file and the dotted key.
+
+use super::file::{RawAmqp, RawConfig, RawGit, RawLlm, RawPlaybook};
+use super::layer::Layered;
+use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel};
+use super::{ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES};
+
+/// Lays the file's values over `layered`, checking each.
+pub(crate) fn apply(
+    raw: RawConfig,
+    src: &ConfigSource,
+    l: &mut Layered,
+) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "execution_mode",
+        raw.execution_mode,
+        |s| ExecutionMode::parse(&s),
+        |c| &mut c.execution_mode,
+    )?;
+    l.set(
+        src,
+        "task_registry_url",
+        raw.task_registry_url,
+        |s| v::http_url(&s).map(Some),
+        |c| &mut c.services.task_registry_url,
+    )?;
+    l.set(
+        src,
+        "repo_pool_url",
+        raw.repo_pool_url,
+        |s| v::http_url(&s).map(Some),
+        |c| &mut c.services.repo_pool_url,
+    )?;
+    l.set(
+        src,
+        "artifact_store_url",
+        raw.artifact_store_url,
+        |s| ArtifactStoreLocation::parse(&s),
+        |c| &mut c.services.artifact_store,
+    )?;
+    l.set(
+        src,
+        "default_timeout_seconds",
+        raw.default_timeout_seconds,
+        v::seconds,
+        |c| &mut c.default_timeout,
+    )?;
+    l.set(
+        src,
+        "git_retry_count",
+        raw.git_retry_count,
+        v::retries,
+        |c| &mut c.retry.git,
+    )?;
+    l.set(
+        src,
+        "network_retry_count",
+        raw.network_retry_count,
+        v::retries,
+        |c| &mut c.retry.network,
+    )?;
+    l.set(
+        src,
+        "llm_retry_count",
+        raw.llm_retry_count,
+        v::retries,
+        |c| &mut c.retry.llm,
+    )?;
+    l.set(
+        src,
+        "max_memory_mb",
+        raw.max_memory_mb,
+        |n| v::in_range(n, 1, u64::MAX).map(Some),
+        |c| &mut c.limits.max_memory_mb,
+    )?;
+    l.set(
+        src,
+        "max_cpu_percent",
+        raw.max_cpu_percent,
+        |n| v::in_range(n, 1, MAX_CPU_PERCENT).map(Some),
+        |c| &mut c.limits.max_cpu_percent,
+    )?;
+    l.set(
+        src,
+        "log_level",
+        raw.log_level,
+        |s| LogLevel::parse(&s),
+        |c| &mut c.logging.level,
+    )?;
+    l.set(src, "structured_logging", raw.structured_logging, Ok, |c| {
+        &mut c.logging.structured
+    })?;
+    l.set(src, "mask_secrets", raw.mask_secrets, Ok, |c| {
+        &mut c.logging.mask_secrets
+    })?;
+    l.set(
+        src,
+        "git_token_env_var",
+        raw.git_token_env_var,
+        |s| v::env_var_name(&s),
+        |c| &mut c.git.token_env_var,
+    )?;
+    l.set(
+        src,
+        "llm_api_key_env_var",
+        raw.llm_api_key_env_var,
+        |s| v::env_var_name(&s),
+        |c| &mut c.llm.api_key_env_var,
+    )?;
+    l.set(
+        src,
+        "runner_id",
+        raw.runner_id,
+        |s| v::runner_id(&s),
+        |c| &mut c.runner_id,
+    )?;
+    l.set(src, "pool_dir", raw.pool_dir, v::directory, |c| {
+        &mut c.pool_dir
+    })?;
+    l.set(src, "playbooks_dir", raw.playbooks_dir, v::directory, |c| {
+        &mut c.playbooks_dir
+    })?;
+    let docker_image = raw.docker.and_then(|d| d.image);
+    l.set(
+        src,
+        "docker.image",
+        docker_image,
+        |s| v::text_line(&s).map(Some),
+        |c| &mut c.docker_image,
+    )?;
+    apply_llm(raw.llm.unwrap_or_default(), src, l)?;
+    apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
+    apply_git(raw.git.unwrap_or_default(), src, l)?;
+    apply_playbook(raw.playbook.unwrap_or_default(), src, l)
+}
+
+fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "llm.model",
+        raw.model,
+        |s| v::text_line(&s),
+        |c| &mut c.llm.model,
+    )?;
+    l.set(
+        src,
+        "llm.endpoint",
+        raw.endpoint,
+        |s| v::http_url(&s).map(Some),
+        |c| &mut c.llm.endpoint,
+    )?;
+    l.set(
+        src,
+        "llm.timeout_seconds",
+        raw.timeout_seconds,
+        v::seconds,
+        |c| &mut c.llm.timeout,
+    )
+}
+
+fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "amqp.url",
+        raw.url,
+        |s| AmqpUrl::parse(&s),
+        |c| &mut c.amqp.url,
+    )?;
+    l.set(
+        src,
+        "amqp.task_exchange",
+        raw.task_exchange,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.task_exchange,
+    )?;
+    l.set(
+        src,
+        "amqp.work_queue",
+        raw.work_queue,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.work_queue,
+    )?;
+    l.set(
+        src,
+        "amqp.binding_keys",
+        raw.binding_keys,
+        v::binding_keys,
+        |c| &mut c.amqp.binding_keys,
+    )?;
+    l.set(
+        src,
+        "amqp.dead_letter_exchange",
+        raw.dead_letter_exchange,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.dead_letter_exchange,
+    )?;
+    l.set(
+        src,
+        "amqp.dead_letter_queue",
+        raw.dead_letter_queue,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.dead_letter_queue,
+    )?;
+    l.set(
+        src,
+        "amqp.events_exchange",
+        raw.events_exchange,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.events_exchange,
+    )?;
+    l.set(
+        src,
+        "amqp.control_exchange",
+        raw.control_exchange,
+        |s| v::amqp_name(&s),
+        |c| &mut c.amqp.control_exchange,
+    )?;
+    l.set(
+        src,
+        "amqp.delivery_limit",
+        raw.delivery_limit,
+        |n| v::in_range(n, 1, u64::from(u32::MAX)),
+        |c| &mut c.amqp.delivery_limit,
+    )?;
+    l.set(
+        src,
+        "amqp.concurrency",
+        raw.concurrency,
+        |n| v::in_range(n, 1, MAX_CONCURRENCY),
+        |c| &mut c.amqp.concurrency,
+    )?;
+    l.set(
+        src,
+        "amqp.prefetch",
+        raw.prefetch,
+        |n| v::in_range(n, 1, u64::from(u16::MAX)),
+        |c| &mut c.amqp.prefetch,
+    )?;
+    l.set(
+        src,
+        "amqp.consumer_timeout_seconds",
+        raw.consumer_timeout_seconds,
+        v::seconds,
+        |c| &mut c.amqp.consumer_timeout,
+    )
+}
+
+fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "git.author_name",
+        raw.author_name,
+        |s| v::text_line(&s),
+        |c| &mut c.git.author_name,
+    )?;
+    l.set(
+        src,
+        "git.author_email",
+        raw.author_email,
+        |s| v::text_line(&s),
+        |c| &mut c.git.author_email,
+    )?;
+    l.set(
+        src,
+        "git.remote_name",
+        raw.remote_name,
+        |s| v::text_line(&s),
+        |c| &mut c.git.remote_name,
+    )
+}
+
+fn apply_playbook(
+    raw: RawPlaybook,
+    src: &ConfigSource,
+    l: &mut Layered,
+) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "playbook.default_step_timeout_seconds",
+        raw.default_step_timeout_seconds,
+        v::seconds,
+        |c| &mut c.playbook.default_step_timeout,
+    )?;
+    l.set(
+        src,
+        "playbook.output_cap_bytes",
+        raw.output_cap_bytes,
+        |n| v::in_range(n, 1, MAX_OUTPUT_CAP_BYTES),
+        |c| &mut c.playbook.output_cap_bytes,
+    )?;
+    l.set(src, "playbook.allow_inline", raw.allow_inline, Ok, |c| {
+        &mut c.playbook.allow_inline
+    })
+}

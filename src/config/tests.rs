@@ -1,0 +1,450 @@
+//! Tests of the whole loading chain: defaults, file, environment and flags through
+//! [`load`], with real files in a temporary directory and an injected environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+/// An environment lookup over fixed pairs.
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+/// The base environment of most tests: a fixed host name and data directory.
+const BASE_ENV: &[(&str, &str)] = &[
+    ("HOSTNAME", "worker-7"),
+    ("AGENT_RUNNER_HOME", "/var/lib/ar"),
+];
+
+/// A config file in its own temporary directory (kept alive by the returned guard).
+fn config_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (dir, path)
+}
+
+fn load_with(
+    yaml: Option<&str>,
+    env: &[(&str, &str)],
+    flags: &ConfigOverrides,
+) -> Result<RunnerConfig, ConfigError> {
+    let file = yaml.map(config_file);
+    load(file.as_ref().map(|(_, p)| p.as_path()), &env_of(env), flags)
+}
+
+/// The error `yaml` produces, as displayed, with the temporary path replaced by `FILE`.
+fn file_error(yaml: &str) -> String {
+    let (_dir, path) = config_file(yaml);
+    let err = load(Some(&path), &env_of(BASE_ENV), &ConfigOverrides::default()).unwrap_err();
+    err.to_string().replace(&path.display().to_string(), "FILE")
+}
+
+fn url(text: &str) -> reqwest::Url {
+    reqwest::Url::parse(text).unwrap()
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let config = load_with(None, BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let expected = RunnerConfig {
+        runner_id: "worker-7".into(),
+        execution_mode: ExecutionMode::LocalProcess,
+        docker_image: None,
+        default_timeout: Duration::from_secs(1800),
+        pool_dir: PathBuf::from("/var/lib/ar/slots"),
+        playbooks_dir: PathBuf::from("playbooks"),
+        services: ServicesConfig {
+            task_registry_url: None,
+            repo_pool_url: None,
+            artifact_store: ArtifactStoreLocation::Filesystem(PathBuf::from(
+                "/var/lib/ar/artifacts",
+            )),
+        },
+        amqp: AmqpConfig {
+            url: AmqpUrl::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap(),
+            task_exchange: "necrocode.tasks".into(),
+            work_queue: "agent-runner.tasks".into(),
+            binding_keys: vec!["task.#".into()],
+            dead_letter_exchange: "necrocode.dlx".into(),
+            dead_letter_queue: "agent-runner.dlq".into(),
+            events_exchange: "necrocode.events".into(),
+            control_exchange: "necrocode.control".into(),
+            delivery_limit: 5,
+            concurrency: 1,
+            prefetch: 1,
+            consumer_timeout: Duration::from_secs(7200),
+        },
+        llm: LlmConfig {
+            model: "gpt-4o-mini".into(),
+            endpoint: None,
+            timeout: Duration::from_secs(120),
+            api_key_env_var: "OPENAI_API_KEY".into(),
+        },
+        git: GitConfig {
+            author_name: "agent-runner".into(),
+            author_email: "agent-runner@necrocode.local".into(),
+            remote_name: "origin".into(),
+            token_env_var: "GIT_TOKEN".into(),
+        },
+        playbook: PlaybookConfig {
+            default_step_timeout: Duration::from_secs(600),
+            output_cap_bytes: 65536,
+            allow_inline: true,
+        },
+        retry: RetryConfig {
+            git: 3,
+            network: 3,
+            llm: 3,
+        },
+        limits: ResourceLimits {
+            max_memory_mb: None,
+            max_cpu_percent: None,
+        },
+        logging: LoggingConfig {
+            level: LogLevel::Info,
+            structured: true,
+            mask_secrets: true,
+        },
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn defaults_without_host_name_or_home() {
+    let config = load_with(None, &[], &ConfigOverrides::default()).unwrap();
+    let suffix = config.runner_id.strip_prefix("runner-").unwrap();
+    assert_eq!(suffix.len(), 8, "{}", config.runner_id);
+    assert!(
+        suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "{}",
+        config.runner_id
+    );
+    assert_eq!(config.pool_dir, Path::new(".agent-runner/slots"));
+    let store = ArtifactStoreLocation::Filesystem(PathBuf::from(".agent-runner/artifacts"));
+    assert_eq!(config.services.artifact_store, store);
+}
+
+#[test]
+fn file_overrides_defaults_and_leaves_the_rest() {
+    let yaml = "
+execution_mode: sandbox
+log_level: DEBUG
+task_registry_url: http://registry:8001
+artifact_store_url: s3://artifacts/runs
+llm: { model: llama3, endpoint: 'http://ollama:11434/v1' }
+amqp:
+  concurrency: 4
+  binding_keys: [task.backend]
+git: { remote_name: upstream }
+playbook: { output_cap_bytes: 1024 }
+max_memory_mb: 2048
+";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let mut expected = RunnerConfig::defaults_from(&env_of(BASE_ENV));
+    expected.execution_mode = ExecutionMode::Sandbox;
+    expected.logging.level = LogLevel::Debug;
+    expected.services.task_registry_url = Some(url("http://registry:8001"));
+    expected.services.artifact_store = ArtifactStoreLocation::S3(url("s3://artifacts/runs"));
+    expected.llm.model = "llama3".into();
+    expected.llm.endpoint = Some(url("http://ollama:11434/v1"));
+    expected.amqp.concurrency = 4;
+    expected.amqp.prefetch = 4;
+    expected.amqp.binding_keys = vec!["task.backend".into()];
+    expected.git.remote_name = "upstream".into();
+    expected.playbook.output_cap_bytes = 1024;
+    expected.limits.max_memory_mb = Some(2048);
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn one_key_through_the_whole_chain() {
+    let yaml = Some("log_level: debug\n");
+    let flags = ConfigOverrides {
+        log_level: Some("ERROR".into()),
+        ..Default::default()
+    };
+    let env = [BASE_ENV, &[("RUNNER_LOG_LEVEL", "warn")]].concat();
+    fn level(yaml: Option<&str>, env: &[(&str, &str)], flags: &ConfigOverrides) -> LogLevel {
+        load_with(yaml, env, flags).unwrap().logging.level
+    }
+    assert_eq!(
+        level(None, BASE_ENV, &ConfigOverrides::default()),
+        LogLevel::Info
+    );
+    assert_eq!(
+        level(yaml, BASE_ENV, &ConfigOverrides::default()),
+        LogLevel::Debug
+    );
+    assert_eq!(
+        level(yaml, &env, &ConfigOverrides::default()),
+        LogLevel::Warn
+    );
+    assert_eq!(level(yaml, &env, &flags), LogLevel::Error);
+}
+
+#[test]
+fn each_layer_sets_its_own_keys() {
+    let yaml = "amqp: { concurrency: 2, work_queue: from-file }\nllm: { model: file-model }\n";
+    let env = [
+        BASE_ENV,
+        &[
+            ("RUNNER_CONCURRENCY", "3"),
+            ("LLM_MODEL", "env-model"),
+            ("RUNNER_ID", "env-id"),
+        ],
+    ]
+    .concat();
+    let flags = ConfigOverrides {
+        concurrency: Some(6),
+        runner_id: Some("flag-id".into()),
+        ..Default::default()
+    };
+    let config = load_with(Some(yaml), &env, &flags).unwrap();
+    assert_eq!(config.amqp.work_queue, "from-file");
+    assert_eq!(config.llm.model, "env-model");
+    assert_eq!((config.amqp.concurrency, config.amqp.prefetch), (6, 6));
+    assert_eq!(config.runner_id, "flag-id");
+}
+
+#[test]
+fn env_overrides_file_and_empty_env_changes_nothing() {
+    let yaml = Some("amqp: { concurrency: 2 }\ntask_registry_url: http://registry:8001\n");
+    let env = [
+        BASE_ENV,
+        &[("RUNNER_CONCURRENCY", "3"), ("TASK_REGISTRY_URL", "")],
+    ]
+    .concat();
+    let config = load_with(yaml, &env, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.amqp.concurrency, 3);
+    assert_eq!(
+        config.services.task_registry_url,
+        Some(url("http://registry:8001"))
+    );
+}
+
+#[test]
+fn llm_endpoint_beats_openai_base_url() {
+    let both = [
+        BASE_ENV,
+        &[
+            ("OPENAI_BASE_URL", "http://a:1/v1"),
+            ("LLM_ENDPOINT", "http://b:2/v1"),
+        ],
+    ]
+    .concat();
+    let config = load_with(None, &both, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.llm.endpoint, Some(url("http://b:2/v1")));
+    let one = [BASE_ENV, &[("OPENAI_BASE_URL", "http://a:1/v1")]].concat();
+    let config = load_with(None, &one, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.llm.endpoint, Some(url("http://a:1/v1")));
+}
+
+#[test]
+fn unknown_key_names_file_line_key_and_expected_keys() {
+    assert_eq!(
+        file_error("log_level: info\nllm:\n  model: x\n  temprature: 0.2\n"),
+        "invalid config file FILE: llm: unknown field `temprature`, expected one of `model`, \
+         `endpoint`, `timeout_seconds`, `api_key` at line 4 column 3"
+    );
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let (_dir, path) = config_file("log_level: info\nllm:\n  model: \"x\n");
+    let err = load(Some(&path), &env_of(BASE_ENV), &ConfigOverrides::default()).unwrap_err();
+    let ConfigError::Syntax { line, column, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!((*line, *column), (Some(4), Some(1)), "{err}");
+    let shown = err.to_string().replace(&path.display().to_string(), "FILE");
+    assert_eq!(
+        shown,
+        "invalid config file FILE: found unexpected end of stream at line 4 column 1, \
+         while scanning a quoted scalar at line 3 column 10"
+    );
+}
+
+#[test]
+fn bad_file_values_name_the_key_and_reason() {
+    assert_eq!(
+        file_error("amqp:\n  concurrency: 0\n"),
+        "invalid amqp.concurrency from FILE: must be between 1 and 64, got 0"
+    );
+    assert_eq!(
+        file_error("log_level: loud\n"),
+        "invalid log_level from FILE: expected one of trace, debug, info, warn, error, got `loud`"
+    );
+    assert_eq!(
+        file_error("amqp:\n  url: http://x\n"),
+        "invalid amqp.url from FILE: scheme must be amqp or amqps, got `http`"
+    );
+    assert_eq!(
+        file_error("artifact_store_url: ftp://x/y\n"),
+        "invalid artifact_store_url from FILE: scheme must be file, http, https or s3, got `ftp`"
+    );
+    assert_eq!(
+        file_error("repo_pool_url: http://user:pw@pool:8002\n"),
+        "invalid repo_pool_url from FILE: the URL carries a password, which would reach logs and events"
+    );
+}
+
+#[test]
+fn kubernetes_is_refused_as_an_execution_mode() {
+    assert_eq!(
+        file_error("execution_mode: kubernetes\n"),
+        "invalid execution_mode from FILE: Kubernetes is a deployment, not an execution mode: run \
+         the worker as a Deployment or Job and pick local-process, sandbox or docker for how it \
+         runs commands"
+    );
+    let message = file_error("k8s_namespace: necrocode\n");
+    let expected = format!(
+        "invalid config file FILE: k8s_namespace: {} at line 1 column 16",
+        reject::KUBERNETES
+    );
+    assert_eq!(message, expected);
+}
+
+#[test]
+fn api_key_in_file_is_refused_without_echoing_it() {
+    let message = file_error("llm:\n  model: gpt-4\n  api_key: sk-live-123456\n");
+    let expected = format!(
+        "invalid config file FILE: llm.api_key: {} at line 3 column 12",
+        reject::API_KEY
+    );
+    assert_eq!(message, expected);
+    assert!(!message.contains("sk-live"));
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "many")]].concat();
+    let err = load_with(None, &env, &ConfigOverrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid amqp.concurrency from env RUNNER_CONCURRENCY: expected a whole number, got `many`"
+    );
+    let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "65")]].concat();
+    let err = load_with(None, &env, &ConfigOverrides::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid amqp.concurrency from env RUNNER_CONCURRENCY: must be between 1 and 64, got 65"
+    );
+}
+
+#[test]
+fn bad_flag_value_names_the_flag() {
+    let flags = ConfigOverrides {
+        concurrency: Some(0),
+        ..Default::default()
+    };
+    let err = load_with(None, BASE_ENV, &flags).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid amqp.concurrency from --concurrency: must be between 1 and 64, got 0"
+    );
+}
+
+#[test]
+fn cross_field_checks_blame_the_right_layer() {
+    let flags = ConfigOverrides {
+        prefetch: Some(2),
+        ..Default::default()
+    };
+    let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "4")]].concat();
+    assert_eq!(
+        load_with(None, &env, &flags).unwrap_err().to_string(),
+        "invalid amqp.prefetch from --prefetch: 2 is below amqp.concurrency 4, which would leave \
+         task slots idle"
+    );
+    assert_eq!(
+        file_error("execution_mode: docker\n"),
+        "invalid docker.image from FILE: required when execution_mode is docker"
+    );
+    let env = [BASE_ENV, &[("RUNNER_TIMEOUT", "7200")]].concat();
+    assert_eq!(
+        load_with(None, &env, &ConfigOverrides::default())
+            .unwrap_err()
+            .to_string(),
+        "invalid default_timeout_seconds from env RUNNER_TIMEOUT: 7200s does not fit under \
+         amqp.consumer_timeout_seconds 7200s: the broker would take the task back while it \
+         runs; raise RabbitMQ's consumer_timeout and amqp.consumer_timeout_seconds together"
+    );
+}
+
+#[test]
+fn amqp_password_never_shows_in_debug() {
+    let yaml = Some("amqp:\n  url: amqp://worker:file-pass-42@broker:5672/%2f\n");
+    let config = load_with(yaml, BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("file-pass-42"), "{debug}");
+    assert!(
+        debug.contains("amqp://worker:***@broker:5672/%2f"),
+        "{debug}"
+    );
+    assert_eq!(
+        config.amqp.url.expose(),
+        "amqp://worker:file-pass-42@broker:5672/%2f"
+    );
+
+    let flags = ConfigOverrides {
+        amqp_url: Some("amqps://u:flag-pass-7@b/%2f".into()),
+        ..Default::default()
+    };
+    assert!(!format!("{flags:?}").contains("flag-pass-7"));
+    let config = load_with(None, BASE_ENV, &flags).unwrap();
+    assert!(!format!("{config:?}").contains("flag-pass-7"));
+
+    let defaults = format!("{:?}", RunnerConfig::defaults_from(&env_of(BASE_ENV)));
+    assert!(
+        defaults.contains("amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{defaults}"
+    );
+    assert!(!defaults.contains("guest:guest"), "{defaults}");
+}
+
+#[test]
+fn comment_only_file_changes_nothing() {
+    let config = load_with(
+        Some("# nothing yet\n\n"),
+        BASE_ENV,
+        &ConfigOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config, RunnerConfig::defaults_from(&env_of(BASE_ENV)));
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.yaml");
+    let err = load(Some(&path), &env_of(BASE_ENV), &ConfigOverrides::default()).unwrap_err();
+    let prefix = format!("cannot read config file {}: ", path.display());
+    assert!(err.to_string().starts_with(&prefix), "{err}");
+}
+
+#[test]
+fn shipped_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let load_example = |name: &str| {
+        let path = dir.join(name);
+        load(Some(&path), &env_of(&[]), &ConfigOverrides::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let local = load_example("config.local.yaml");
+    assert_eq!(
+        (local.execution_mode, local.logging.structured),
+        (ExecutionMode::LocalProcess, false)
+    );
+    let docker = load_example("config.docker.yaml");
+    assert_eq!(docker.docker_image.as_deref(), Some("rust:1-bookworm"));
+    let kubernetes = load_example("config.kubernetes.yaml");
+    assert_eq!(kubernetes.execution_mode, ExecutionMode::Sandbox);
+    assert_eq!(kubernetes.limits.max_cpu_percent, Some(200));
+}
