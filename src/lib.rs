@@ -7,3 +7,5 @@
 //! `worker` (the delivery loop), `cli`.
 
 pub mod error;
+pub mod playbook;
+pub mod process;
