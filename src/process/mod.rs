@@ -1,0 +1,251 @@
+//! The one way the worker runs a shell command.
+//!
+//! Every command (playbook steps, anything else that shells out) goes through
+//! [`run_command`] so that all of them share the same guarantees:
+//! - the child runs in its own process group, and on timeout, cancellation, a dropped
+//!   future, or plain completion the whole group is killed — no step leaves processes behind;
+//! - the child sees a scrubbed environment (see [`env::INHERITED_ENV_VARS`]), never the
+//!   worker's credentials unless the caller passes them explicitly;
+//! - stdout and stderr share one pipe, so the captured text is interleaved exactly as the
+//!   child wrote it, and it is capped (head and tail kept) so a chatty test cannot exhaust memory.
+
+pub mod env;
+mod output;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Classify, FailureKind};
+pub use output::OutputCollector;
+
+/// How long a process group gets to exit after SIGTERM before it is SIGKILLed: enough for
+/// test runners to flush reports, short enough that a timeout still means "stopped now".
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// How long to keep reading output once the group is dead. Only a descendant that escaped
+/// the group (`setsid`) can still hold the pipe open; it must not stall the worker.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Read size for the output pipe; matches a typical pipe buffer page multiple.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// What to run and under which limits.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// Shell text, run as `sh -c <command>`.
+    pub command: String,
+    /// Working directory of the child.
+    pub cwd: PathBuf,
+    /// Variables added on top of the scrubbed base environment (they win over inherited ones).
+    pub env: BTreeMap<String, String>,
+    /// Wall-clock limit; past it the whole process group is killed.
+    pub timeout: Duration,
+    /// Maximum bytes of output kept (half head, half tail).
+    pub output_cap_bytes: usize,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandEnd {
+    /// The shell exited with this code.
+    Exited(i32),
+    /// The shell was killed by this signal (not by us).
+    Signalled(i32),
+    /// The timeout fired and the group was killed.
+    TimedOut,
+    /// The cancellation token fired and the group was killed.
+    Cancelled,
+}
+
+/// The result of one command run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub end: CommandEnd,
+    /// stdout and stderr interleaved as written, lossily decoded; when over the cap, head and
+    /// tail are kept with a `[... N bytes omitted ...]` marker between them.
+    pub output: String,
+    /// Wall-clock time from spawn to the end of output collection.
+    pub duration: Duration,
+    /// Whether output bytes were dropped to respect the cap.
+    pub truncated: bool,
+}
+
+impl CommandOutcome {
+    /// True only for exit code 0.
+    pub fn success(&self) -> bool {
+        self.end == CommandEnd::Exited(0)
+    }
+
+    /// The exit code, when the shell exited on its own.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.end {
+            CommandEnd::Exited(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A command could not be started or waited for (as opposed to running and failing).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot create the output pipe: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error("cannot start `sh` in {cwd}: {source}")]
+    Spawn { cwd: PathBuf, source: std::io::Error },
+    #[error("cannot wait for the command: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+impl Classify for ProcessError {
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::TestExecution
+    }
+
+    /// Running out of processes or file descriptors passes; a missing directory does not.
+    fn is_transient(&self) -> bool {
+        let io = match self {
+            ProcessError::Pipe(e) | ProcessError::Spawn { source: e, .. } | ProcessError::Wait(e) => e,
+        };
+        matches!(io.raw_os_error(), Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE))
+    }
+}
+
+/// Runs `spec.command` under `sh -c`, enforcing the timeout, cancellation and output cap.
+///
+/// A token already cancelled returns [`CommandEnd::Cancelled`] without starting anything.
+/// Dropping the returned future kills the process group.
+pub async fn run_command(
+    spec: &CommandSpec,
+    cancel: &CancellationToken,
+) -> Result<CommandOutcome, ProcessError> {
+    let started = Instant::now();
+    if cancel.is_cancelled() {
+        return Ok(CommandOutcome {
+            end: CommandEnd::Cancelled,
+            output: String::new(),
+            duration: started.elapsed(),
+            truncated: false,
+        });
+    }
+    let (mut child, reader) = spawn(spec)?;
+    let mut group = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()) };
+    let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
+    let pump = tokio::spawn(pump_output(reader, Arc::clone(&collector)));
+
+    let end = tokio::select! {
+        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?),
+        () = tokio::time::sleep(spec.timeout) => {
+            terminate(&mut child, &mut group).await;
+            CommandEnd::TimedOut
+        }
+        () = cancel.cancelled() => {
+            terminate(&mut child, &mut group).await;
+            CommandEnd::Cancelled
+        }
+    };
+    // Background jobs the step started die with it; this also releases the pipe they hold.
+    group.kill(libc::SIGKILL);
+    // Disarm: once the group is empty its id may be reused, and a later kill could hit a stranger.
+    group.pgid = None;
+    drain(pump).await;
+
+    let collected = collector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Ok(CommandOutcome {
+        end,
+        output: collected.render(),
+        duration: started.elapsed(),
+        truncated: collected.truncated(),
+    })
+}
+
+/// Starts the shell in its own process group with one pipe for both output streams.
+fn spawn(spec: &CommandSpec) -> Result<(Child, tokio::net::unix::pipe::Receiver), ProcessError> {
+    let (reader, writer) = std::io::pipe().map_err(ProcessError::Pipe)?;
+    let writer_for_stderr = writer.try_clone().map_err(ProcessError::Pipe)?;
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(env::child_env_from_process(&spec.env))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn().map_err(|source| ProcessError::Spawn { cwd: spec.cwd.clone(), source })?;
+    // The command still owns our copies of the write end; until they close, EOF never comes.
+    drop(cmd);
+    let reader =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ProcessError::Pipe)?;
+    Ok((child, reader))
+}
+
+/// Copies the pipe into the collector until EOF or a read error.
+async fn pump_output(mut reader: tokio::net::unix::pipe::Receiver, sink: Arc<Mutex<OutputCollector>>) {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => sink.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]),
+        }
+    }
+}
+
+/// Waits for the pump to reach EOF, but no longer than [`DRAIN_TIMEOUT`].
+async fn drain(pump: tokio::task::JoinHandle<()>) {
+    let abort = pump.abort_handle();
+    if tokio::time::timeout(DRAIN_TIMEOUT, pump).await.is_err() {
+        tracing::warn!("command output still open after the process group was killed; stopped reading");
+        abort.abort();
+    }
+}
+
+/// SIGTERM to the group, a short grace for the shell to exit, then SIGKILL and reap.
+async fn terminate(child: &mut Child, group: &mut GroupGuard) {
+    group.kill(libc::SIGTERM);
+    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+    group.kill(libc::SIGKILL);
+    // After SIGKILL the leader exits promptly; reaping avoids a zombie per timed-out step.
+    let _ = child.wait().await;
+}
+
+fn status_to_end(status: ExitStatus) -> CommandEnd {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => CommandEnd::Exited(code),
+        (None, Some(signal)) => CommandEnd::Signalled(signal),
+        (None, None) => CommandEnd::Signalled(0),
+    }
+}
+
+/// Owns the child's process group id and kills the group when dropped, so an abandoned
+/// `run_command` future (task aborted, `select!` lost) leaves no orphans.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self, signal: libc::c_int) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg only takes integers; a group that is already gone yields ESRCH,
+            // which is the outcome we want anyway.
+            unsafe {
+                libc::killpg(pgid, signal);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill(libc::SIGKILL);
+    }
+}
