@@ -7,3 +7,4 @@
 //! `worker` (the delivery loop), `cli`.
 
 pub mod error;
+pub mod llm;
