@@ -1,0 +1,117 @@
+//! The HTTP transport under async-openai, noting what its error type loses.
+//!
+//! async-openai turns a non-2xx response into an error that keeps neither the
+//! `Retry-After` header nor, when the body is not OpenAI's error JSON, the status. The
+//! probe wraps the plain reqwest transport and records both for the last response, so the
+//! client can classify the failure and honour the server's requested wait.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_openai::error::OpenAIError;
+use async_openai::middleware::{HttpRequestFactory, ReqwestService};
+
+/// The status and `Retry-After` of the last HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastResponse {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+}
+
+/// The reader's side of a probe: what the last response was.
+#[derive(Clone, Default)]
+pub(crate) struct Seen(Arc<Mutex<Option<LastResponse>>>);
+
+impl Seen {
+    pub fn clear(&self) {
+        self.set(None);
+    }
+
+    pub fn take(&self) -> Option<LastResponse> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    fn set(&self, value: Option<LastResponse>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+    }
+}
+
+/// The plain transport (no retry layer), noting each response.
+#[derive(Clone)]
+pub(crate) struct ResponseProbe {
+    inner: ReqwestService,
+    seen: Seen,
+}
+
+impl ResponseProbe {
+    /// A probe sending through `http`, and the handle to read what it saw. One probe per
+    /// chat call, so concurrent calls never read each other's responses.
+    pub fn new(http: reqwest::Client) -> (Self, Seen) {
+        let seen = Seen::default();
+        (
+            ResponseProbe {
+                inner: ReqwestService::new(http),
+                seen: seen.clone(),
+            },
+            seen,
+        )
+    }
+}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send>>;
+
+impl tower::Service<HttpRequestFactory> for ResponseProbe {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = ProbeFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let sent = self.inner.call(request);
+        let seen = self.seen.clone();
+        Box::pin(async move {
+            let result = sent.await;
+            if let Ok(response) = &result {
+                seen.set(Some(LastResponse {
+                    status: response.status().as_u16(),
+                    retry_after: parse_retry_after(response.headers()),
+                }));
+            }
+            result
+        })
+    }
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is rare for APIs and falls back to backoff.
+fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_is_read() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap();
+        headers.insert(reqwest::header::RETRY_AFTER, date);
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+}
