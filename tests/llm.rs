@@ -7,8 +7,7 @@ use std::time::Duration;
 use agent_runner::error::{Classify, FailureKind};
 use agent_runner::llm::scripted::{self, Script, Step};
 use agent_runner::llm::{
-    ImplementError, ImplementRequest, ImplementationResult, LlmSettings, RepoViewBudget, implement,
-    repo_view,
+    ImplementError, ImplementRequest, ImplementationResult, LlmSettings, RepoViewBudget, implement, repo_view,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -59,14 +58,10 @@ async fn implement_creates_the_file_and_records_usage() {
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(workspace.path().join("README.md"), "# demo\n").unwrap();
     let content = answer("docs/hello.txt", "hello\n");
-    let server = scripted::start(Script::replies([content.clone()]))
-        .await
-        .unwrap();
+    let server = scripted::start(Script::replies([content.clone()])).await.unwrap();
 
     let req = request(workspace.path());
-    let result = implement(&req, workspace.path(), &settings(server.base_url(), 0))
-        .await
-        .unwrap();
+    let result = implement(&req, workspace.path(), &settings(server.base_url(), 0)).await.unwrap();
 
     let sent = server.requests();
     assert_eq!(sent.len(), 1);
@@ -76,8 +71,7 @@ async fn implement_creates_the_file_and_records_usage() {
         .iter()
         .map(|m| m["content"].as_str().unwrap().chars().count())
         .sum();
-    let (prompt_tokens, completion_tokens) =
-        (tokens(prompt_chars), tokens(content.chars().count()));
+    let (prompt_tokens, completion_tokens) = (tokens(prompt_chars), tokens(content.chars().count()));
     assert_eq!(
         result,
         ImplementationResult {
@@ -90,10 +84,7 @@ async fn implement_creates_the_file_and_records_usage() {
             rounds: 1,
         }
     );
-    assert_eq!(
-        std::fs::read_to_string(workspace.path().join("docs/hello.txt")).unwrap(),
-        "hello\n"
-    );
+    assert_eq!(std::fs::read_to_string(workspace.path().join("docs/hello.txt")).unwrap(), "hello\n");
     assert_eq!(sent[0]["model"], "test-model");
     assert_eq!(sent[0]["messages"][0]["role"], "system");
     let user = user_message(&sent[0]);
@@ -117,36 +108,23 @@ async fn fenced_answer_modifies_an_existing_file() {
                       "explanation": "updates the print"});
     let reply = format!("Here is the change:\n```json\n{body:#}\n```\nLet me know.");
     let server = scripted::start(Script::replies([reply])).await.unwrap();
-    let result = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 0),
-    )
-    .await
-    .unwrap();
+    let result = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 0))
+        .await
+        .unwrap();
     assert_eq!(result.files_changed, ["app.py"]);
     assert_eq!(result.explanation, "updates the print");
-    assert_eq!(
-        std::fs::read_to_string(workspace.path().join("app.py")).unwrap(),
-        "print('new')\n"
-    );
+    assert_eq!(std::fs::read_to_string(workspace.path().join("app.py")).unwrap(), "print('new')\n");
 }
 
 #[tokio::test]
 async fn a_server_error_is_retried_and_then_succeeds() {
     let workspace = tempfile::tempdir().unwrap();
-    let script = Script::steps([
-        Step::Status(500, "model is loading".into()),
-        Step::Reply(answer("a.txt", "a")),
-    ]);
+    let script =
+        Script::steps([Step::Status(500, "model is loading".into()), Step::Reply(answer("a.txt", "a"))]);
     let server = scripted::start(script).await.unwrap();
-    let result = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 2),
-    )
-    .await
-    .unwrap();
+    let result = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 2))
+        .await
+        .unwrap();
     assert_eq!(result.files_changed, ["a.txt"]);
     assert_eq!(server.requests().len(), 2);
 }
@@ -154,18 +132,11 @@ async fn a_server_error_is_retried_and_then_succeeds() {
 #[tokio::test]
 async fn a_rate_limit_with_a_plain_text_body_is_retried() {
     let workspace = tempfile::tempdir().unwrap();
-    let script = Script::steps([
-        Step::Status(429, "slow down".into()),
-        Step::Reply(answer("a.txt", "a")),
-    ]);
+    let script = Script::steps([Step::Status(429, "slow down".into()), Step::Reply(answer("a.txt", "a"))]);
     let server = scripted::start(script).await.unwrap();
-    let result = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 1),
-    )
-    .await
-    .unwrap();
+    let result = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 1))
+        .await
+        .unwrap();
     assert_eq!(result.files_changed, ["a.txt"]);
     assert_eq!(server.requests().len(), 2);
 }
@@ -175,17 +146,11 @@ async fn unauthorized_fails_at_once_without_showing_the_key() {
     let workspace = tempfile::tempdir().unwrap();
     let body = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
                                 "param": null, "code": "invalid_api_key"}});
-    let server = scripted::start(Script::steps([Step::Status(401, body.to_string())]))
-        .await
-        .unwrap();
+    let server = scripted::start(Script::steps([Step::Status(401, body.to_string())])).await.unwrap();
     let endpoint = server.base_url();
-    let err = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(endpoint.clone(), 3),
-    )
-    .await
-    .unwrap_err();
+    let err = implement(&request(workspace.path()), workspace.path(), &settings(endpoint.clone(), 3))
+        .await
+        .unwrap_err();
     assert_eq!(server.requests().len(), 1);
     assert!(!err.is_transient());
     assert_eq!(err.failure_kind(), FailureKind::Implementation);
@@ -204,27 +169,11 @@ async fn an_exhausted_quota_is_not_retried() {
     let workspace = tempfile::tempdir().unwrap();
     let body = json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
                                 "param": null, "code": "insufficient_quota"}});
-    let server = scripted::start(Script::steps([Step::Status(429, body.to_string())]))
+    let server = scripted::start(Script::steps([Step::Status(429, body.to_string())])).await.unwrap();
+    let err = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 3))
         .await
-        .unwrap();
-    let err = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 3),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ImplementError::Request {
-                status: Some(429),
-                transient: false,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+        .unwrap_err();
+    assert!(matches!(err, ImplementError::Request { status: Some(429), transient: false, .. }), "{err:?}");
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -235,24 +184,9 @@ async fn a_refused_connection_is_transient() {
     drop(listener);
     let workspace = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}/v1");
-    let err = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(endpoint, 0),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ImplementError::Request {
-                status: None,
-                transient: true,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err =
+        implement(&request(workspace.path()), workspace.path(), &settings(endpoint, 0)).await.unwrap_err();
+    assert!(matches!(err, ImplementError::Request { status: None, transient: true, .. }), "{err:?}");
     assert!(err.to_failure("implement").transient);
 }
 
@@ -270,13 +204,8 @@ async fn a_server_that_never_answers_times_out_as_transient() {
     let workspace = tempfile::tempdir().unwrap();
     let mut config = settings(endpoint.clone(), 0);
     config.timeout = Duration::from_millis(300);
-    let err = implement(&request(workspace.path()), workspace.path(), &config)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("LLM request to {endpoint} failed: no answer within 300ms")
-    );
+    let err = implement(&request(workspace.path()), workspace.path(), &config).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("LLM request to {endpoint} failed: no answer within 300ms"));
     assert!(err.is_transient());
     silent.abort();
 }
@@ -286,13 +215,9 @@ async fn an_answer_without_changes_is_a_permanent_failure() {
     let workspace = tempfile::tempdir().unwrap();
     let reply = json!({"code_changes": [], "explanation": "nothing to do"}).to_string();
     let server = scripted::start(Script::replies([reply])).await.unwrap();
-    let err = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 2),
-    )
-    .await
-    .unwrap_err();
+    let err = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 2))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "the model proposed no changes");
     assert!(!err.is_transient());
     assert_eq!(server.requests().len(), 1);
@@ -310,13 +235,9 @@ async fn an_escaping_answer_writes_nothing() {
     ]})
     .to_string();
     let server = scripted::start(Script::replies([reply])).await.unwrap();
-    let err = implement(
-        &request(workspace.path()),
-        workspace.path(),
-        &settings(server.base_url(), 0),
-    )
-    .await
-    .unwrap_err();
+    let err = implement(&request(workspace.path()), workspace.path(), &settings(server.base_url(), 0))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "change 1 (out/evil.txt) rejected: out resolves outside the workspace through a symlink"
@@ -328,22 +249,13 @@ async fn an_escaping_answer_writes_nothing() {
 #[tokio::test]
 async fn the_scripted_server_answers_by_request_and_lists_models() {
     let server = scripted::start(Script::responder(|req| {
-        format!(
-            "you asked with {} messages",
-            req["messages"].as_array().map_or(0, Vec::len)
-        )
+        format!("you asked with {} messages", req["messages"].as_array().map_or(0, Vec::len))
     }))
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    let models: Value = http
-        .get(format!("{}/models", server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value =
+        http.get(format!("{}/models", server.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(models["data"][0]["id"], "scripted");
     let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     let reply: Value = http
@@ -355,14 +267,8 @@ async fn the_scripted_server_answers_by_request_and_lists_models() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        reply["choices"][0]["message"]["content"],
-        "you asked with 1 messages"
-    );
-    assert_eq!(
-        reply["usage"],
-        json!({"prompt_tokens": 1, "completion_tokens": 7, "total_tokens": 8})
-    );
+    assert_eq!(reply["choices"][0]["message"]["content"], "you asked with 1 messages");
+    assert_eq!(reply["usage"], json!({"prompt_tokens": 1, "completion_tokens": 7, "total_tokens": 8}));
     assert_eq!(reply["model"], "m");
     assert_eq!(server.requests(), [body]);
     assert_eq!(server.bearer_present(), [false]);
@@ -380,8 +286,5 @@ async fn an_exhausted_script_answers_500() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 500);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        body["error"]["message"],
-        "scripted LLM: the script is exhausted (request 1)"
-    );
+    assert_eq!(body["error"]["message"], "scripted LLM: the script is exhausted (request 1)");
 }

@@ -31,12 +31,13 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
     assert_eq!((report.acked, report.dead_lettered, report.unsettled), (1, 0, 0));
 
     // The branch is on the remote, its commit carries the edit, the subject and the trailer.
-    let (commit, message) = sample::branch_head(&harness.origin, "feature/task-greeter-1.1").unwrap().unwrap();
+    let (commit, message) =
+        sample::branch_head(&harness.origin, "feature/task-greeter-1.1").unwrap().unwrap();
+    assert_eq!(message, "feat(task-1.1): Add the greet command\n\nTask-Id: 1.1\nRunner-Id: test-runner\n");
     assert_eq!(
-        message,
-        "feat(task-1.1): Add the greet command\n\nTask-Id: 1.1\nRunner-Id: test-runner\n"
+        sample::file_at(&harness.origin, &commit, GREET_PATH).unwrap().as_deref(),
+        Some(GREET_CONTENT)
     );
-    assert_eq!(sample::file_at(&harness.origin, &commit, GREET_PATH).unwrap().as_deref(), Some(GREET_CONTENT));
 
     // Events in order, for this task.
     let events = drain_events(&mut tap).await;
@@ -77,14 +78,15 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
         .iter()
         .map(|a| (a["type"].as_str().unwrap().to_string(), a["uri"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(uris.keys().cloned().collect::<Vec<_>>(), ["diff", "log", "test"]);
+    assert_eq!(uris.keys().cloned().collect::<Vec<_>>(), ["diff", "log", "summary", "test"]);
     assert!(read_uri(&uris["diff"]).contains("+echo \"Hello, ${1:-world}!\""));
     let tests: serde_json::Value = serde_json::from_str(&read_uri(&uris["test"])).unwrap();
     assert_eq!(tests["success"], true);
     assert_eq!(tests["steps"][0]["name"], "unit tests");
     assert!(read_uri(&uris["log"]).contains("[push]"));
     let summary_path = harness.artifacts_dir().join("greeter/1.1/summary.json");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(summary_path).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary_path).unwrap()).unwrap();
     assert_eq!(summary["success"], true);
     assert_eq!(summary["pushed"], true);
     assert_eq!(summary["impl_result"]["llm_model"], "gpt-4o-mini");
@@ -119,7 +121,10 @@ async fn an_invalid_message_is_dead_lettered_with_its_reason_and_nothing_is_push
     let letter = &letters[0];
     assert_eq!(letter.header_text("x-failure-kind").as_deref(), Some("validation"));
     assert_eq!(letter.header_text("x-failed-step").as_deref(), Some("validate"));
-    assert_eq!(letter.header_text("x-failure-message").as_deref(), Some("title: expected a string, found a number"));
+    assert_eq!(
+        letter.header_text("x-failure-message").as_deref(),
+        Some("title: expected a string, found a number")
+    );
     assert_eq!(letter.header_text("x-task-id").as_deref(), Some("2.1"));
     assert_eq!(serde_json::from_str::<serde_json::Value>(&letter.body).unwrap(), message);
     // Browsing leaves the message in place.
@@ -201,15 +206,30 @@ async fn eight_tasks_at_concurrency_four_all_complete_each_in_a_slot_of_its_own(
     let mut runs = Vec::new();
     for n in 1..=8 {
         let task_id = format!("4.{n}");
-        let (commit, _) = sample::branch_head(&harness.origin, &format!("feature/task-greeter-{task_id}")).unwrap().unwrap();
-        assert_eq!(sample::file_at(&harness.origin, &commit, GREET_PATH).unwrap().as_deref(), Some(GREET_CONTENT));
-        let at = |kind: &str| {
-            let event = events.iter().find(|e| e["task_id"] == task_id.as_str() && e["type"] == kind).unwrap();
+        let (commit, _) = sample::branch_head(&harness.origin, &format!("feature/task-greeter-{task_id}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            sample::file_at(&harness.origin, &commit, GREET_PATH).unwrap().as_deref(),
+            Some(GREET_CONTENT)
+        );
+        // From the slot step's end (the lease is held) to TaskCompleted (still held):
+        // both stamps fall inside the lease, so overlapping intervals mean shared slots.
+        let at = |kind: &str, step: Option<&str>| {
+            let event = events
+                .iter()
+                .find(|e| {
+                    e["task_id"] == task_id.as_str()
+                        && e["type"] == kind
+                        && step.is_none_or(|s| e["data"]["step"] == s)
+                })
+                .unwrap();
             chrono::DateTime::parse_from_rfc3339(event["occurred_at"].as_str().unwrap()).unwrap()
         };
-        let completed = events.iter().find(|e| e["task_id"] == task_id.as_str() && e["type"] == "TaskCompleted").unwrap();
+        let completed =
+            events.iter().find(|e| e["task_id"] == task_id.as_str() && e["type"] == "TaskCompleted").unwrap();
         let slot = completed["data"]["slot_id"].as_str().unwrap().to_string();
-        runs.push((slot, at("TaskStarted"), at("TaskCompleted")));
+        runs.push((slot, at("StepCompleted", Some("slot")), at("TaskCompleted", None)));
     }
     // No two tasks that overlapped in time shared a slot, and tasks did overlap.
     let mut overlapping_pairs = 0;
@@ -218,7 +238,7 @@ async fn eight_tasks_at_concurrency_four_all_complete_each_in_a_slot_of_its_own(
             let overlap = a.1 < b.2 && b.1 < a.2;
             if overlap {
                 overlapping_pairs += 1;
-                assert_ne!(a.0, b.0, "two concurrent tasks shared slot {}", a.0);
+                assert_ne!(a.0, b.0, "two concurrent tasks shared a slot: {runs:?}");
             }
         }
     }

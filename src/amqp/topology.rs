@@ -126,7 +126,9 @@ pub async fn delete_topology(channel: &Channel, names: &TopologyNames) -> Result
             .await
             .map_err(AmqpError::protocol(format!("deleting queue '{queue}'")))?;
     }
-    for exchange in [&names.task_exchange, &names.dead_letter_exchange, &names.events_exchange, &names.control_exchange] {
+    for exchange in
+        [&names.task_exchange, &names.dead_letter_exchange, &names.events_exchange, &names.control_exchange]
+    {
         channel
             .exchange_delete(ShortString::from(exchange.as_str()), ExchangeDeleteOptions::default())
             .await

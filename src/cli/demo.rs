@@ -28,7 +28,12 @@ pub async fn run(config: RunnerConfig, args: DemoArgs) -> anyhow::Result<ExitCod
     println!();
     match &report.pushed_commit {
         Some((commit, message)) => {
-            println!("pushed branch: {} at {} in {}", report.branch, &commit[..12.min(commit.len())], report.origin.display());
+            println!(
+                "pushed branch: {} at {} in {}",
+                report.branch,
+                &commit[..12.min(commit.len())],
+                report.origin.display()
+            );
             println!("commit message:\n    {}", message.trim().replace('\n', "\n    "));
         }
         None => println!("no branch was pushed"),

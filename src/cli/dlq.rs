@@ -60,7 +60,10 @@ fn row(letter: &DeadLetter) -> Row {
 
 fn table(letters: &[DeadLetter]) -> String {
     let mut out = format!("{} message(s)\n", letters.len());
-    out.push_str(&format!("{:<12} {:<16} {:<22} {:<10} {:<8} {}\n", "TASK", "SPEC", "REASON", "STEP", "ATTEMPTS", "MESSAGE"));
+    out.push_str(&format!(
+        "{:<12} {:<16} {:<22} {:<10} {:<8} {}\n",
+        "TASK", "SPEC", "REASON", "STEP", "ATTEMPTS", "MESSAGE"
+    ));
     for letter in letters {
         let r = row(letter);
         let message: String = r.message.chars().take(80).collect();

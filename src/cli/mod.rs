@@ -105,7 +105,8 @@ impl GlobalArgs {
     }
 
     fn load(&self, concurrency: Option<u64>) -> anyhow::Result<RunnerConfig> {
-        let config = config::load(self.config.as_deref(), &config::process_env, &self.overrides(concurrency))?;
+        let config =
+            config::load(self.config.as_deref(), &config::process_env, &self.overrides(concurrency))?;
         crate::telemetry::init(&config.logging);
         Ok(config)
     }

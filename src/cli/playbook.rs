@@ -17,10 +17,16 @@ pub enum PlaybookCommand {
 pub fn run(command: PlaybookCommand) -> anyhow::Result<ExitCode> {
     match command {
         PlaybookCommand::Validate { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             match crate::playbook::parse_playbook(&text, &file.display().to_string()) {
                 Ok(playbook) => {
-                    println!("{}: valid playbook '{}' with {} step(s)", file.display(), playbook.name, playbook.steps.len());
+                    println!(
+                        "{}: valid playbook '{}' with {} step(s)",
+                        file.display(),
+                        playbook.name,
+                        playbook.steps.len()
+                    );
                     for step in &playbook.steps {
                         println!("  - {}: {}", step.name, step.command);
                     }

@@ -19,7 +19,8 @@ pub struct RunArgs {
 
 pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let body = std::fs::read(&args.task).with_context(|| format!("cannot read {}", args.task.display()))?;
-    let task = crate::task::parse_task(&body).with_context(|| format!("{} is not a valid task", args.task.display()))?;
+    let task = crate::task::parse_task(&body)
+        .with_context(|| format!("{} is not a valid task", args.task.display()))?;
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let result = runner.run(&task, 1, &super::shutdown_signal()).await;

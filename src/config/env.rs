@@ -78,14 +78,9 @@ impl EnvLayer<'_> {
 }
 
 /// Lays the environment's values over `l`.
-pub(crate) fn apply(
-    env: &dyn Fn(&str) -> Option<String>,
-    l: &mut Layered,
-) -> Result<(), ConfigError> {
+pub(crate) fn apply(env: &dyn Fn(&str) -> Option<String>, l: &mut Layered) -> Result<(), ConfigError> {
     let e = EnvLayer { env };
-    e.set(l, ("AMQP_URL", "amqp.url"), AmqpUrl::parse, |c| {
-        &mut c.amqp.url
-    })?;
+    e.set(l, ("AMQP_URL", "amqp.url"), AmqpUrl::parse, |c| &mut c.amqp.url)?;
     e.set(
         l,
         ("TASK_REGISTRY_URL", "task_registry_url"),
@@ -98,15 +93,10 @@ pub(crate) fn apply(
         |s| v::http_url(s).map(Some),
         |c| &mut c.services.repo_pool_url,
     )?;
-    e.set(
-        l,
-        ("ARTIFACT_STORE_URL", "artifact_store_url"),
-        ArtifactStoreLocation::parse,
-        |c| &mut c.services.artifact_store,
-    )?;
-    e.set(l, ("RUNNER_LOG_LEVEL", "log_level"), LogLevel::parse, |c| {
-        &mut c.logging.level
+    e.set(l, ("ARTIFACT_STORE_URL", "artifact_store_url"), ArtifactStoreLocation::parse, |c| {
+        &mut c.services.artifact_store
     })?;
+    e.set(l, ("RUNNER_LOG_LEVEL", "log_level"), LogLevel::parse, |c| &mut c.logging.level)?;
     e.set(
         l,
         ("RUNNER_TIMEOUT", "default_timeout_seconds"),
@@ -119,48 +109,24 @@ pub(crate) fn apply(
         |s| v::in_range(v::number(s)?, 1, MAX_CONCURRENCY),
         |c| &mut c.amqp.concurrency,
     )?;
-    e.set(
-        l,
-        ("RUNNER_EXECUTION_MODE", "execution_mode"),
-        ExecutionMode::parse,
-        |c| &mut c.execution_mode,
-    )?;
-    e.set(l, ("RUNNER_ID", "runner_id"), v::runner_id, |c| {
-        &mut c.runner_id
-    })?;
-    e.set(
-        l,
-        ("RUNNER_POOL_DIR", "pool_dir"),
-        |s| v::directory(PathBuf::from(s)),
-        |c| &mut c.pool_dir,
-    )?;
+    e.set(l, ("RUNNER_EXECUTION_MODE", "execution_mode"), ExecutionMode::parse, |c| &mut c.execution_mode)?;
+    e.set(l, ("RUNNER_ID", "runner_id"), v::runner_id, |c| &mut c.runner_id)?;
+    e.set(l, ("RUNNER_POOL_DIR", "pool_dir"), |s| v::directory(PathBuf::from(s)), |c| &mut c.pool_dir)?;
     e.set(
         l,
         ("RUNNER_PLAYBOOKS_DIR", "playbooks_dir"),
         |s| v::directory(PathBuf::from(s)),
         |c| &mut c.playbooks_dir,
     )?;
-    e.set(
-        l,
-        ("RUNNER_STRUCTURED_LOGGING", "structured_logging"),
-        v::boolean,
-        |c| &mut c.logging.structured,
-    )?;
+    e.set(l, ("RUNNER_STRUCTURED_LOGGING", "structured_logging"), v::boolean, |c| &mut c.logging.structured)?;
     apply_llm(&e, l)
 }
 
 fn apply_llm(e: &EnvLayer<'_>, l: &mut Layered) -> Result<(), ConfigError> {
-    e.set(l, ("LLM_MODEL", "llm.model"), v::text_line, |c| {
-        &mut c.llm.model
-    })?;
+    e.set(l, ("LLM_MODEL", "llm.model"), v::text_line, |c| &mut c.llm.model)?;
     // OPENAI_BASE_URL first so that the more specific LLM_ENDPOINT wins.
     for var in ["OPENAI_BASE_URL", "LLM_ENDPOINT"] {
-        e.set(
-            l,
-            (var, "llm.endpoint"),
-            |s| v::http_url(s).map(Some),
-            |c| &mut c.llm.endpoint,
-        )?;
+        e.set(l, (var, "llm.endpoint"), |s| v::http_url(s).map(Some), |c| &mut c.llm.endpoint)?;
     }
     e.set(
         l,

@@ -78,10 +78,6 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub(crate) fn invalid(origin: &ConfigSource, key: &str, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            origin: origin.clone(),
-            key: key.to_string(),
-            reason: reason.into(),
-        }
+        ConfigError::Invalid { origin: origin.clone(), key: key.to_string(), reason: reason.into() }
     }
 }

@@ -164,20 +164,15 @@ pub struct RawDocker {
 
 /// Reads and parses the file, without checking values.
 pub fn read(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })?;
     parse(&text, path)
 }
 
 /// Parses file text; `path` is only for messages.
 pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
     // A file of comments only is a valid "change nothing", not an EOF error.
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
+    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
         return Ok(RawConfig::default());
     }
     serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {

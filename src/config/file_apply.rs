@@ -7,11 +7,7 @@ use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, Lo
 use super::{ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES};
 
 /// Lays the file's values over `layered`, checking each.
-pub(crate) fn apply(
-    raw: RawConfig,
-    src: &ConfigSource,
-    l: &mut Layered,
-) -> Result<(), ConfigError> {
+pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
     l.set(
         src,
         "execution_mode",
@@ -40,34 +36,12 @@ pub(crate) fn apply(
         |s| ArtifactStoreLocation::parse(&s),
         |c| &mut c.services.artifact_store,
     )?;
-    l.set(
-        src,
-        "default_timeout_seconds",
-        raw.default_timeout_seconds,
-        v::seconds,
-        |c| &mut c.default_timeout,
-    )?;
-    l.set(
-        src,
-        "git_retry_count",
-        raw.git_retry_count,
-        v::retries,
-        |c| &mut c.retry.git,
-    )?;
-    l.set(
-        src,
-        "network_retry_count",
-        raw.network_retry_count,
-        v::retries,
-        |c| &mut c.retry.network,
-    )?;
-    l.set(
-        src,
-        "llm_retry_count",
-        raw.llm_retry_count,
-        v::retries,
-        |c| &mut c.retry.llm,
-    )?;
+    l.set(src, "default_timeout_seconds", raw.default_timeout_seconds, v::seconds, |c| {
+        &mut c.default_timeout
+    })?;
+    l.set(src, "git_retry_count", raw.git_retry_count, v::retries, |c| &mut c.retry.git)?;
+    l.set(src, "network_retry_count", raw.network_retry_count, v::retries, |c| &mut c.retry.network)?;
+    l.set(src, "llm_retry_count", raw.llm_retry_count, v::retries, |c| &mut c.retry.llm)?;
     l.set(
         src,
         "max_memory_mb",
@@ -82,19 +56,9 @@ pub(crate) fn apply(
         |n| v::in_range(n, 1, MAX_CPU_PERCENT).map(Some),
         |c| &mut c.limits.max_cpu_percent,
     )?;
-    l.set(
-        src,
-        "log_level",
-        raw.log_level,
-        |s| LogLevel::parse(&s),
-        |c| &mut c.logging.level,
-    )?;
-    l.set(src, "structured_logging", raw.structured_logging, Ok, |c| {
-        &mut c.logging.structured
-    })?;
-    l.set(src, "mask_secrets", raw.mask_secrets, Ok, |c| {
-        &mut c.logging.mask_secrets
-    })?;
+    l.set(src, "log_level", raw.log_level, |s| LogLevel::parse(&s), |c| &mut c.logging.level)?;
+    l.set(src, "structured_logging", raw.structured_logging, Ok, |c| &mut c.logging.structured)?;
+    l.set(src, "mask_secrets", raw.mask_secrets, Ok, |c| &mut c.logging.mask_secrets)?;
     l.set(
         src,
         "git_token_env_var",
@@ -109,27 +73,11 @@ pub(crate) fn apply(
         |s| v::env_var_name(&s),
         |c| &mut c.llm.api_key_env_var,
     )?;
-    l.set(
-        src,
-        "runner_id",
-        raw.runner_id,
-        |s| v::runner_id(&s),
-        |c| &mut c.runner_id,
-    )?;
-    l.set(src, "pool_dir", raw.pool_dir, v::directory, |c| {
-        &mut c.pool_dir
-    })?;
-    l.set(src, "playbooks_dir", raw.playbooks_dir, v::directory, |c| {
-        &mut c.playbooks_dir
-    })?;
+    l.set(src, "runner_id", raw.runner_id, |s| v::runner_id(&s), |c| &mut c.runner_id)?;
+    l.set(src, "pool_dir", raw.pool_dir, v::directory, |c| &mut c.pool_dir)?;
+    l.set(src, "playbooks_dir", raw.playbooks_dir, v::directory, |c| &mut c.playbooks_dir)?;
     let docker_image = raw.docker.and_then(|d| d.image);
-    l.set(
-        src,
-        "docker.image",
-        docker_image,
-        |s| v::text_line(&s).map(Some),
-        |c| &mut c.docker_image,
-    )?;
+    l.set(src, "docker.image", docker_image, |s| v::text_line(&s).map(Some), |c| &mut c.docker_image)?;
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;
@@ -137,58 +85,16 @@ pub(crate) fn apply(
 }
 
 fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
-    l.set(
-        src,
-        "llm.model",
-        raw.model,
-        |s| v::text_line(&s),
-        |c| &mut c.llm.model,
-    )?;
-    l.set(
-        src,
-        "llm.endpoint",
-        raw.endpoint,
-        |s| v::http_url(&s).map(Some),
-        |c| &mut c.llm.endpoint,
-    )?;
-    l.set(
-        src,
-        "llm.timeout_seconds",
-        raw.timeout_seconds,
-        v::seconds,
-        |c| &mut c.llm.timeout,
-    )
+    l.set(src, "llm.model", raw.model, |s| v::text_line(&s), |c| &mut c.llm.model)?;
+    l.set(src, "llm.endpoint", raw.endpoint, |s| v::http_url(&s).map(Some), |c| &mut c.llm.endpoint)?;
+    l.set(src, "llm.timeout_seconds", raw.timeout_seconds, v::seconds, |c| &mut c.llm.timeout)
 }
 
 fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
-    l.set(
-        src,
-        "amqp.url",
-        raw.url,
-        |s| AmqpUrl::parse(&s),
-        |c| &mut c.amqp.url,
-    )?;
-    l.set(
-        src,
-        "amqp.task_exchange",
-        raw.task_exchange,
-        |s| v::amqp_name(&s),
-        |c| &mut c.amqp.task_exchange,
-    )?;
-    l.set(
-        src,
-        "amqp.work_queue",
-        raw.work_queue,
-        |s| v::amqp_name(&s),
-        |c| &mut c.amqp.work_queue,
-    )?;
-    l.set(
-        src,
-        "amqp.binding_keys",
-        raw.binding_keys,
-        v::binding_keys,
-        |c| &mut c.amqp.binding_keys,
-    )?;
+    l.set(src, "amqp.url", raw.url, |s| AmqpUrl::parse(&s), |c| &mut c.amqp.url)?;
+    l.set(src, "amqp.task_exchange", raw.task_exchange, |s| v::amqp_name(&s), |c| &mut c.amqp.task_exchange)?;
+    l.set(src, "amqp.work_queue", raw.work_queue, |s| v::amqp_name(&s), |c| &mut c.amqp.work_queue)?;
+    l.set(src, "amqp.binding_keys", raw.binding_keys, v::binding_keys, |c| &mut c.amqp.binding_keys)?;
     l.set(
         src,
         "amqp.dead_letter_exchange",
@@ -238,51 +144,21 @@ fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), C
         |n| v::in_range(n, 1, u64::from(u16::MAX)),
         |c| &mut c.amqp.prefetch,
     )?;
-    l.set(
-        src,
-        "amqp.consumer_timeout_seconds",
-        raw.consumer_timeout_seconds,
-        v::seconds,
-        |c| &mut c.amqp.consumer_timeout,
-    )
+    l.set(src, "amqp.consumer_timeout_seconds", raw.consumer_timeout_seconds, v::seconds, |c| {
+        &mut c.amqp.consumer_timeout
+    })
 }
 
 fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
-    l.set(
-        src,
-        "git.author_name",
-        raw.author_name,
-        |s| v::text_line(&s),
-        |c| &mut c.git.author_name,
-    )?;
-    l.set(
-        src,
-        "git.author_email",
-        raw.author_email,
-        |s| v::text_line(&s),
-        |c| &mut c.git.author_email,
-    )?;
-    l.set(
-        src,
-        "git.remote_name",
-        raw.remote_name,
-        |s| v::text_line(&s),
-        |c| &mut c.git.remote_name,
-    )
+    l.set(src, "git.author_name", raw.author_name, |s| v::text_line(&s), |c| &mut c.git.author_name)?;
+    l.set(src, "git.author_email", raw.author_email, |s| v::text_line(&s), |c| &mut c.git.author_email)?;
+    l.set(src, "git.remote_name", raw.remote_name, |s| v::text_line(&s), |c| &mut c.git.remote_name)
 }
 
-fn apply_playbook(
-    raw: RawPlaybook,
-    src: &ConfigSource,
-    l: &mut Layered,
-) -> Result<(), ConfigError> {
-    l.set(
-        src,
-        "playbook.default_step_timeout_seconds",
-        raw.default_step_timeout_seconds,
-        v::seconds,
-        |c| &mut c.playbook.default_step_timeout,
-    )?;
+fn apply_playbook(raw: RawPlaybook, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(src, "playbook.default_step_timeout_seconds", raw.default_step_timeout_seconds, v::seconds, |c| {
+        &mut c.playbook.default_step_timeout
+    })?;
     l.set(
         src,
         "playbook.output_cap_bytes",
@@ -290,7 +166,5 @@ fn apply_playbook(
         |n| v::in_range(n, 1, MAX_OUTPUT_CAP_BYTES),
         |c| &mut c.playbook.output_cap_bytes,
     )?;
-    l.set(src, "playbook.allow_inline", raw.allow_inline, Ok, |c| {
-        &mut c.playbook.allow_inline
-    })
+    l.set(src, "playbook.allow_inline", raw.allow_inline, Ok, |c| &mut c.playbook.allow_inline)
 }

@@ -14,10 +14,7 @@ pub(crate) struct Layered {
 
 impl Layered {
     pub(crate) fn new(defaults: RunnerConfig) -> Self {
-        Layered {
-            config: defaults,
-            origins: HashMap::new(),
-        }
+        Layered { config: defaults, origins: HashMap::new() }
     }
 
     /// Sets `key` from `raw` when the layer has a value for it. `check` turns the raw
@@ -38,10 +35,7 @@ impl Layered {
     }
 
     fn origin(&self, key: &str) -> ConfigSource {
-        self.origins
-            .get(key)
-            .cloned()
-            .unwrap_or(ConfigSource::Default)
+        self.origins.get(key).cloned().unwrap_or(ConfigSource::Default)
     }
 
     /// Resolves values derived from others and runs the checks that involve two keys.
@@ -66,18 +60,13 @@ impl Layered {
                 "{} is below amqp.concurrency {}, which would leave task slots idle",
                 amqp.prefetch, amqp.concurrency
             );
-            return Err(ConfigError::invalid(
-                &self.origin("amqp.prefetch"),
-                "amqp.prefetch",
-                reason,
-            ));
+            return Err(ConfigError::invalid(&self.origin("amqp.prefetch"), "amqp.prefetch", reason));
         }
         Ok(())
     }
 
     fn check_docker_image(&self) -> Result<(), ConfigError> {
-        if self.config.execution_mode == ExecutionMode::Docker && self.config.docker_image.is_none()
-        {
+        if self.config.execution_mode == ExecutionMode::Docker && self.config.docker_image.is_none() {
             return Err(ConfigError::invalid(
                 &self.origin("execution_mode"),
                 "docker.image",
@@ -104,10 +93,6 @@ impl Layered {
              would take the task back while it runs; raise RabbitMQ's consumer_timeout and \
              amqp.consumer_timeout_seconds together"
         );
-        Err(ConfigError::invalid(
-            &origin,
-            "default_timeout_seconds",
-            reason,
-        ))
+        Err(ConfigError::invalid(&origin, "default_timeout_seconds", reason))
     }
 }

@@ -178,9 +178,8 @@ impl RunnerConfig {
         let home = env(HOME_ENV_VAR)
             .filter(|h| !h.trim().is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_HOME), PathBuf::from);
-        let runner_id = env("HOSTNAME")
-            .and_then(|h| values::runner_id(&h).ok())
-            .unwrap_or_else(generated_runner_id);
+        let runner_id =
+            env("HOSTNAME").and_then(|h| values::runner_id(&h).ok()).unwrap_or_else(generated_runner_id);
         RunnerConfig {
             runner_id,
             execution_mode: ExecutionMode::LocalProcess,
@@ -211,20 +210,9 @@ impl RunnerConfig {
                 output_cap_bytes: 64 * 1024,
                 allow_inline: true,
             },
-            retry: RetryConfig {
-                git: 3,
-                network: 3,
-                llm: 3,
-            },
-            limits: ResourceLimits {
-                max_memory_mb: None,
-                max_cpu_percent: None,
-            },
-            logging: LoggingConfig {
-                level: LogLevel::Info,
-                structured: true,
-                mask_secrets: true,
-            },
+            retry: RetryConfig { git: 3, network: 3, llm: 3 },
+            limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
+            logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
         }
     }
 }

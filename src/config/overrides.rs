@@ -49,13 +49,10 @@ pub struct ConfigOverrides {
 
 impl fmt::Debug for ConfigOverrides {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let amqp_url = self
-            .amqp_url
-            .as_deref()
-            .map(|url| match AmqpUrl::parse(url) {
-                Ok(url) => url.redacted().to_string(),
-                Err(_) => "<unparsable, hidden>".to_string(),
-            });
+        let amqp_url = self.amqp_url.as_deref().map(|url| match AmqpUrl::parse(url) {
+            Ok(url) => url.redacted().to_string(),
+            Err(_) => "<unparsable, hidden>".to_string(),
+        });
         f.debug_struct("ConfigOverrides")
             .field("amqp_url", &amqp_url)
             .field("concurrency", &self.concurrency)
@@ -81,13 +78,7 @@ impl ConfigOverrides {
     pub(crate) fn apply(&self, l: &mut Layered) -> Result<(), ConfigError> {
         let o = self.clone();
         let f = ConfigSource::Flag;
-        l.set(
-            &f("--amqp-url"),
-            "amqp.url",
-            o.amqp_url,
-            |s| AmqpUrl::parse(&s),
-            |c| &mut c.amqp.url,
-        )?;
+        l.set(&f("--amqp-url"), "amqp.url", o.amqp_url, |s| AmqpUrl::parse(&s), |c| &mut c.amqp.url)?;
         let max = MAX_CONCURRENCY;
         l.set(
             &f("--concurrency"),
@@ -118,49 +109,19 @@ impl ConfigOverrides {
             |s| ExecutionMode::parse(&s),
             |c| &mut c.execution_mode,
         )?;
-        l.set(
-            &f("--pool-dir"),
-            "pool_dir",
-            o.pool_dir,
-            v::directory,
-            |c| &mut c.pool_dir,
-        )?;
-        l.set(
-            &f("--playbooks-dir"),
-            "playbooks_dir",
-            o.playbooks_dir,
-            v::directory,
-            |c| &mut c.playbooks_dir,
-        )?;
+        l.set(&f("--pool-dir"), "pool_dir", o.pool_dir, v::directory, |c| &mut c.pool_dir)?;
+        l.set(&f("--playbooks-dir"), "playbooks_dir", o.playbooks_dir, v::directory, |c| {
+            &mut c.playbooks_dir
+        })?;
         self.apply_services(l)?;
-        l.set(
-            &f("--llm-model"),
-            "llm.model",
-            o.llm_model,
-            |s| v::text_line(&s),
-            |c| &mut c.llm.model,
-        )?;
-        l.set(
-            &f("--runner-id"),
-            "runner_id",
-            o.runner_id,
-            |s| v::runner_id(&s),
-            |c| &mut c.runner_id,
-        )?;
-        l.set(
-            &f("--timeout"),
-            "default_timeout_seconds",
-            o.default_timeout_seconds,
-            v::seconds,
-            |c| &mut c.default_timeout,
-        )?;
-        l.set(
-            &f("--structured-logging"),
-            "structured_logging",
-            o.structured_logging,
-            Ok,
-            |c| &mut c.logging.structured,
-        )
+        l.set(&f("--llm-model"), "llm.model", o.llm_model, |s| v::text_line(&s), |c| &mut c.llm.model)?;
+        l.set(&f("--runner-id"), "runner_id", o.runner_id, |s| v::runner_id(&s), |c| &mut c.runner_id)?;
+        l.set(&f("--timeout"), "default_timeout_seconds", o.default_timeout_seconds, v::seconds, |c| {
+            &mut c.default_timeout
+        })?;
+        l.set(&f("--structured-logging"), "structured_logging", o.structured_logging, Ok, |c| {
+            &mut c.logging.structured
+        })
     }
 
     fn apply_services(&self, l: &mut Layered) -> Result<(), ConfigError> {
@@ -174,26 +135,12 @@ impl ConfigOverrides {
             |s| ArtifactStoreLocation::parse(&s),
             |c| &mut c.services.artifact_store,
         )?;
-        l.set(
-            &f("--task-registry-url"),
-            "task_registry_url",
-            o.task_registry_url,
-            http,
-            |c| &mut c.services.task_registry_url,
-        )?;
-        l.set(
-            &f("--repo-pool-url"),
-            "repo_pool_url",
-            o.repo_pool_url,
-            http,
-            |c| &mut c.services.repo_pool_url,
-        )?;
-        l.set(
-            &f("--llm-endpoint"),
-            "llm.endpoint",
-            o.llm_endpoint,
-            http,
-            |c| &mut c.llm.endpoint,
-        )
+        l.set(&f("--task-registry-url"), "task_registry_url", o.task_registry_url, http, |c| {
+            &mut c.services.task_registry_url
+        })?;
+        l.set(&f("--repo-pool-url"), "repo_pool_url", o.repo_pool_url, http, |c| {
+            &mut c.services.repo_pool_url
+        })?;
+        l.set(&f("--llm-endpoint"), "llm.endpoint", o.llm_endpoint, http, |c| &mut c.llm.endpoint)
     }
 }

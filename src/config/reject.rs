@@ -75,10 +75,7 @@ impl<'de> Visitor<'de> for Refuse {
     }
 }
 
-fn refuse<'de, D: Deserializer<'de>>(
-    d: D,
-    why: &'static str,
-) -> Result<Option<Infallible>, D::Error> {
+fn refuse<'de, D: Deserializer<'de>>(d: D, why: &'static str) -> Result<Option<Infallible>, D::Error> {
     d.deserialize_any(Refuse(why))
 }
 
@@ -90,15 +87,11 @@ pub(crate) fn git_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infall
     refuse(d, GIT_TOKEN)
 }
 
-pub(crate) fn docker_image<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Infallible>, D::Error> {
+pub(crate) fn docker_image<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
     refuse(d, DOCKER_IMAGE)
 }
 
-pub(crate) fn docker_volumes<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Infallible>, D::Error> {
+pub(crate) fn docker_volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
     refuse(d, DOCKER_VOLUMES)
 }
 

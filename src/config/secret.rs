@@ -59,10 +59,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -73,18 +71,12 @@ mod tests {
     #[test]
     fn reads_the_value_from_the_variable() {
         let env = lookup(&[("GIT_TOKEN", "ghp_direct")]);
-        assert_eq!(
-            exposed(read_secret("GIT_TOKEN", &env).unwrap()),
-            Some("ghp_direct".into())
-        );
+        assert_eq!(exposed(read_secret("GIT_TOKEN", &env).unwrap()), Some("ghp_direct".into()));
     }
 
     #[test]
     fn unset_and_empty_are_none() {
-        assert_eq!(
-            exposed(read_secret("GIT_TOKEN", &lookup(&[])).unwrap()),
-            None
-        );
+        assert_eq!(exposed(read_secret("GIT_TOKEN", &lookup(&[])).unwrap()), None);
         let env = lookup(&[("GIT_TOKEN", ""), ("GIT_TOKEN_FILE", "")]);
         assert_eq!(exposed(read_secret("GIT_TOKEN", &env).unwrap()), None);
     }
@@ -101,10 +93,7 @@ mod tests {
 
     #[test]
     fn both_set_is_refused_without_the_value() {
-        let env = lookup(&[
-            ("GIT_TOKEN", "ghp_secret"),
-            ("GIT_TOKEN_FILE", "/run/secrets/t"),
-        ]);
+        let env = lookup(&[("GIT_TOKEN", "ghp_secret"), ("GIT_TOKEN_FILE", "/run/secrets/t")]);
         let err = read_secret("GIT_TOKEN", &env).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -118,10 +107,7 @@ mod tests {
         let path = dir.path().join("absent");
         let env = lookup(&[("GIT_TOKEN_FILE", path.to_str().unwrap())]);
         let err = read_secret("GIT_TOKEN", &env).unwrap_err();
-        let expected = format!(
-            "cannot read secret file {} named by env GIT_TOKEN_FILE: ",
-            path.display()
-        );
+        let expected = format!("cannot read secret file {} named by env GIT_TOKEN_FILE: ", path.display());
         assert!(err.to_string().starts_with(&expected), "{err}");
     }
 
@@ -134,10 +120,7 @@ mod tests {
         let err = read_secret("GIT_TOKEN", &env).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "invalid secret from env GIT_TOKEN_FILE: the file {} is empty",
-                path.display()
-            )
+            format!("invalid secret from env GIT_TOKEN_FILE: the file {} is empty", path.display())
         );
     }
 }

@@ -9,18 +9,12 @@ use super::*;
 
 /// An environment lookup over fixed pairs.
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |name| map.get(name).cloned()
 }
 
 /// The base environment of most tests: a fixed host name and data directory.
-const BASE_ENV: &[(&str, &str)] = &[
-    ("HOSTNAME", "worker-7"),
-    ("AGENT_RUNNER_HOME", "/var/lib/ar"),
-];
+const BASE_ENV: &[(&str, &str)] = &[("HOSTNAME", "worker-7"), ("AGENT_RUNNER_HOME", "/var/lib/ar")];
 
 /// A config file in its own temporary directory (kept alive by the returned guard).
 fn config_file(yaml: &str) -> (tempfile::TempDir, PathBuf) {
@@ -63,9 +57,7 @@ fn defaults_are_the_documented_ones() {
         services: ServicesConfig {
             task_registry_url: None,
             repo_pool_url: None,
-            artifact_store: ArtifactStoreLocation::Filesystem(PathBuf::from(
-                "/var/lib/ar/artifacts",
-            )),
+            artifact_store: ArtifactStoreLocation::Filesystem(PathBuf::from("/var/lib/ar/artifacts")),
         },
         amqp: AmqpConfig {
             url: AmqpUrl::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap(),
@@ -98,20 +90,9 @@ fn defaults_are_the_documented_ones() {
             output_cap_bytes: 65536,
             allow_inline: true,
         },
-        retry: RetryConfig {
-            git: 3,
-            network: 3,
-            llm: 3,
-        },
-        limits: ResourceLimits {
-            max_memory_mb: None,
-            max_cpu_percent: None,
-        },
-        logging: LoggingConfig {
-            level: LogLevel::Info,
-            structured: true,
-            mask_secrets: true,
-        },
+        retry: RetryConfig { git: 3, network: 3, llm: 3 },
+        limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
+        logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
     };
     assert_eq!(config, expected);
 }
@@ -121,11 +102,7 @@ fn defaults_without_host_name_or_home() {
     let config = load_with(None, &[], &ConfigOverrides::default()).unwrap();
     let suffix = config.runner_id.strip_prefix("runner-").unwrap();
     assert_eq!(suffix.len(), 8, "{}", config.runner_id);
-    assert!(
-        suffix.chars().all(|c| c.is_ascii_hexdigit()),
-        "{}",
-        config.runner_id
-    );
+    assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()), "{}", config.runner_id);
     assert_eq!(config.pool_dir, Path::new(".agent-runner/slots"));
     let store = ArtifactStoreLocation::Filesystem(PathBuf::from(".agent-runner/artifacts"));
     assert_eq!(config.services.artifact_store, store);
@@ -166,46 +143,24 @@ max_memory_mb: 2048
 #[test]
 fn one_key_through_the_whole_chain() {
     let yaml = Some("log_level: debug\n");
-    let flags = ConfigOverrides {
-        log_level: Some("ERROR".into()),
-        ..Default::default()
-    };
+    let flags = ConfigOverrides { log_level: Some("ERROR".into()), ..Default::default() };
     let env = [BASE_ENV, &[("RUNNER_LOG_LEVEL", "warn")]].concat();
     fn level(yaml: Option<&str>, env: &[(&str, &str)], flags: &ConfigOverrides) -> LogLevel {
         load_with(yaml, env, flags).unwrap().logging.level
     }
-    assert_eq!(
-        level(None, BASE_ENV, &ConfigOverrides::default()),
-        LogLevel::Info
-    );
-    assert_eq!(
-        level(yaml, BASE_ENV, &ConfigOverrides::default()),
-        LogLevel::Debug
-    );
-    assert_eq!(
-        level(yaml, &env, &ConfigOverrides::default()),
-        LogLevel::Warn
-    );
+    assert_eq!(level(None, BASE_ENV, &ConfigOverrides::default()), LogLevel::Info);
+    assert_eq!(level(yaml, BASE_ENV, &ConfigOverrides::default()), LogLevel::Debug);
+    assert_eq!(level(yaml, &env, &ConfigOverrides::default()), LogLevel::Warn);
     assert_eq!(level(yaml, &env, &flags), LogLevel::Error);
 }
 
 #[test]
 fn each_layer_sets_its_own_keys() {
     let yaml = "amqp: { concurrency: 2, work_queue: from-file }\nllm: { model: file-model }\n";
-    let env = [
-        BASE_ENV,
-        &[
-            ("RUNNER_CONCURRENCY", "3"),
-            ("LLM_MODEL", "env-model"),
-            ("RUNNER_ID", "env-id"),
-        ],
-    ]
-    .concat();
-    let flags = ConfigOverrides {
-        concurrency: Some(6),
-        runner_id: Some("flag-id".into()),
-        ..Default::default()
-    };
+    let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "3"), ("LLM_MODEL", "env-model"), ("RUNNER_ID", "env-id")]]
+        .concat();
+    let flags =
+        ConfigOverrides { concurrency: Some(6), runner_id: Some("flag-id".into()), ..Default::default() };
     let config = load_with(Some(yaml), &env, &flags).unwrap();
     assert_eq!(config.amqp.work_queue, "from-file");
     assert_eq!(config.llm.model, "env-model");
@@ -216,29 +171,16 @@ fn each_layer_sets_its_own_keys() {
 #[test]
 fn env_overrides_file_and_empty_env_changes_nothing() {
     let yaml = Some("amqp: { concurrency: 2 }\ntask_registry_url: http://registry:8001\n");
-    let env = [
-        BASE_ENV,
-        &[("RUNNER_CONCURRENCY", "3"), ("TASK_REGISTRY_URL", "")],
-    ]
-    .concat();
+    let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "3"), ("TASK_REGISTRY_URL", "")]].concat();
     let config = load_with(yaml, &env, &ConfigOverrides::default()).unwrap();
     assert_eq!(config.amqp.concurrency, 3);
-    assert_eq!(
-        config.services.task_registry_url,
-        Some(url("http://registry:8001"))
-    );
+    assert_eq!(config.services.task_registry_url, Some(url("http://registry:8001")));
 }
 
 #[test]
 fn llm_endpoint_beats_openai_base_url() {
-    let both = [
-        BASE_ENV,
-        &[
-            ("OPENAI_BASE_URL", "http://a:1/v1"),
-            ("LLM_ENDPOINT", "http://b:2/v1"),
-        ],
-    ]
-    .concat();
+    let both =
+        [BASE_ENV, &[("OPENAI_BASE_URL", "http://a:1/v1"), ("LLM_ENDPOINT", "http://b:2/v1")]].concat();
     let config = load_with(None, &both, &ConfigOverrides::default()).unwrap();
     assert_eq!(config.llm.endpoint, Some(url("http://b:2/v1")));
     let one = [BASE_ENV, &[("OPENAI_BASE_URL", "http://a:1/v1")]].concat();
@@ -259,9 +201,7 @@ fn unknown_key_names_file_line_key_and_expected_keys() {
 fn yaml_syntax_error_names_line_and_column() {
     let (_dir, path) = config_file("log_level: info\nllm:\n  model: \"x\n");
     let err = load(Some(&path), &env_of(BASE_ENV), &ConfigOverrides::default()).unwrap_err();
-    let ConfigError::Syntax { line, column, .. } = &err else {
-        panic!("{err}")
-    };
+    let ConfigError::Syntax { line, column, .. } = &err else { panic!("{err}") };
     assert_eq!((*line, *column), (Some(4), Some(1)), "{err}");
     let shown = err.to_string().replace(&path.display().to_string(), "FILE");
     assert_eq!(
@@ -304,20 +244,15 @@ fn kubernetes_is_refused_as_an_execution_mode() {
          runs commands"
     );
     let message = file_error("k8s_namespace: necrocode\n");
-    let expected = format!(
-        "invalid config file FILE: k8s_namespace: {} at line 1 column 16",
-        reject::KUBERNETES
-    );
+    let expected =
+        format!("invalid config file FILE: k8s_namespace: {} at line 1 column 16", reject::KUBERNETES);
     assert_eq!(message, expected);
 }
 
 #[test]
 fn api_key_in_file_is_refused_without_echoing_it() {
     let message = file_error("llm:\n  model: gpt-4\n  api_key: sk-live-123456\n");
-    let expected = format!(
-        "invalid config file FILE: llm.api_key: {} at line 3 column 12",
-        reject::API_KEY
-    );
+    let expected = format!("invalid config file FILE: llm.api_key: {} at line 3 column 12", reject::API_KEY);
     assert_eq!(message, expected);
     assert!(!message.contains("sk-live"));
 }
@@ -340,10 +275,7 @@ fn bad_env_value_names_the_variable() {
 
 #[test]
 fn bad_flag_value_names_the_flag() {
-    let flags = ConfigOverrides {
-        concurrency: Some(0),
-        ..Default::default()
-    };
+    let flags = ConfigOverrides { concurrency: Some(0), ..Default::default() };
     let err = load_with(None, BASE_ENV, &flags).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -353,10 +285,7 @@ fn bad_flag_value_names_the_flag() {
 
 #[test]
 fn cross_field_checks_blame_the_right_layer() {
-    let flags = ConfigOverrides {
-        prefetch: Some(2),
-        ..Default::default()
-    };
+    let flags = ConfigOverrides { prefetch: Some(2), ..Default::default() };
     let env = [BASE_ENV, &[("RUNNER_CONCURRENCY", "4")]].concat();
     assert_eq!(
         load_with(None, &env, &flags).unwrap_err().to_string(),
@@ -369,9 +298,7 @@ fn cross_field_checks_blame_the_right_layer() {
     );
     let env = [BASE_ENV, &[("RUNNER_TIMEOUT", "7200")]].concat();
     assert_eq!(
-        load_with(None, &env, &ConfigOverrides::default())
-            .unwrap_err()
-            .to_string(),
+        load_with(None, &env, &ConfigOverrides::default()).unwrap_err().to_string(),
         "invalid default_timeout_seconds from env RUNNER_TIMEOUT: 7200s does not fit under \
          amqp.consumer_timeout_seconds 7200s: the broker would take the task back while it \
          runs; raise RabbitMQ's consumer_timeout and amqp.consumer_timeout_seconds together"
@@ -384,39 +311,23 @@ fn amqp_password_never_shows_in_debug() {
     let config = load_with(yaml, BASE_ENV, &ConfigOverrides::default()).unwrap();
     let debug = format!("{config:?}");
     assert!(!debug.contains("file-pass-42"), "{debug}");
-    assert!(
-        debug.contains("amqp://worker:***@broker:5672/%2f"),
-        "{debug}"
-    );
-    assert_eq!(
-        config.amqp.url.expose(),
-        "amqp://worker:file-pass-42@broker:5672/%2f"
-    );
+    assert!(debug.contains("amqp://worker:***@broker:5672/%2f"), "{debug}");
+    assert_eq!(config.amqp.url.expose(), "amqp://worker:file-pass-42@broker:5672/%2f");
 
-    let flags = ConfigOverrides {
-        amqp_url: Some("amqps://u:flag-pass-7@b/%2f".into()),
-        ..Default::default()
-    };
+    let flags =
+        ConfigOverrides { amqp_url: Some("amqps://u:flag-pass-7@b/%2f".into()), ..Default::default() };
     assert!(!format!("{flags:?}").contains("flag-pass-7"));
     let config = load_with(None, BASE_ENV, &flags).unwrap();
     assert!(!format!("{config:?}").contains("flag-pass-7"));
 
     let defaults = format!("{:?}", RunnerConfig::defaults_from(&env_of(BASE_ENV)));
-    assert!(
-        defaults.contains("amqp://guest:***@127.0.0.1:5672/%2f"),
-        "{defaults}"
-    );
+    assert!(defaults.contains("amqp://guest:***@127.0.0.1:5672/%2f"), "{defaults}");
     assert!(!defaults.contains("guest:guest"), "{defaults}");
 }
 
 #[test]
 fn comment_only_file_changes_nothing() {
-    let config = load_with(
-        Some("# nothing yet\n\n"),
-        BASE_ENV,
-        &ConfigOverrides::default(),
-    )
-    .unwrap();
+    let config = load_with(Some("# nothing yet\n\n"), BASE_ENV, &ConfigOverrides::default()).unwrap();
     assert_eq!(config, RunnerConfig::defaults_from(&env_of(BASE_ENV)));
 }
 
@@ -434,14 +345,10 @@ fn shipped_examples_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let load_example = |name: &str| {
         let path = dir.join(name);
-        load(Some(&path), &env_of(&[]), &ConfigOverrides::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
+        load(Some(&path), &env_of(&[]), &ConfigOverrides::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     let local = load_example("config.local.yaml");
-    assert_eq!(
-        (local.execution_mode, local.logging.structured),
-        (ExecutionMode::LocalProcess, false)
-    );
+    assert_eq!((local.execution_mode, local.logging.structured), (ExecutionMode::LocalProcess, false));
     let docker = load_example("config.docker.yaml");
     assert_eq!(docker.docker_image.as_deref(), Some("rust:1-bookworm"));
     let kubernetes = load_example("config.kubernetes.yaml");

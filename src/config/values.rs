@@ -59,9 +59,7 @@ impl ExecutionMode {
                  run the worker as a Deployment or Job and pick local-process, sandbox or docker \
                  for how it runs commands"
                 .to_string()),
-            other => Err(format!(
-                "expected one of local-process, sandbox, docker, got `{other}`"
-            )),
+            other => Err(format!("expected one of local-process, sandbox, docker, got `{other}`")),
         }
     }
 }
@@ -102,9 +100,7 @@ impl LogLevel {
             "info" => Ok(LogLevel::Info),
             "warn" | "warning" => Ok(LogLevel::Warn),
             "error" => Ok(LogLevel::Error),
-            _ => Err(format!(
-                "expected one of trace, debug, info, warn, error, got `{text}`"
-            )),
+            _ => Err(format!("expected one of trace, debug, info, warn, error, got `{text}`")),
         }
     }
 }
@@ -136,10 +132,7 @@ impl AmqpUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
         if !matches!(url.scheme(), "amqp" | "amqps") {
-            return Err(format!(
-                "scheme must be amqp or amqps, got `{}`",
-                url.scheme()
-            ));
+            return Err(format!("scheme must be amqp or amqps, got `{}`", url.scheme()));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("the URL names no host".to_string());
@@ -148,10 +141,7 @@ impl AmqpUrl {
             // Cannot fail: the URL has a host, which is all set_password needs.
             let _ = url.set_password(Some("***"));
         }
-        Ok(AmqpUrl {
-            raw: text.trim().to_string(),
-            redacted: url.to_string(),
-        })
+        Ok(AmqpUrl { raw: text.trim().to_string(), redacted: url.to_string() })
     }
 
     /// The real URL, password included: pass it to the connection and nowhere else.
@@ -193,18 +183,14 @@ impl ArtifactStoreLocation {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
         match url.scheme() {
-            "file" => url
-                .to_file_path()
-                .map(ArtifactStoreLocation::Filesystem)
-                .map_err(|()| "a file URL must hold an absolute path, as in file:///var/lib/agent-runner/artifacts".to_string()),
+            "file" => url.to_file_path().map(ArtifactStoreLocation::Filesystem).map_err(|()| {
+                "a file URL must hold an absolute path, as in file:///var/lib/agent-runner/artifacts"
+                    .to_string()
+            }),
             "http" | "https" => http_url(text).map(ArtifactStoreLocation::Http),
-            "s3" if url.host_str().is_some_and(|h| !h.is_empty()) => {
-                Ok(ArtifactStoreLocation::S3(url))
-            }
+            "s3" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(ArtifactStoreLocation::S3(url)),
             "s3" => Err("an s3 URL must name a bucket, as in s3://bucket/prefix".to_string()),
-            other => Err(format!(
-                "scheme must be file, http, https or s3, got `{other}`"
-            )),
+            other => Err(format!("scheme must be file, http, https or s3, got `{other}`")),
         }
     }
 }
@@ -225,10 +211,7 @@ impl fmt::Display for ArtifactStoreLocation {
 pub(crate) fn http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "scheme must be http or https, got `{}`",
-            url.scheme()
-        ));
+        return Err(format!("scheme must be http or https, got `{}`", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL names no host".to_string());
@@ -241,9 +224,7 @@ pub(crate) fn http_url(text: &str) -> Result<Url, String> {
 
 /// A whole number from text (environment variables).
 pub(crate) fn number(text: &str) -> Result<u64, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number, got `{text}`"))
+    text.trim().parse().map_err(|_| format!("expected a whole number, got `{text}`"))
 }
 
 /// A boolean from text (environment variables): true/false, 1/0, yes/no, on/off.
@@ -290,10 +271,7 @@ pub(crate) fn text_line(text: &str) -> Result<String, String> {
 pub(crate) fn amqp_name(text: &str) -> Result<String, String> {
     let name = text_line(text)?;
     if name.len() > MAX_AMQP_NAME_BYTES {
-        return Err(format!(
-            "must be at most {MAX_AMQP_NAME_BYTES} bytes, got {}",
-            name.len()
-        ));
+        return Err(format!("must be at most {MAX_AMQP_NAME_BYTES} bytes, got {}", name.len()));
     }
     Ok(name)
 }
@@ -325,13 +303,9 @@ pub(crate) fn runner_id(text: &str) -> Result<String, String> {
 pub(crate) fn env_var_name(text: &str) -> Result<String, String> {
     let name = text.trim();
     let mut chars = name.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "must be an environment variable name (letters, digits, _), got `{name}`"
-        ));
+        return Err(format!("must be an environment variable name (letters, digits, _), got `{name}`"));
     }
     Ok(name.to_string())
 }
@@ -353,10 +327,7 @@ mod tests {
         let url = AmqpUrl::parse("amqps://svc:p%40ss@mq.example:5671/prod").unwrap();
         assert_eq!(url.redacted(), "amqps://svc:***@mq.example:5671/prod");
         assert_eq!(url.to_string(), "amqps://svc:***@mq.example:5671/prod");
-        assert_eq!(
-            format!("{url:?}"),
-            r#"AmqpUrl("amqps://svc:***@mq.example:5671/prod")"#
-        );
+        assert_eq!(format!("{url:?}"), r#"AmqpUrl("amqps://svc:***@mq.example:5671/prod")"#);
         assert_eq!(url.expose(), "amqps://svc:p%40ss@mq.example:5671/prod");
         let plain = AmqpUrl::parse("amqp://mq/%2f").unwrap();
         assert_eq!(plain.redacted(), "amqp://mq/%2f");
@@ -366,19 +337,14 @@ mod tests {
     fn amqp_url_errors_never_quote_the_url() {
         let err = AmqpUrl::parse("amqp://user:hunter2@").unwrap_err();
         assert_eq!(err, "not a valid URL: empty host");
-        assert_eq!(
-            AmqpUrl::parse("not a url").unwrap_err(),
-            "not a valid URL: relative URL without a base"
-        );
+        assert_eq!(AmqpUrl::parse("not a url").unwrap_err(), "not a valid URL: relative URL without a base");
     }
 
     #[test]
     fn artifact_store_locations() {
         assert_eq!(
             ArtifactStoreLocation::parse("file:///var/lib/ar/artifacts"),
-            Ok(ArtifactStoreLocation::Filesystem(PathBuf::from(
-                "/var/lib/ar/artifacts"
-            )))
+            Ok(ArtifactStoreLocation::Filesystem(PathBuf::from("/var/lib/ar/artifacts")))
         );
         let http = ArtifactStoreLocation::parse("http://store:8003").unwrap();
         assert_eq!(http.to_string(), "http://store:8003/");
@@ -393,29 +359,14 @@ mod tests {
         assert_eq!(LogLevel::parse("WARNING"), Ok(LogLevel::Warn));
         assert_eq!(ExecutionMode::parse(" Docker "), Ok(ExecutionMode::Docker));
         assert_eq!(boolean("Off"), Ok(false));
-        assert_eq!(
-            boolean("maybe"),
-            Err("expected true or false, got `maybe`".to_string())
-        );
+        assert_eq!(boolean("maybe"), Err("expected true or false, got `maybe`".to_string()));
         assert_eq!(env_var_name("GIT_TOKEN"), Ok("GIT_TOKEN".to_string()));
         assert_eq!(
             env_var_name("1TOKEN"),
-            Err(
-                "must be an environment variable name (letters, digits, _), got `1TOKEN`"
-                    .to_string()
-            )
+            Err("must be an environment variable name (letters, digits, _), got `1TOKEN`".to_string())
         );
-        assert_eq!(
-            runner_id("a b"),
-            Err("must not contain whitespace or control characters".to_string())
-        );
-        assert_eq!(
-            text_line("a\nb"),
-            Err("must be one line without control characters".to_string())
-        );
-        assert_eq!(
-            binding_keys(vec![]),
-            Err("must list at least one routing key".to_string())
-        );
+        assert_eq!(runner_id("a b"), Err("must not contain whitespace or control characters".to_string()));
+        assert_eq!(text_line("a\nb"), Err("must be one line without control characters".to_string()));
+        assert_eq!(binding_keys(vec![]), Err("must list at least one routing key".to_string()));
     }
 }

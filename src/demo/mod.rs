@@ -40,13 +40,18 @@ pub struct DemoReport {
 }
 
 /// Runs the demo under `home` (wiped first), printing progress through `say`.
-pub async fn run_demo(mut config: RunnerConfig, home: PathBuf, say: &dyn Fn(&str)) -> anyhow::Result<DemoReport> {
+pub async fn run_demo(
+    mut config: RunnerConfig,
+    home: PathBuf,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<DemoReport> {
     if home.exists() {
         std::fs::remove_dir_all(&home).with_context(|| format!("cannot clear {}", home.display()))?;
     }
     std::fs::create_dir_all(&home)?;
     let origin = home.join("origin.git");
-    sample::create_origin(&origin, "main", sample::SAMPLE_FILES).context("cannot create the sample repository")?;
+    sample::create_origin(&origin, "main", sample::SAMPLE_FILES)
+        .context("cannot create the sample repository")?;
     say(&format!("sample origin repository: {}", origin.display()));
     config.pool_dir = home.join("slots");
     config.services.artifact_store = crate::config::ArtifactStoreLocation::Filesystem(home.join("artifacts"));
@@ -73,7 +78,10 @@ pub async fn run_demo(mut config: RunnerConfig, home: PathBuf, say: &dyn Fn(&str
     let names = TopologyNames::isolated(&format!("agent-runner.demo-{suffix}"));
     let worker = Arc::new(Worker::connect(&config, secrets, names.clone()).await?);
     let mut tap = worker.session.tap(&names.events_exchange, "#").await?;
-    say(&format!("private topology declared: work queue {}, dead-letter queue {}", names.work_queue, names.dead_letter_queue));
+    say(&format!(
+        "private topology declared: work queue {}, dead-letter queue {}",
+        names.work_queue, names.dead_letter_queue
+    ));
 
     let task = sample::sample_task(&format!("file://{}", origin.display()), "1.1");
     let task_body = serde_json::to_vec(&task)?;

@@ -21,7 +21,8 @@ pub const SAMPLE_FILES: &[(&str, &str)] = &[
 
 /// The file the sample task asks for, and what the scripted model writes into it.
 pub const GREET_PATH: &str = "greet.sh";
-pub const GREET_CONTENT: &str = "#!/bin/sh\n# Prints a greeting for its first argument.\necho \"Hello, ${1:-world}!\"\n";
+pub const GREET_CONTENT: &str =
+    "#!/bin/sh\n# Prints a greeting for its first argument.\necho \"Hello, ${1:-world}!\"\n";
 
 /// The sample task message for a repository at `repo_url`.
 pub fn sample_task(repo_url: &str, task_id: &str) -> serde_json::Value {

@@ -23,4 +23,4 @@ pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};
 pub use error::{GitDetail, GitError, redact_text, redact_url};
 pub use push::{PushOutcome, push_branch, remote_branch_commit};
 pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};
-pub use workspace::{PreparedWorkspace, prepare_workspace};
+pub use workspace::{PreparedWorkspace, origin_url, prepare_workspace};

@@ -183,3 +183,16 @@ fn remove_path(path: &Path) -> Result<(), GitError> {
     };
     removed.map_err(|source| GitError::Clean { path: path.to_path_buf(), source })
 }
+
+/// The URL of `origin` in the repository at `path`: the remote of a slot the Dispatcher
+/// pre-allocated without naming a `repo_url`.
+pub fn origin_url(path: &Path) -> Result<String, GitError> {
+    let repo = open(path)?;
+    let remote = repo
+        .find_remote("origin")
+        .map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() })?;
+    remote
+        .url()
+        .map(str::to_string)
+        .map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() })
+}

@@ -105,11 +105,7 @@ struct AttemptError {
 impl LlmClient {
     /// Validates the settings and builds the HTTP client.
     pub fn new(settings: &LlmSettings) -> Result<Self, ImplementError> {
-        let base = settings
-            .endpoint
-            .as_deref()
-            .unwrap_or(OPENAI_API_BASE)
-            .trim_end_matches('/');
+        let base = settings.endpoint.as_deref().unwrap_or(OPENAI_API_BASE).trim_end_matches('/');
         let url = reqwest::Url::parse(base)
             .map_err(|_| ImplementError::Settings("the LLM endpoint is not a valid URL".into()))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -118,11 +114,7 @@ impl LlmClient {
                 url.scheme()
             )));
         }
-        let key = settings
-            .api_key
-            .as_ref()
-            .map(|k| k.expose_secret())
-            .unwrap_or("");
+        let key = settings.api_key.as_ref().map(|k| k.expose_secret()).unwrap_or("");
         // async-openai builds the Authorization header with `unwrap()`: a key with a
         // newline (a secret file without trimming) would panic inside it.
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
@@ -137,11 +129,8 @@ impl LlmClient {
             .map_err(|e| ImplementError::Settings(format!("cannot build the HTTP client: {e}")))?;
         // Set every field explicitly: the defaults read OPENAI_* variables from the
         // environment, which must not silently redirect or re-key the worker.
-        let config = OpenAIConfig::default()
-            .with_api_base(base)
-            .with_api_key(key)
-            .with_org_id("")
-            .with_project_id("");
+        let config =
+            OpenAIConfig::default().with_api_base(base).with_api_key(key).with_org_id("").with_project_id("");
         Ok(LlmClient {
             http,
             config,
@@ -174,10 +163,7 @@ impl LlmClient {
             seen.clear();
             client.chat().create(request.clone()).await.map_err(|e| {
                 let last = seen.take();
-                AttemptError {
-                    error: self.classify(e, last),
-                    retry_after: last.and_then(|s| s.retry_after),
-                }
+                AttemptError { error: self.classify(e, last), retry_after: last.and_then(|s| s.retry_after) }
             })
         };
         let response = attempt
@@ -193,11 +179,7 @@ impl LlmClient {
             .map_err(|e| e.error)?;
 
         let usage = response.usage.unwrap_or_default();
-        let model = if response.model.is_empty() {
-            self.model.clone()
-        } else {
-            response.model
-        };
+        let model = if response.model.is_empty() { self.model.clone() } else { response.model };
         let choice = response
             .choices
             .into_iter()
@@ -236,25 +218,15 @@ impl LlmClient {
                 let status = api.status_code.as_u16();
                 // OpenAI answers 429 for an exhausted quota too; waiting does not refill it.
                 let quota = api.api_error.r#type.as_deref() == Some("insufficient_quota");
-                (
-                    Some(status),
-                    transient_status(status) && !quota,
-                    api.api_error.to_string(),
-                )
+                (Some(status), transient_status(status) && !quota, api.api_error.to_string())
             }
             OpenAIError::JSONDeserialize(e, body) => match seen {
                 // An error response whose body is not OpenAI's error JSON (a proxy page,
                 // llama.cpp's numeric `code`): the status still tells what happened.
-                Some(s) if !(200..300).contains(&s.status) => (
-                    Some(s.status),
-                    transient_status(s.status),
-                    format!("error body: {body}"),
-                ),
-                _ => (
-                    seen.map(|s| s.status),
-                    false,
-                    format!("the answer is not a chat completion: {e}"),
-                ),
+                Some(s) if !(200..300).contains(&s.status) => {
+                    (Some(s.status), transient_status(s.status), format!("error body: {body}"))
+                }
+                _ => (seen.map(|s| s.status), false, format!("the answer is not a chat completion: {e}")),
             },
             other => (None, false, other.to_string()),
         };
@@ -318,10 +290,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key_and_endpoint_credentials() {
-        let s = settings(
-            "http://user:pw@127.0.0.1:9/v1?token=abc",
-            Some("sk-very-secret"),
-        );
+        let s = settings("http://user:pw@127.0.0.1:9/v1?token=abc", Some("sk-very-secret"));
         let shown = format!("{s:?}");
         assert!(!shown.contains("sk-very-secret"), "{shown}");
         assert!(!shown.contains("pw"), "{shown}");

@@ -55,9 +55,7 @@ pub enum ImplementError {
 }
 
 fn status_suffix(status: Option<u16>) -> String {
-    status
-        .map(|s| format!(" with HTTP {s}"))
-        .unwrap_or_default()
+    status.map(|s| format!(" with HTTP {s}")).unwrap_or_default()
 }
 
 impl Classify for ImplementError {
@@ -68,13 +66,7 @@ impl Classify for ImplementError {
     fn is_transient(&self) -> bool {
         // Only the remote side can get better by itself; a bad answer, a rejected path or
         // a workspace I/O error would fail the same way on redelivery.
-        matches!(
-            self,
-            ImplementError::Request {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, ImplementError::Request { transient: true, .. })
     }
 }
 
@@ -95,10 +87,7 @@ mod tests {
         assert!(!ImplementError::NoChanges.is_transient());
         let failure = request(true).to_failure("implement");
         assert_eq!(failure.kind, FailureKind::Implementation);
-        assert_eq!(
-            failure.message,
-            "LLM request to http://127.0.0.1:1/v1 failed with HTTP 503: busy"
-        );
+        assert_eq!(failure.message, "LLM request to http://127.0.0.1:1/v1 failed with HTTP 503: busy");
         assert!(failure.transient);
     }
 }

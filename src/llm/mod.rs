@@ -20,9 +20,7 @@ pub mod scripted;
 
 use std::path::Path;
 
-use async_openai::types::chat::{
-    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-};
+use async_openai::types::chat::{ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage};
 use serde::Serialize;
 
 pub use client::{ChatAnswer, LlmClient, LlmSettings};
@@ -33,8 +31,8 @@ pub use edits::{
 pub use error::ImplementError;
 pub use prompt::{Prompt, build_prompt};
 pub use repo_view::{
-    DEFAULT_MAX_CONTENT_BYTES, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TREE_ENTRIES, EntryKind,
-    FileText, RepoView, RepoViewBudget, TreeEntry, repo_view,
+    DEFAULT_MAX_CONTENT_BYTES, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TREE_ENTRIES, EntryKind, FileText,
+    RepoView, RepoViewBudget, TreeEntry, repo_view,
 };
 
 /// What to implement, and what the model may see of the repository.
@@ -85,9 +83,9 @@ pub async fn implement(
     let answer = client.chat(messages).await?;
     let changes = parse_code_changes(&answer.content).map_err(|e| match e {
         // A cut-off answer explains the parse failure better than the parse error does.
-        ImplementError::Answer(reason) if answer.truncated => ImplementError::Answer(format!(
-            "{reason} (the answer was cut off at the token limit)"
-        )),
+        ImplementError::Answer(reason) if answer.truncated => {
+            ImplementError::Answer(format!("{reason} (the answer was cut off at the token limit)"))
+        }
         other => other,
     })?;
     let files_changed = apply_changes(workspace, &changes)?;
@@ -102,9 +100,7 @@ pub async fn implement(
         llm_model: answer.model,
         prompt_tokens: answer.prompt_tokens,
         completion_tokens: answer.completion_tokens,
-        tokens_used: answer
-            .prompt_tokens
-            .saturating_add(answer.completion_tokens),
+        tokens_used: answer.prompt_tokens.saturating_add(answer.completion_tokens),
         files_changed,
         explanation: changes.explanation,
         rounds: 1,

@@ -31,17 +31,11 @@ impl Seen {
     }
 
     pub fn take(&self) -> Option<LastResponse> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
 
     fn set(&self, value: Option<LastResponse>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = value;
     }
 }
 
@@ -57,13 +51,7 @@ impl ResponseProbe {
     /// chat call, so concurrent calls never read each other's responses.
     pub fn new(http: reqwest::Client) -> (Self, Seen) {
         let seen = Seen::default();
-        (
-            ResponseProbe {
-                inner: ReqwestService::new(http),
-                seen: seen.clone(),
-            },
-            seen,
-        )
+        (ResponseProbe { inner: ReqwestService::new(http), seen: seen.clone() }, seen)
     }
 }
 

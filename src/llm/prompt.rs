@@ -42,10 +42,7 @@ pub fn build_prompt(req: &ImplementRequest) -> Prompt {
         user.push_str(&fenced("TEST OUTPUT", &tag, failure));
     }
     user.push_str("\nAnswer now with the JSON object only.\n");
-    Prompt {
-        system: system_message(&tag),
-        user,
-    }
+    Prompt { system: system_message(&tag), user }
 }
 
 fn system_message(tag: &str) -> String {
@@ -66,18 +63,9 @@ The user message holds data between markers of the form <<<NAME {tag}>>> and <<<
 }
 
 fn task_section(req: &ImplementRequest) -> String {
-    let mut out = format!(
-        "Title: {}\n\nDescription:\n{}\n",
-        req.title, req.description
-    );
-    out.push_str(&bullet_list(
-        "Acceptance criteria",
-        &req.acceptance_criteria,
-    ));
-    out.push_str(&bullet_list(
-        "Tasks this one builds on (already done)",
-        &req.dependencies,
-    ));
+    let mut out = format!("Title: {}\n\nDescription:\n{}\n", req.title, req.description);
+    out.push_str(&bullet_list("Acceptance criteria", &req.acceptance_criteria));
+    out.push_str(&bullet_list("Tasks this one builds on (already done)", &req.dependencies));
     if let Some(hint) = &req.test_command_hint {
         out.push_str(&format!("\nThe tests are run with: {hint}\n"));
     }
@@ -152,10 +140,7 @@ mod tests {
             dependencies: vec![],
             test_command_hint: Some("sh test.sh".into()),
             repo_view: RepoView {
-                files: vec![FileText {
-                    path: "README.md".into(),
-                    content: "demo".into(),
-                }],
+                files: vec![FileText { path: "README.md".into(), content: "demo".into() }],
                 ..RepoView::default()
             },
             previous_failure: None,
@@ -172,11 +157,7 @@ mod tests {
              The tests are run with: sh test.sh\n<<<END TASK {tag}>>>\n"
         );
         assert!(prompt.user.starts_with(&expected_task), "{}", prompt.user);
-        assert!(
-            prompt
-                .user
-                .contains("=== file: README.md ===\ndemo\n=== end of file: README.md ===\n")
-        );
+        assert!(prompt.user.contains("=== file: README.md ===\ndemo\n=== end of file: README.md ===\n"));
         assert!(prompt.system.contains(&format!("<<<NAME {tag}>>>")));
         assert!(prompt.system.contains(r#""code_changes""#));
         assert!(!prompt.user.contains("TEST OUTPUT"));

@@ -19,15 +19,8 @@ const MAX_WALK_ENTRIES: usize = 20_000;
 /// Bytes inspected for NUL to call a file binary (git's own heuristic looks at 8000).
 const BINARY_SNIFF_BYTES: usize = 8000;
 /// Build output and dependency caches: listed as one entry, not descended into.
-const SKIPPED_DIRS: &[&str] = &[
-    "node_modules",
-    "target",
-    ".venv",
-    "venv",
-    "__pycache__",
-    ".tox",
-    ".mypy_cache",
-];
+const SKIPPED_DIRS: &[&str] =
+    &["node_modules", "target", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache"];
 /// Top-level files that say what the project is and how it builds; shown before others.
 const MANIFESTS: &[&str] = &[
     "Cargo.toml",
@@ -128,21 +121,12 @@ pub fn repo_view(workspace: &Path, budget: RepoViewBudget) -> std::io::Result<Re
     let files = pick_files(workspace, &entries, budget)?;
     let omitted_entries = entries.len().saturating_sub(budget.max_tree_entries);
     entries.truncate(budget.max_tree_entries);
-    Ok(RepoView {
-        tree: entries,
-        omitted_entries,
-        walk_truncated,
-        files,
-    })
+    Ok(RepoView { tree: entries, omitted_entries, walk_truncated, files })
 }
 
 /// Collects entries under `dir`; false when [`MAX_WALK_ENTRIES`] stopped the walk.
 fn walk(root: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> std::io::Result<bool> {
-    let dir = if prefix.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(prefix)
-    };
+    let dir = if prefix.is_empty() { root.to_path_buf() } else { root.join(prefix) };
     let mut children: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
     children.sort_by_key(|c| c.file_name());
     for child in children {
@@ -153,32 +137,19 @@ fn walk(root: &Path, prefix: &str, out: &mut Vec<TreeEntry>) -> std::io::Result<
         if name == ".git" {
             continue;
         }
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         // symlink_metadata: a link is reported, never followed.
         let meta = child.path().symlink_metadata()?;
         if meta.file_type().is_symlink() {
-            out.push(TreeEntry {
-                path,
-                kind: EntryKind::Symlink,
-            });
+            out.push(TreeEntry { path, kind: EntryKind::Symlink });
         } else if meta.is_dir() {
             if SKIPPED_DIRS.contains(&name.as_str()) {
-                out.push(TreeEntry {
-                    path,
-                    kind: EntryKind::SkippedDir,
-                });
+                out.push(TreeEntry { path, kind: EntryKind::SkippedDir });
             } else if !walk(root, &path, out)? {
                 return Ok(false);
             }
         } else if meta.is_file() {
-            out.push(TreeEntry {
-                path,
-                kind: EntryKind::File { size: meta.len() },
-            });
+            out.push(TreeEntry { path, kind: EntryKind::File { size: meta.len() } });
         }
     }
     Ok(true)
@@ -205,22 +176,14 @@ fn looks_secret(path: &str) -> bool {
         || name.starts_with(".netrc")
         || name.starts_with(".npmrc")
         || name.starts_with(".pypirc")
-        || [".pem", ".key", ".p12", ".pfx", ".keystore"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+        || [".pem", ".key", ".p12", ".pfx", ".keystore"].iter().any(|ext| name.ends_with(ext))
 }
 
-fn pick_files(
-    root: &Path,
-    entries: &[TreeEntry],
-    budget: RepoViewBudget,
-) -> std::io::Result<Vec<FileText>> {
+fn pick_files(root: &Path, entries: &[TreeEntry], budget: RepoViewBudget) -> std::io::Result<Vec<FileText>> {
     let mut candidates: Vec<(u8, u64, &str)> = entries
         .iter()
         .filter_map(|e| match e.kind {
-            EntryKind::File { size }
-                if size as usize <= budget.max_file_bytes && !looks_secret(&e.path) =>
-            {
+            EntryKind::File { size } if size as usize <= budget.max_file_bytes && !looks_secret(&e.path) => {
                 Some((rank(&e.path), size, e.path.as_str()))
             }
             _ => None,
@@ -245,10 +208,7 @@ fn pick_files(
             continue;
         }
         used += content.len();
-        files.push(FileText {
-            path: path.to_string(),
-            content,
-        });
+        files.push(FileText { path: path.to_string(), content });
     }
     // Shown in path order so related files sit together in the prompt.
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -276,24 +236,10 @@ mod tests {
         write(root, "logo.gif", b"GIF\0\0data");
         write(root, ".env", b"TOKEN=abc\n");
         write(root, "big.txt", &[b'x'; 300]);
-        let budget = RepoViewBudget {
-            max_tree_entries: 100,
-            max_content_bytes: 125,
-            max_file_bytes: 200,
-        };
+        let budget = RepoViewBudget { max_tree_entries: 100, max_content_bytes: 125, max_file_bytes: 200 };
         let view = repo_view(root, budget).unwrap();
         let paths: Vec<&str> = view.tree.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                ".env",
-                "Cargo.toml",
-                "README.md",
-                "big.txt",
-                "logo.gif",
-                "src/lib.rs"
-            ]
-        );
+        assert_eq!(paths, [".env", "Cargo.toml", "README.md", "big.txt", "logo.gif", "src/lib.rs"]);
         let shown: Vec<&str> = view.files.iter().map(|f| f.path.as_str()).collect();
         // README (100) + Cargo.toml (11) fit; logo.gif (9) would fit but holds NUL bytes;
         // src/lib.rs (30) would pass the 125-byte budget; big.txt is over the per-file cap;
@@ -308,23 +254,13 @@ mod tests {
         for i in 0..7 {
             write(dir.path(), &format!("f{i}.txt"), b"abc");
         }
-        let budget = RepoViewBudget {
-            max_tree_entries: 3,
-            max_content_bytes: 5,
-            max_file_bytes: 5,
-        };
+        let budget = RepoViewBudget { max_tree_entries: 3, max_content_bytes: 5, max_file_bytes: 5 };
         let view = repo_view(dir.path(), budget).unwrap();
         assert_eq!(
             view.render_tree(),
             "f0.txt (3 bytes)\nf1.txt (3 bytes)\nf2.txt (3 bytes)\n... and 4 more\n"
         );
-        assert_eq!(
-            view.files,
-            [FileText {
-                path: "f0.txt".into(),
-                content: "abc".into()
-            }]
-        );
+        assert_eq!(view.files, [FileText { path: "f0.txt".into(), content: "abc".into() }]);
     }
 
     #[cfg(unix)]
@@ -334,20 +270,13 @@ mod tests {
         write(outside.path(), "secret.txt", b"do not send");
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("s.txt"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("s.txt")).unwrap();
         let view = repo_view(dir.path(), RepoViewBudget::default()).unwrap();
         assert_eq!(
             view.tree,
             [
-                TreeEntry {
-                    path: "out".into(),
-                    kind: EntryKind::Symlink
-                },
-                TreeEntry {
-                    path: "s.txt".into(),
-                    kind: EntryKind::Symlink
-                }
+                TreeEntry { path: "out".into(), kind: EntryKind::Symlink },
+                TreeEntry { path: "s.txt".into(), kind: EntryKind::Symlink }
             ]
         );
         assert!(view.files.is_empty());

@@ -49,12 +49,7 @@ impl Script {
 
     /// A script of successful replies.
     pub fn replies(contents: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Script::Steps(
-            contents
-                .into_iter()
-                .map(|c| Step::Reply(c.into()))
-                .collect(),
-        )
+        Script::Steps(contents.into_iter().map(|c| Step::Reply(c.into())).collect())
     }
 
     /// A script answering every request through `responder`.
@@ -100,19 +95,11 @@ pub async fn start(script: Script) -> std::io::Result<ScriptedLlmHandle> {
     let stop = CancellationToken::new();
     let shutdown = stop.clone().cancelled_owned();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
             tracing::warn!(error = %e, "scripted LLM server stopped with an error");
         }
     });
-    Ok(ScriptedLlmHandle {
-        addr,
-        state,
-        stop,
-        task: Some(task),
-    })
+    Ok(ScriptedLlmHandle { addr, state, stop, task: Some(task) })
 }
 
 impl ScriptedLlmHandle {
@@ -148,9 +135,7 @@ impl Drop for ScriptedLlmHandle {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking responder must not take the recordings down with it.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn chat_completions(
@@ -208,10 +193,7 @@ async fn models() -> Response {
 fn completion(request: &Value, content: String, count: usize) -> axum::Json<Value> {
     let prompt_tokens = estimate_tokens(prompt_chars(request));
     let completion_tokens = estimate_tokens(content.chars().count());
-    let model = request
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("scripted");
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("scripted");
     axum::Json(json!({
         "id": format!("chatcmpl-scripted-{count}"),
         "object": "chat.completion",
@@ -232,19 +214,12 @@ fn completion(request: &Value, content: String, count: usize) -> axum::Json<Valu
 
 /// Characters of all message text, whether content is a string or a list of parts.
 fn prompt_chars(request: &Value) -> usize {
-    let messages = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let messages = request.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
     let text_len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
     messages
         .iter()
         .map(|m| match m.get("content") {
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .map(|p| p.get("text").map_or(0, text_len))
-                .sum(),
+            Some(Value::Array(parts)) => parts.iter().map(|p| p.get("text").map_or(0, text_len)).sum(),
             Some(other) => text_len(other),
             None => 0,
         })
@@ -257,11 +232,8 @@ fn estimate_tokens(chars: usize) -> u64 {
 
 fn status_response(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = if serde_json::from_str::<Value>(&body).is_ok() {
-        "application/json"
-    } else {
-        "text/plain"
-    };
+    let content_type =
+        if serde_json::from_str::<Value>(&body).is_ok() { "application/json" } else { "text/plain" };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 

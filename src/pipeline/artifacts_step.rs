@@ -10,14 +10,20 @@ use crate::events::EventType;
 
 /// Uploads every artifact and records them in `result`. The summary goes last, so it
 /// lists the others.
-pub async fn upload_all(ctx: &RunContext<'_>, state: &RunState, result: &mut RunResult) -> Result<(), TaskFailure> {
+pub async fn upload_all(
+    ctx: &RunContext<'_>,
+    state: &RunState,
+    result: &mut RunResult,
+) -> Result<(), TaskFailure> {
     let masker = &ctx.runner.services.masker;
     let diff = diff_text(state).await;
     upload(ctx, ArtifactKind::Diff, masker.mask(&diff).into_bytes(), result).await?;
 
     let tests = match &state.test_report {
         Some(report) => serde_json::to_string_pretty(report),
-        None => serde_json::to_string_pretty(&serde_json::json!({ "success": false, "steps": [], "not_run": true })),
+        None => serde_json::to_string_pretty(
+            &serde_json::json!({ "success": false, "steps": [], "not_run": true }),
+        ),
     }
     .map_err(|e| TaskFailure::new(FailureKind::ArtifactUpload, "upload", e.to_string()))?;
     upload(ctx, ArtifactKind::Test, masker.mask(&tests).into_bytes(), result).await?;
@@ -39,9 +45,11 @@ async fn upload(
     result: &mut RunResult,
 ) -> Result<(), TaskFailure> {
     let key = ArtifactKey { spec_name: ctx.task.spec_name.clone(), task_id: ctx.task.task_id.clone(), kind };
-    let uri = ctx.runner.services.artifact_store.put(&key, &content).await.map_err(|e| e.to_failure("upload"))?;
+    let uri =
+        ctx.runner.services.artifact_store.put(&key, &content).await.map_err(|e| e.to_failure("upload"))?;
     let artifact = StoredArtifact { kind, uri, size_bytes: content.len() as u64 };
-    ctx.emit(EventType::ArtifactUploaded, kind.as_str(), serde_json::to_value(&artifact).unwrap_or_default()).await;
+    ctx.emit(EventType::ArtifactUploaded, kind.as_str(), serde_json::to_value(&artifact).unwrap_or_default())
+        .await;
     result.artifacts.push(artifact);
     Ok(())
 }

@@ -35,7 +35,10 @@ pub struct RunnerSecrets {
 
 impl RunnerSecrets {
     /// Reads the variables the configuration names.
-    pub fn from_env(config: &RunnerConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_env(
+        config: &RunnerConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         Ok(RunnerSecrets {
             git_token: read_secret(&config.git.token_env_var, env)?,
             llm_api_key: read_secret(&config.llm.api_key_env_var, env)?,
@@ -71,7 +74,10 @@ impl Runner {
                 Some(token) => GitCredentials::with_token(token),
                 None => GitCredentials::anonymous(),
             },
-            git_author: GitAuthor { name: config.git.author_name.clone(), email: config.git.author_email.clone() },
+            git_author: GitAuthor {
+                name: config.git.author_name.clone(),
+                email: config.git.author_email.clone(),
+            },
             llm: LlmSettings {
                 endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
                 model: config.llm.model.clone(),

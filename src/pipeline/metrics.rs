@@ -1,12 +1,10 @@
 //! Resource metrics for the run summary: peak resident memory and peak CPU of the
 //! worker process and its children (the playbook's commands), sampled with sysinfo.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
-use tokio_util::sync::CancellationToken;
 
 /// How often usage is sampled. A second is fine-grained enough for steps that run for
 /// seconds to minutes, and cheap: one /proc walk per second per running task.
@@ -19,20 +17,22 @@ pub struct RunMetrics {
     pub cpu_percent: f64,
 }
 
-/// Samples usage in the background until stopped.
+/// Samples usage on a blocking-pool thread until [`MetricsSampler::finish`].
 pub struct MetricsSampler {
-    peak: Arc<Mutex<RunMetrics>>,
-    stop: CancellationToken,
+    stop: std::sync::mpsc::Sender<()>,
+    sampling: tokio::task::JoinHandle<RunMetrics>,
 }
 
 impl MetricsSampler {
     /// Starts sampling this process and its descendants.
     pub fn start() -> Self {
-        let peak = Arc::new(Mutex::new(RunMetrics::default()));
-        let stop = CancellationToken::new();
-        let (shared, token) = (peak.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut system = System::new();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let sampling = tokio::task::spawn_blocking(move || {
+            let mut peak = RunMetrics::default();
+            let Ok(mut system) = System::new() else {
+                tracing::warn!("process metrics unavailable on this system");
+                return peak;
+            };
             let me = Pid::from_u32(std::process::id());
             loop {
                 system.refresh_processes_specifics(
@@ -41,24 +41,22 @@ impl MetricsSampler {
                     ProcessRefreshKind::nothing().with_memory().with_cpu(),
                 );
                 let sample = tree_usage(&system, me);
-                if let Ok(mut peak) = shared.lock() {
-                    peak.peak_memory_mb = peak.peak_memory_mb.max(sample.peak_memory_mb);
-                    peak.cpu_percent = peak.cpu_percent.max(sample.cpu_percent);
-                }
-                // Blocking sleep in a blocking-pool thread, never on the async runtime.
-                std::thread::sleep(SAMPLE_INTERVAL);
-                if token.is_cancelled() {
-                    break;
+                peak.peak_memory_mb = peak.peak_memory_mb.max(sample.peak_memory_mb);
+                peak.cpu_percent = peak.cpu_percent.max(sample.cpu_percent);
+                // Waiting on the channel is the sleep: `finish` ends it at once.
+                match stopped.recv_timeout(SAMPLE_INTERVAL) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return peak,
                 }
             }
         });
-        MetricsSampler { peak, stop }
+        MetricsSampler { stop, sampling }
     }
 
-    /// Stops sampling and returns the peaks seen.
-    pub fn finish(self) -> RunMetrics {
-        self.stop.cancel();
-        self.peak.lock().map(|p| *p).unwrap_or_default()
+    /// Stops sampling and returns the peaks seen (at least one sample is always taken).
+    pub async fn finish(self) -> RunMetrics {
+        let _ = self.stop.send(());
+        self.sampling.await.unwrap_or_default()
     }
 }
 

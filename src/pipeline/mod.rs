@@ -87,10 +87,15 @@ impl Runner {
         let started = Instant::now();
         let sampler = MetricsSampler::start();
         let ctx = RunContext::new(self, task, attempt, cancel.child_token());
-        ctx.emit(EventType::TaskStarted, "", serde_json::json!({ "title": task.title, "metadata": task.metadata }))
-            .await;
+        ctx.emit(
+            EventType::TaskStarted,
+            "",
+            serde_json::json!({ "title": task.title, "metadata": task.metadata }),
+        )
+        .await;
 
-        let timeout = Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
+        let timeout =
+            Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
         let mut state = steps::RunState::default();
         let outcome = tokio::select! {
             outcome = steps::run_steps(&ctx, &mut state) => outcome,
@@ -104,8 +109,11 @@ impl Runner {
         ctx.cancel.cancel();
 
         let mut result = RunResult::begin(task, &self.settings.runner_id, attempt, &state, ctx.timings());
-        result.error = outcome.err().map(|f| TaskFailure { message: self.services.masker.mask(&f.message), ..f });
+        result.error =
+            outcome.err().map(|f| TaskFailure { message: self.services.masker.mask(&f.message), ..f });
         result.success = result.error.is_none();
+        result.metrics = sampler.finish().await;
+        result.duration_seconds = started.elapsed().as_secs_f64();
         let wrap_up = artifacts_step::upload_all(&ctx, &state, &mut result);
         match tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await {
             Ok(Ok(())) => {}
@@ -122,8 +130,6 @@ impl Runner {
                 ));
             }
         }
-        result.duration_seconds = started.elapsed().as_secs_f64();
-        result.metrics = sampler.finish();
 
         let (event, data) = match &result.error {
             None => (EventType::TaskCompleted, result.completion_event_data()),

@@ -44,7 +44,13 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    pub(super) fn begin(task: &Task, runner_id: &str, attempt: u32, state: &RunState, steps: Vec<StepTiming>) -> Self {
+    pub(super) fn begin(
+        task: &Task,
+        runner_id: &str,
+        attempt: u32,
+        state: &RunState,
+        steps: Vec<StepTiming>,
+    ) -> Self {
         RunResult {
             success: false,
             task_id: task.task_id.clone(),

@@ -8,7 +8,7 @@ use super::RunContext;
 use crate::error::{Classify, FailureKind, TaskFailure};
 use crate::git::{self, CommitInfo, CommitRequest, GitRemote, PreparedWorkspace, SlotLease};
 use crate::llm::{self, ImplementRequest, ImplementationResult, RepoViewBudget};
-use crate::playbook::{self, PlaybookReport, PlaybookRun, PlaybookSpec};
+use crate::playbook::{self, PlaybookReport, PlaybookRun, PlaybookSpec, StepStatus};
 use crate::task::PlaybookRequest;
 
 /// What the steps have produced so far.
@@ -51,17 +51,17 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
     let mut previous_failure = None;
     let rounds = ctx.runner.settings.repair_rounds;
     for round in 0..=rounds {
-        let implementation = ctx.step("implement", implement(ctx, &path, previous_failure.take(), round)).await?;
+        let implementation =
+            ctx.step("implement", implement(ctx, &path, previous_failure.take(), round)).await?;
         state.implementation = Some(merge_rounds(state.implementation.take(), implementation));
 
         let report = ctx.step("test", run_tests(ctx, &resolved.playbook, &path)).await?;
         let passed = report.success;
-        let summary = report.failure_summary();
+        let failure_text = repair_feedback(&report);
         state.test_report = Some(report);
         if passed {
             break;
         }
-        let failure_text = summary.unwrap_or_else(|| "the playbook failed".to_string());
         if round == rounds {
             return Err(TaskFailure::new(
                 FailureKind::TestExecution,
@@ -85,7 +85,11 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, TaskFailure> {
     match tokio::task::spawn_blocking(work).await {
         Ok(outcome) => outcome.map_err(|e| e.to_failure(step)),
-        Err(join) => Err(TaskFailure::new(FailureKind::WorkspacePreparation, step, format!("git worker panicked: {join}"))),
+        Err(join) => Err(TaskFailure::new(
+            FailureKind::WorkspacePreparation,
+            step,
+            format!("git worker panicked: {join}"),
+        )),
     }
 }
 
@@ -118,16 +122,19 @@ async fn prepare_workspace(
     path: PathBuf,
     remote: GitRemote,
 ) -> Result<PreparedWorkspace, TaskFailure> {
-    let branch = git::sanitize_branch_name(&ctx.task.branch_name()).map_err(|e| {
-        TaskFailure::new(FailureKind::Validation, "workspace", e.to_string())
-    })?;
+    let branch = git::sanitize_branch_name(&ctx.task.branch_name())
+        .map_err(|e| TaskFailure::new(FailureKind::Validation, "workspace", e.to_string()))?;
     let base = ctx.task.base_branch.clone();
-    let prepared = blocking("workspace", move || git::prepare_workspace(&path, &remote, &base, &branch)).await?;
+    let prepared =
+        blocking("workspace", move || git::prepare_workspace(&path, &remote, &base, &branch)).await?;
     ctx.log.record("workspace", &format!("branch {} at {}", prepared.branch, prepared.base_commit));
     Ok(prepared)
 }
 
-fn resolve_playbook(ctx: &RunContext<'_>, workspace: &std::path::Path) -> Result<playbook::ResolvedPlaybook, TaskFailure> {
+fn resolve_playbook(
+    ctx: &RunContext<'_>,
+    workspace: &std::path::Path,
+) -> Result<playbook::ResolvedPlaybook, TaskFailure> {
     let spec = match &ctx.task.playbook {
         None => None,
         Some(PlaybookRequest::Named(name)) => Some(PlaybookSpec::Named(name.clone())),
@@ -182,7 +189,10 @@ async fn implement(
 }
 
 /// Adds up token usage over repair rounds; files changed are the union.
-fn merge_rounds(previous: Option<ImplementationResult>, latest: ImplementationResult) -> ImplementationResult {
+fn merge_rounds(
+    previous: Option<ImplementationResult>,
+    latest: ImplementationResult,
+) -> ImplementationResult {
     let Some(mut total) = previous else { return latest };
     total.prompt_tokens += latest.prompt_tokens;
     total.completion_tokens += latest.completion_tokens;
@@ -217,9 +227,26 @@ async fn run_tests(
     };
     let report = playbook::run_playbook(playbook, &run).await;
     for step in &report.steps {
-        ctx.log.record("test", &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail));
+        ctx.log.record(
+            "test",
+            &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail),
+        );
     }
     Ok(report)
+}
+
+/// What the model is told after failing tests: which steps failed and their output.
+/// The LLM step keeps only the tail of this, where test runners put their verdict.
+fn repair_feedback(report: &PlaybookReport) -> String {
+    let mut text = report.failure_summary().unwrap_or_else(|| "the playbook failed".to_string());
+    let failed = |status: &StepStatus| matches!(status, StepStatus::Failed | StepStatus::TimedOut);
+    for step in report.steps.iter().filter(|s| failed(&s.status)) {
+        text.push_str(&format!(
+            "\n\n$ {}\n(exit code {:?})\n{}",
+            step.command, step.exit_code, step.output_tail
+        ));
+    }
+    text
 }
 
 async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskFailure> {
@@ -230,7 +257,12 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskF
     let committed = blocking("commit", move || {
         git::commit_all(
             &path,
-            &CommitRequest { message: &message, task_id: &task_id, runner_id: Some(&runner_id), author: &author },
+            &CommitRequest {
+                message: &message,
+                task_id: &task_id,
+                runner_id: Some(&runner_id),
+                author: &author,
+            },
         )
     })
     .await?;
@@ -241,7 +273,12 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskF
     Ok(info)
 }
 
-async fn push(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote, branch: String) -> Result<(), TaskFailure> {
+async fn push(
+    ctx: &RunContext<'_>,
+    path: PathBuf,
+    remote: GitRemote,
+    branch: String,
+) -> Result<(), TaskFailure> {
     let pushed = blocking("push", move || git::push_branch(&path, &remote, &branch)).await?;
     ctx.log.record("push", &format!("pushed {pushed:?}"));
     Ok(())

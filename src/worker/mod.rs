@@ -47,9 +47,14 @@ pub struct Worker {
 impl Worker {
     /// Consumes until `shutdown` fires (or `stop_after` deliveries were handled), then
     /// waits for the running tasks to settle.
-    pub async fn run(self: Arc<Self>, options: WorkerOptions, shutdown: CancellationToken) -> Result<WorkerReport, AmqpError> {
+    pub async fn run(
+        self: Arc<Self>,
+        options: WorkerOptions,
+        shutdown: CancellationToken,
+    ) -> Result<WorkerReport, AmqpError> {
         let concurrency = options.concurrency.max(1);
-        let mut consumer = self.session.consume(&self.names.work_queue, concurrency, &options.consumer_tag).await?;
+        let mut consumer =
+            self.session.consume(&self.names.work_queue, concurrency, &options.consumer_tag).await?;
         self.runner_event(EventType::RunnerStarted, serde_json::json!({ "concurrency": concurrency })).await;
         tracing::info!(queue = %self.names.work_queue, concurrency, "consuming");
 
@@ -90,9 +95,12 @@ impl Worker {
         while let Some(joined) = running.join_next().await {
             count(&mut report, joined);
         }
-        self.runner_event(EventType::RunnerStopping, serde_json::json!({
-            "acked": report.acked, "dead_lettered": report.dead_lettered
-        }))
+        self.runner_event(
+            EventType::RunnerStopping,
+            serde_json::json!({
+                "acked": report.acked, "dead_lettered": report.dead_lettered
+            }),
+        )
         .await;
         Ok(report)
     }

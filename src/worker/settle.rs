@@ -117,7 +117,11 @@ fn loose_identity(body: &[u8]) -> (Option<String>, Option<String>) {
         value
             .get(field)
             .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+            .filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 128
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            })
             .map(str::to_string)
     };
     (safe("task_id"), safe("spec_name"))

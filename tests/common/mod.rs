@@ -30,7 +30,8 @@ impl Harness {
     pub async fn new(test_name: &str, script: Script) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let origin = dir.path().join("origin.git");
-        agent_runner::demo::sample::create_origin(&origin, "main", agent_runner::demo::sample::SAMPLE_FILES).unwrap();
+        agent_runner::demo::sample::create_origin(&origin, "main", agent_runner::demo::sample::SAMPLE_FILES)
+            .unwrap();
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let names = TopologyNames::isolated(&format!("test.{test_name}.{suffix}"));
         let session = AmqpSession::connect(AMQP_URL, test_name).await.unwrap();
@@ -81,7 +82,8 @@ impl Harness {
     pub async fn run_worker(&self, config: RunnerConfig, concurrency: u16, tasks: usize) -> WorkerReport {
         let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
         let worker = Worker::connect(&config, secrets, self.names.clone()).await.unwrap();
-        let options = WorkerOptions { concurrency, stop_after: Some(tasks), consumer_tag: "test-worker".into() };
+        let options =
+            WorkerOptions { concurrency, stop_after: Some(tasks), consumer_tag: "test-worker".into() };
         let run = Arc::new(worker).run(options, CancellationToken::new());
         tokio::time::timeout(Duration::from_secs(120), run).await.expect("worker finished in time").unwrap()
     }

@@ -36,10 +36,7 @@ struct Planned<'a> {
 ///
 /// All changes are validated first; if any is rejected nothing is written. An I/O error
 /// while writing (disk full) can still leave earlier files of the same answer in place.
-pub fn apply_changes(
-    workspace: &Path,
-    changes: &ProposedChanges,
-) -> Result<Vec<String>, ImplementError> {
+pub fn apply_changes(workspace: &Path, changes: &ProposedChanges) -> Result<Vec<String>, ImplementError> {
     let count = changes.code_changes.len();
     if count == 0 {
         return Err(ImplementError::NoChanges);
@@ -49,9 +46,8 @@ pub fn apply_changes(
             "the model proposed {count} file changes, more than the {MAX_CHANGED_FILES} allowed"
         )));
     }
-    let root = workspace
-        .canonicalize()
-        .map_err(|source| io_error("resolving workspace", workspace, source))?;
+    let root =
+        workspace.canonicalize().map_err(|source| io_error("resolving workspace", workspace, source))?;
     let mut plans = Vec::with_capacity(count);
     for (index, change) in changes.code_changes.iter().enumerate() {
         plans.push(validate(&root, index, change)?);
@@ -66,11 +62,7 @@ pub fn apply_changes(
     Ok(changed)
 }
 
-fn validate<'a>(
-    root: &Path,
-    index: usize,
-    change: &'a CodeChange,
-) -> Result<Planned<'a>, ImplementError> {
+fn validate<'a>(root: &Path, index: usize, change: &'a CodeChange) -> Result<Planned<'a>, ImplementError> {
     let reject = |reason: String| ImplementError::Rejected {
         index,
         path: truncate_chars(&change.file_path, MAX_SHOWN_PATH),
@@ -92,9 +84,7 @@ fn validate<'a>(
     let target = root.join(&rel);
     let exists = match target.symlink_metadata() {
         Ok(meta) if meta.file_type().is_symlink() && change.operation != Operation::Delete => {
-            return Err(reject(
-                "the path is a symlink; writing through it is not allowed".into(),
-            ));
+            return Err(reject("the path is a symlink; writing through it is not allowed".into()));
         }
         Ok(meta) if meta.is_dir() => return Err(reject("the path is a directory".into())),
         Ok(_) => true,
@@ -102,22 +92,10 @@ fn validate<'a>(
         Err(source) => return Err(io_error("inspecting", &target, source)),
     };
     if change.operation == Operation::Modify && !exists {
-        return Err(reject(
-            "modify of a file that does not exist (use create)".into(),
-        ));
+        return Err(reject("modify of a file that does not exist (use create)".into()));
     }
-    let shown = rel
-        .iter()
-        .map(|c| c.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
-    Ok(Planned {
-        rel,
-        shown,
-        operation: change.operation,
-        content,
-        exists,
-    })
+    let shown = rel.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/");
+    Ok(Planned { rel, shown, operation: change.operation, content, exists })
 }
 
 /// Normalizes a proposed path, or says why it may not be used.
@@ -159,38 +137,23 @@ fn check_parent_chain(root: &Path, rel: &Path) -> Result<(), String> {
         .ancestors()
         .find(|a| a.symlink_metadata().is_ok())
         .ok_or_else(|| "no part of the path exists".to_string())?;
-    let resolved = existing.canonicalize().map_err(|_| {
-        format!(
-            "{} is a dangling symlink or unreadable",
-            shown_rel(root, existing)
-        )
-    })?;
+    let resolved = existing
+        .canonicalize()
+        .map_err(|_| format!("{} is a dangling symlink or unreadable", shown_rel(root, existing)))?;
     let inside = resolved.strip_prefix(root).map_err(|_| {
-        format!(
-            "{} resolves outside the workspace through a symlink",
-            shown_rel(root, existing)
-        )
+        format!("{} resolves outside the workspace through a symlink", shown_rel(root, existing))
     })?;
     if inside.iter().any(|c| c.eq_ignore_ascii_case(".git")) {
-        return Err(format!(
-            "{} resolves into .git through a symlink",
-            shown_rel(root, existing)
-        ));
+        return Err(format!("{} resolves into .git through a symlink", shown_rel(root, existing)));
     }
     if !resolved.is_dir() {
-        return Err(format!(
-            "{} is a file, not a directory",
-            shown_rel(root, existing)
-        ));
+        return Err(format!("{} is a file, not a directory", shown_rel(root, existing)));
     }
     Ok(())
 }
 
 fn shown_rel(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 /// Two changes to one path, or to a path and a path below it, have no clear order.
@@ -207,10 +170,7 @@ fn check_overlaps(plans: &[Planned<'_>], changes: &ProposedChanges) -> Result<()
             return Err(reject("the same file is changed twice".into()));
         }
         if let Some(ancestor) = plan.rel.ancestors().skip(1).find(|a| all.contains(a)) {
-            return Err(reject(format!(
-                "{} is also changed as a file",
-                ancestor.display()
-            )));
+            return Err(reject(format!("{} is also changed as a file", ancestor.display())));
         }
     }
     Ok(())
@@ -221,18 +181,15 @@ fn execute(root: &Path, plan: &Planned<'_>) -> Result<bool, ImplementError> {
     let target = root.join(&plan.rel);
     if plan.operation == Operation::Delete {
         if plan.exists {
-            std::fs::remove_file(&target)
-                .map_err(|source| io_error("deleting", &target, source))?;
+            std::fs::remove_file(&target).map_err(|source| io_error("deleting", &target, source))?;
         }
         return Ok(plan.exists);
     }
     let parent = target.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent)
-        .map_err(|source| io_error("creating directory", parent, source))?;
+    std::fs::create_dir_all(parent).map_err(|source| io_error("creating directory", parent, source))?;
     let mut temp = tempfile::NamedTempFile::new_in(parent)
         .map_err(|source| io_error("creating a temporary file in", parent, source))?;
-    temp.write_all(plan.content.as_bytes())
-        .map_err(|source| io_error("writing", &target, source))?;
+    temp.write_all(plan.content.as_bytes()).map_err(|source| io_error("writing", &target, source))?;
     if plan.exists {
         // Keep the mode of the file being replaced (an executable script stays executable).
         let permissions =
@@ -240,17 +197,12 @@ fn execute(root: &Path, plan: &Planned<'_>) -> Result<bool, ImplementError> {
         std::fs::set_permissions(temp.path(), permissions.permissions())
             .map_err(|source| io_error("setting permissions of", &target, source))?;
     }
-    temp.persist(&target)
-        .map_err(|e| io_error("writing", &target, e.error))?;
+    temp.persist(&target).map_err(|e| io_error("writing", &target, e.error))?;
     Ok(true)
 }
 
 fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> ImplementError {
-    ImplementError::Io {
-        action,
-        path: path.display().to_string(),
-        source,
-    }
+    ImplementError::Io { action, path: path.display().to_string(), source }
 }
 
 #[cfg(test)]
@@ -260,27 +212,12 @@ mod tests {
     #[test]
     fn confine_path_normalizes_and_refuses() {
         assert_eq!(confine_path("./src//a.rs"), Ok(PathBuf::from("src/a.rs")));
-        assert_eq!(
-            confine_path("/etc/passwd"),
-            Err("absolute paths are not allowed")
-        );
-        assert_eq!(
-            confine_path("a/../../x"),
-            Err("\"..\" is not allowed in paths")
-        );
-        assert_eq!(
-            confine_path("a/.GiT/x"),
-            Err("writes into .git are not allowed")
-        );
-        assert_eq!(
-            confine_path("a\\b"),
-            Err("the path contains a backslash or NUL")
-        );
+        assert_eq!(confine_path("/etc/passwd"), Err("absolute paths are not allowed"));
+        assert_eq!(confine_path("a/../../x"), Err("\"..\" is not allowed in paths"));
+        assert_eq!(confine_path("a/.GiT/x"), Err("writes into .git are not allowed"));
+        assert_eq!(confine_path("a\\b"), Err("the path contains a backslash or NUL"));
         assert_eq!(confine_path("."), Err("the path names no file"));
         assert_eq!(confine_path(""), Err("the path is empty"));
-        assert_eq!(
-            confine_path(".github/ci.yml"),
-            Ok(PathBuf::from(".github/ci.yml"))
-        );
+        assert_eq!(confine_path(".github/ci.yml"), Ok(PathBuf::from(".github/ci.yml")));
     }
 }

@@ -21,10 +21,7 @@ const MAX_ERROR_TEXT: usize = 300;
 ///
 /// An empty `code_changes` list is [`ImplementError::NoChanges`].
 pub fn parse_code_changes(content: &str) -> Result<ProposedChanges, ImplementError> {
-    let starts = content
-        .match_indices('{')
-        .map(|(i, _)| i)
-        .take(MAX_OBJECT_STARTS);
+    let starts = content.match_indices('{').map(|(i, _)| i).take(MAX_OBJECT_STARTS);
     for start in starts {
         let Some(end) = balanced_end(&content[start..]) else {
             continue;
@@ -48,9 +45,7 @@ pub fn parse_code_changes(content: &str) -> Result<ProposedChanges, ImplementErr
         }
         return Ok(changes);
     }
-    Err(ImplementError::Answer(
-        "the answer holds no JSON object with \"code_changes\"".into(),
-    ))
+    Err(ImplementError::Answer("the answer holds no JSON object with \"code_changes\"".into()))
 }
 
 fn parse_lenient(span: &str) -> Option<Value> {
@@ -152,16 +147,12 @@ mod tests {
     fn raw_newlines_inside_strings_are_tolerated() {
         let answer = "{\"code_changes\": [{\"file_path\": \"a.txt\", \"operation\": \"create\", \
                       \"content\": \"line 1\nline\t2\n\"}], \"explanation\": null}";
-        assert_eq!(
-            parse_code_changes(answer).unwrap(),
-            one_create("a.txt", "line 1\nline\t2\n", "")
-        );
+        assert_eq!(parse_code_changes(answer).unwrap(), one_create("a.txt", "line 1\nline\t2\n", ""));
     }
 
     #[test]
     fn an_object_without_code_changes_is_skipped() {
-        let answer =
-            r#"{"note": 1} then {"code_changes": [{"file_path": "b", "operation": "delete"}]}"#;
+        let answer = r#"{"note": 1} then {"code_changes": [{"file_path": "b", "operation": "delete"}]}"#;
         let parsed = parse_code_changes(answer).unwrap();
         assert_eq!(parsed.code_changes[0].operation, Operation::Delete);
         assert_eq!(parsed.code_changes[0].content, None);
@@ -174,12 +165,15 @@ mod tests {
             none.to_string(),
             "LLM answer unusable: the answer holds no JSON object with \"code_changes\""
         );
-        let empty =
-            parse_code_changes(r#"{"code_changes": [], "explanation": "nothing"}"#).unwrap_err();
+        let empty = parse_code_changes(r#"{"code_changes": [], "explanation": "nothing"}"#).unwrap_err();
         assert!(matches!(empty, ImplementError::NoChanges));
-        let bad =
-            parse_code_changes(r#"{"code_changes": [{"file_path": "a", "operation": "rename"}]}"#)
-                .unwrap_err();
-        assert!(bad.to_string().starts_with("LLM answer unusable: code_changes does not match the format: unknown variant `rename`"), "{bad}");
+        let bad = parse_code_changes(r#"{"code_changes": [{"file_path": "a", "operation": "rename"}]}"#)
+            .unwrap_err();
+        assert!(
+            bad.to_string().starts_with(
+                "LLM answer unusable: code_changes does not match the format: unknown variant `rename`"
+            ),
+            "{bad}"
+        );
     }
 }
