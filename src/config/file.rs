@@ -152,6 +152,10 @@ pub struct RawPlaybook {
     pub output_cap_bytes: Option<u64>,
     /// Whether task messages may carry inline playbooks.
     pub allow_inline: Option<bool>,
+    /// How many times failing test output goes back to the model before the task fails.
+    pub repair_rounds: Option<u64>,
+    /// Variables for step conditions (`lint_enabled: true`); scalars only.
+    pub variables: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
 /// `docker:`.

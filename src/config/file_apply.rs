@@ -166,5 +166,17 @@ fn apply_playbook(raw: RawPlaybook, src: &ConfigSource, l: &mut Layered) -> Resu
         |n| v::in_range(n, 1, MAX_OUTPUT_CAP_BYTES),
         |c| &mut c.playbook.output_cap_bytes,
     )?;
-    l.set(src, "playbook.allow_inline", raw.allow_inline, Ok, |c| &mut c.playbook.allow_inline)
+    l.set(src, "playbook.allow_inline", raw.allow_inline, Ok, |c| &mut c.playbook.allow_inline)?;
+    l.set(
+        src,
+        "playbook.repair_rounds",
+        raw.repair_rounds,
+        |n| v::in_range(n, 0, MAX_REPAIR_ROUNDS),
+        |c| &mut c.playbook.repair_rounds,
+    )?;
+    l.set(src, "playbook.variables", raw.variables, v::condition_variables, |c| &mut c.playbook.variables)
 }
+
+/// Each repair round is a full model call and test run; past ten, a task is not
+/// converging and the budget is better spent elsewhere.
+const MAX_REPAIR_ROUNDS: u64 = 10;

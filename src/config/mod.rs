@@ -143,6 +143,10 @@ pub struct PlaybookConfig {
     pub output_cap_bytes: usize,
     /// Whether a task message may carry its own inline playbook.
     pub allow_inline: bool,
+    /// How many times failing test output goes back to the model before giving up.
+    pub repair_rounds: u32,
+    /// Variables step conditions can test (`lint_enabled == true`), besides the task's.
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 /// How often each kind of operation is retried (exponential backoff).
@@ -209,6 +213,8 @@ impl RunnerConfig {
                 default_step_timeout: Duration::from_secs(600),
                 output_cap_bytes: 64 * 1024,
                 allow_inline: true,
+                repair_rounds: 2,
+                variables: std::collections::BTreeMap::new(),
             },
             retry: RetryConfig { git: 3, network: 3, llm: 3 },
             limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 /// An environment lookup over fixed pairs.
@@ -89,6 +91,8 @@ fn defaults_are_the_documented_ones() {
             default_step_timeout: Duration::from_secs(600),
             output_cap_bytes: 65536,
             allow_inline: true,
+            repair_rounds: 2,
+            variables: BTreeMap::new(),
         },
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
         limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
@@ -354,4 +358,26 @@ fn shipped_examples_load() {
     let kubernetes = load_example("config.kubernetes.yaml");
     assert_eq!(kubernetes.execution_mode, ExecutionMode::Sandbox);
     assert_eq!(kubernetes.limits.max_cpu_percent, Some(200));
+}
+
+#[test]
+fn playbook_variables_and_repair_rounds_come_from_the_file() {
+    let config = load_with(
+        Some("playbook:\n  repair_rounds: 0\n  variables:\n    lint_enabled: true\n    level: 3\n    name: x\n"),
+        BASE_ENV,
+        &ConfigOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.playbook.repair_rounds, 0);
+    let expected: BTreeMap<String, String> =
+        [("level", "3"), ("lint_enabled", "true"), ("name", "x")].map(|(k, v)| (k.into(), v.into())).into();
+    assert_eq!(config.playbook.variables, expected);
+    assert_eq!(
+        file_error("playbook:\n  variables:\n    lint: [1]\n"),
+        "invalid playbook.variables from FILE: variable 'lint' must be a string, number or boolean"
+    );
+    assert_eq!(
+        file_error("playbook:\n  repair_rounds: 11\n"),
+        "invalid playbook.repair_rounds from FILE: must be between 0 and 10, got 11"
+    );
 }

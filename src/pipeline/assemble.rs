@@ -1,7 +1,6 @@
 //! Building a [`Runner`] from configuration: the seed's programmatic entry point
 //! (`RunnerOrchestrator(config)`), also what the CLI uses.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -13,10 +12,6 @@ use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::LlmSettings;
 use crate::secrets::Masker;
-
-/// Repair rounds when the configuration sets none: two more chances for the model to
-/// fix failing tests, a common sweet spot between cost and success rate.
-pub const DEFAULT_REPAIR_ROUNDS: u32 = 2;
 
 /// Why a runner could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +89,9 @@ impl Runner {
             default_step_timeout: config.playbook.default_step_timeout,
             output_cap_bytes: config.playbook.output_cap_bytes,
             allow_inline_playbooks: config.playbook.allow_inline,
-            repair_rounds: DEFAULT_REPAIR_ROUNDS,
-            variables: BTreeMap::new(),
+            repair_rounds: config.playbook.repair_rounds,
+            variables: config.playbook.variables.clone(),
+            max_task_timeout: config.amqp.consumer_timeout,
         };
         Ok(Runner::new(services, settings))
     }

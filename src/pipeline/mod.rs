@@ -17,7 +17,7 @@ mod result;
 mod run_context;
 mod steps;
 
-pub use assemble::{AssembleError, DEFAULT_REPAIR_ROUNDS, RunnerSecrets};
+pub use assemble::{AssembleError, RunnerSecrets};
 pub use log::ExecutionLog;
 pub use metrics::{MetricsSampler, RunMetrics};
 pub use result::{RunResult, StepTiming};
@@ -63,6 +63,9 @@ pub struct RunnerSettings {
     pub repair_rounds: u32,
     /// Variables for playbook conditions, from the config (`lint_enabled`, ...).
     pub variables: std::collections::BTreeMap<String, String>,
+    /// The longest task the broker tolerates (its consumer timeout): a message asking
+    /// for more is refused instead of having its channel closed mid-task.
+    pub max_task_timeout: Duration,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
@@ -78,6 +81,22 @@ const WRAP_UP_BUDGET: Duration = Duration::from_secs(60);
 impl Runner {
     pub fn new(services: RunnerServices, settings: RunnerSettings) -> Self {
         Runner { services, settings }
+    }
+
+    /// Refuses a task timeout the broker's consumer timeout cannot accommodate.
+    fn check_timeout(&self, timeout: Duration) -> Result<(), TaskFailure> {
+        if timeout < self.settings.max_task_timeout {
+            return Ok(());
+        }
+        Err(TaskFailure::new(
+            FailureKind::Validation,
+            "validate",
+            format!(
+                "timeout_seconds: {} is not below the broker's consumer timeout of {} seconds",
+                timeout.as_secs(),
+                self.settings.max_task_timeout.as_secs()
+            ),
+        ))
     }
 
     /// Runs `task` (delivery attempt `attempt`, starting at 1) to completion or failure.
@@ -97,13 +116,16 @@ impl Runner {
         let timeout =
             Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
         let mut state = steps::RunState::default();
-        let outcome = tokio::select! {
-            outcome = steps::run_steps(&ctx, &mut state) => outcome,
-            () = tokio::time::sleep(timeout) => Err(TaskFailure::new(
-                FailureKind::Timeout,
-                ctx.current_step().as_str(),
-                format!("the task did not finish within {} seconds", timeout.as_secs()),
-            )),
+        let outcome = match self.check_timeout(timeout) {
+            Err(refused) => Err(refused),
+            Ok(()) => tokio::select! {
+                outcome = steps::run_steps(&ctx, &mut state) => outcome,
+                () = tokio::time::sleep(timeout) => Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    ctx.current_step().as_str(),
+                    format!("the task did not finish within {} seconds", timeout.as_secs()),
+                )),
+            },
         };
         // Whatever is still running for this task (a test command) is stopped now.
         ctx.cancel.cancel();

@@ -1,0 +1,140 @@
+//! The real `agent-runner` binary, driven as an operator would: playbook validation,
+//! a broker-less `run`, and publish → `worker --once` → `dlq list` on a private topology.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use agent_runner::amqp::{AmqpSession, TopologyNames};
+use agent_runner::demo::sample;
+use agent_runner::llm::scripted::{self, Script};
+
+fn agent_runner(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("AMQP_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn playbook_validate_names_the_line_and_field_of_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "name: bad\nsteps:\n  - name: lint\n    command: make lint\n    condition: a & b\n",
+    )
+    .unwrap();
+    let output = agent_runner(&["playbook", "validate", "bad.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr).trim(),
+        "bad.yaml:5:18: steps[0].condition: unexpected token '&', expected '&&'"
+    );
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/rust.yaml");
+    let output = agent_runner(&["playbook", "validate", shipped], dir.path());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("valid playbook"));
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), "amqp:\n  concurency: 2\n").unwrap();
+    let output = agent_runner(&["--config", "c.yaml", "dlq", "list"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("c.yaml")
+            && stderr.contains("unknown field `concurency`")
+            && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn run_takes_one_task_from_a_file_without_a_broker_and_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin.git");
+    sample::create_origin(&origin, "main", sample::SAMPLE_FILES).unwrap();
+    let answer = sample::scripted_answer();
+    let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
+    let task = sample::sample_task(&format!("file://{}", origin.display()), "5.1");
+    std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+
+    let base_url = llm.base_url();
+    let dir_path = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        agent_runner(&["--llm-endpoint", &base_url, "--text-logs", "run", "--task", "task.json"], &dir_path)
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["success"], true);
+    assert_eq!(summary["branch"], "feature/task-greeter-5.1");
+    let kinds: Vec<_> = summary["artifacts"].as_array().unwrap().iter().map(|a| a["type"].clone()).collect();
+    assert_eq!(kinds, ["diff", "test", "log", "summary"]);
+    let (_, message) = sample::branch_head(&origin, "feature/task-greeter-5.1").unwrap().unwrap();
+    assert!(message.starts_with("feat(task-5.1): Add the greet command"));
+}
+
+#[tokio::test]
+async fn publish_worker_once_and_dlq_list_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let names = TopologyNames::isolated(&format!("test.cli.{suffix}"));
+    let config = format!(
+        "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
+         events_exchange: {}\n  control_exchange: {}\n",
+        names.task_exchange,
+        names.work_queue,
+        names.dead_letter_exchange,
+        names.dead_letter_queue,
+        names.events_exchange,
+        names.control_exchange
+    );
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    std::fs::write(
+        dir.path().join("bad-task.json"),
+        br#"{"schema_version": 1, "task_id": "6.1", "spec_name": "cli", "repo_url": "file:///nowhere"}"#,
+    )
+    .unwrap();
+
+    let dir_path = dir.path().to_path_buf();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let refused = agent_runner(&["--config", "config.yaml", "publish", "bad-task.json"], &dir_path);
+        let published = agent_runner(
+            &["--config", "config.yaml", "publish", "--no-validate", "bad-task.json"],
+            &dir_path,
+        );
+        let worker = agent_runner(&["--config", "config.yaml", "worker", "--once"], &dir_path);
+        let listed = agent_runner(&["--config", "config.yaml", "dlq", "list", "--json"], &dir_path);
+        (refused, published, worker, listed)
+    })
+    .await
+    .unwrap();
+    let (refused, published, worker, listed) = outputs;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("title: required field is missing"));
+    assert!(published.status.success(), "{}", text(&published.stderr));
+    assert!(worker.status.success(), "{}", text(&worker.stderr));
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["task_id"], "6.1");
+    assert_eq!(rows[0]["reason"], "validation");
+    assert_eq!(rows[0]["failed_step"], "validate");
+    assert_eq!(rows[0]["message"], "title: required field is missing");
+
+    let session = AmqpSession::connect(common::AMQP_URL, "cli-test-cleanup").await.unwrap();
+    session.delete(&names).await.unwrap();
+}
