@@ -318,6 +318,23 @@ pub(crate) fn directory(path: PathBuf) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// Playbook condition variables: YAML scalars, held as the strings conditions compare.
+pub(crate) fn condition_variables(
+    raw: std::collections::BTreeMap<String, serde_yaml::Value>,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    raw.into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::String(s) => s,
+                _ => return Err(format!("variable '{name}' must be a string, number or boolean")),
+            };
+            Ok((name, text))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,21 +386,4 @@ mod tests {
         assert_eq!(text_line("a\nb"), Err("must be one line without control characters".to_string()));
         assert_eq!(binding_keys(vec![]), Err("must list at least one routing key".to_string()));
     }
-}
-
-/// Playbook condition variables: YAML scalars, held as the strings conditions compare.
-pub(crate) fn condition_variables(
-    raw: std::collections::BTreeMap<String, serde_yaml::Value>,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
-    raw.into_iter()
-        .map(|(name, value)| {
-            let text = match value {
-                serde_yaml::Value::Bool(b) => b.to_string(),
-                serde_yaml::Value::Number(n) => n.to_string(),
-                serde_yaml::Value::String(s) => s,
-                _ => return Err(format!("variable '{name}' must be a string, number or boolean")),
-            };
-            Ok((name, text))
-        })
-        .collect()
 }
