@@ -8,6 +8,9 @@ use agent_runner::process::env::INHERITED_ENV_VARS;
 use agent_runner::process::{CommandEnd, CommandSpec, ProcessError, run_command};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::processes::{is_gone, wait_for};
+
 fn spec(command: &str, cwd: &Path) -> CommandSpec {
     CommandSpec {
         command: command.to_string(),
@@ -16,26 +19,6 @@ fn spec(command: &str, cwd: &Path) -> CommandSpec {
         timeout: Duration::from_secs(60),
         output_cap_bytes: 64 * 1024,
     }
-}
-
-/// A pid is gone once it no longer exists or is a zombie nobody reaped yet (in containers
-/// PID 1 may not reap re-parented orphans).
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-/// Polls a condition; killing is asynchronous in the kernel, so "gone" may lag a moment.
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition never became true: {what}");
 }
 
 fn read_pid(path: &Path) -> i32 {

@@ -2,6 +2,8 @@
 //! repository, a scripted OpenAI-compatible endpoint, and a worker wired to all three.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

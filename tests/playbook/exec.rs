@@ -9,6 +9,8 @@ use agent_runner::playbook::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::common::processes::{is_gone, wait_for};
+
 const CAP: usize = 64 * 1024;
 
 async fn run(yaml: &str, dir: &Path, vars: &[(&str, &str)]) -> PlaybookReport {
@@ -64,23 +66,6 @@ fn passed(name: &str, command: &str, output: &str) -> StepReport {
         output_tail: output.into(),
         ..step(name, command, StepStatus::Passed)
     }
-}
-
-fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition never became true: {what}");
 }
 
 #[tokio::test]
