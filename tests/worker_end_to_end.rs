@@ -247,3 +247,54 @@ async fn eight_tasks_at_concurrency_four_all_complete_each_in_a_slot_of_its_own(
     assert!(slots.len() <= 4 && slots.len() >= 2, "slots used: {slots:?}");
     harness.cleanup().await;
 }
+
+#[tokio::test]
+async fn failures_are_classified_in_the_dead_letter_headers() {
+    let answer = sample::scripted_answer();
+    let harness = Harness::new("classified", Script::responder(move |_| answer.clone())).await;
+    let mut missing_repo = sample::sample_task("file:///nonexistent/origin.git", "7.1");
+    missing_repo["title"] = json!("Clone a repository that does not exist");
+    let mut too_slow = sample::sample_task(&harness.repo_url(), "7.2");
+    too_slow["timeout_seconds"] = json!(2);
+    too_slow["playbook"] = json!({ "name": "slow", "steps": [{ "name": "hang", "command": "sleep 600" }] });
+    let mut beyond_broker = sample::sample_task(&harness.repo_url(), "7.3");
+    beyond_broker["timeout_seconds"] = json!(86_400);
+    for task in [&missing_repo, &too_slow, &beyond_broker] {
+        harness.publish("task.backend", &serde_json::to_vec(task).unwrap()).await;
+    }
+
+    let report = harness.run_worker(harness.config(), 3, 3).await;
+    assert_eq!((report.acked, report.dead_lettered), (0, 3));
+
+    let letters = agent_runner::amqp::browse_queue(&harness.session, &harness.names.dead_letter_queue, 10)
+        .await
+        .unwrap();
+    let mut reasons: Vec<(String, String, String)> = letters
+        .iter()
+        .map(|l| {
+            let header = |name| l.header_text(name).unwrap_or_default();
+            (header("x-task-id"), header("x-failure-kind"), header("x-failed-step"))
+        })
+        .collect();
+    reasons.sort();
+    let expected = [
+        ("7.1", "workspace_preparation", "slot"),
+        ("7.2", "timeout", "test"),
+        ("7.3", "validation", "validate"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(reasons, expected);
+    let timeout_message =
+        letters.iter().find(|l| l.header_text("x-task-id").as_deref() == Some("7.2")).unwrap();
+    assert_eq!(
+        timeout_message.header_text("x-failure-message").as_deref(),
+        Some("the task did not finish within 2 seconds")
+    );
+    // The timed-out task still left its evidence behind.
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(harness.artifacts_dir().join("greeter/7.2/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["error"]["kind"], "timeout");
+    harness.cleanup().await;
+}
