@@ -7,12 +7,14 @@
 
 mod dead_letter;
 mod headers;
+mod mirror_topology;
 mod publisher;
 mod session;
 mod topology;
 
 pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
 pub use headers::{HeaderMap, HeaderValue};
+pub use mirror_topology::MirrorTopology;
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};
 pub use session::{AmqpSession, ExchangeTap, InboundDelivery, TaskConsumer};
 pub use topology::{TopologyNames, declare_topology};

@@ -70,13 +70,17 @@ pub async fn declare_topology(channel: &Channel, names: &TopologyNames) -> Resul
     Ok(())
 }
 
-fn quorum_arguments() -> FieldTable {
+pub(super) fn quorum_arguments() -> FieldTable {
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
     arguments
 }
 
-async fn declare_queue(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), AmqpError> {
+pub(super) async fn declare_queue(
+    channel: &Channel,
+    queue: &str,
+    arguments: FieldTable,
+) -> Result<(), AmqpError> {
     channel
         .queue_declare(
             ShortString::from(queue),
@@ -88,7 +92,7 @@ async fn declare_queue(channel: &Channel, queue: &str, arguments: FieldTable) ->
     Ok(())
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), AmqpError> {
+pub(super) async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), AmqpError> {
     channel
         .queue_bind(
             ShortString::from(queue),

@@ -41,6 +41,23 @@ impl ArtifactStore for FileStore {
             Ok(format!("file://{}", path.display()))
         })
     }
+
+    fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
+        Box::pin(async move {
+            let path = uri.strip_prefix("file://").map(Path::new).filter(|p| {
+                p.starts_with(&self.root) && !p.components().any(|c| c == std::path::Component::ParentDir)
+            });
+            let Some(path) = path else {
+                return Err(ArtifactError::UnsupportedUrl {
+                    url: uri.to_string(),
+                    reason: format!("not under this store's root {}", self.root.display()),
+                });
+            };
+            tokio::fs::read(path)
+                .await
+                .map_err(|source| ArtifactError::Io { path: path.display().to_string(), source })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -59,7 +76,9 @@ mod tests {
         assert_eq!(first, second);
         assert_eq!(first, format!("file://{}/chat/1.1/diff.patch", dir.path().display()));
         assert_eq!(std::fs::read(dir.path().join("chat/1.1/diff.patch")).unwrap(), b"two");
-        assert!(open_store("s3://bucket").is_err());
+        assert_eq!(store.get(&first).await.unwrap(), b"two");
+        assert!(store.get("file:///etc/passwd").await.is_err());
+        assert!(open_store("ftp://host/artifacts").is_err());
         assert!(open_store("file://relative").is_err());
     }
 }

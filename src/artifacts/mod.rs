@@ -4,11 +4,17 @@
 //! Artifacts are keyed by spec, task id and kind — never by time — so a retried or
 //! redelivered task overwrites its own artifacts instead of piling up copies. The
 //! embedded store is the filesystem ([`FileStore`], `file://` URIs); the NecroCode
-//! Artifact Store and S3 backends plug in behind the same [`ArtifactStore`] trait.
+//! Artifact Store ([`HttpStore`], `http(s)://`) and S3-compatible storage ([`S3Store`],
+//! `s3://`) sit behind the same [`ArtifactStore`] trait, chosen by the URL's scheme
+//! ([`open_location`]).
 
 mod file_store;
+mod http_store;
+mod s3_store;
 
 pub use file_store::FileStore;
+pub use http_store::HttpStore;
+pub use s3_store::{S3Settings, S3Store};
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -77,6 +83,14 @@ pub enum ArtifactError {
     UnsupportedUrl { url: String, reason: String },
     #[error("could not write {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Remote(#[from] crate::clients::ClientError),
+    #[error("object store {location}: {reason}")]
+    ObjectStore { location: String, reason: String, transient: bool },
+    #[error("artifact store settings: {reason}")]
+    Config { reason: String },
+    #[error("this artifact store cannot read artifacts back")]
+    ReadUnsupported,
 }
 
 impl crate::error::Classify for ArtifactError {
@@ -84,8 +98,15 @@ impl crate::error::Classify for ArtifactError {
         crate::error::FailureKind::ArtifactUpload
     }
     fn is_transient(&self) -> bool {
-        // A full or briefly unavailable volume may recover; a bad URL will not.
-        matches!(self, ArtifactError::Io { .. })
+        // A full or briefly unavailable volume or service may recover; a bad URL will not.
+        match self {
+            ArtifactError::Io { .. } => true,
+            ArtifactError::Remote(error) => error.is_transient(),
+            ArtifactError::ObjectStore { transient, .. } => *transient,
+            ArtifactError::UnsupportedUrl { .. }
+            | ArtifactError::Config { .. }
+            | ArtifactError::ReadUnsupported => false,
+        }
     }
 }
 
@@ -97,19 +118,46 @@ pub trait ArtifactStore: Send + Sync {
         key: &'a ArtifactKey,
         content: &'a [u8],
     ) -> BoxFuture<'a, Result<String, ArtifactError>>;
+
+    /// Reads back the artifact `put` stored at `uri` (operators, tests, and redelivered
+    /// tasks checking what is already there).
+    fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
+        let _ = uri;
+        Box::pin(async { Err(ArtifactError::ReadUnsupported) })
+    }
 }
 
-/// Opens the store named by `url`. Only `file://` is embedded so far.
-pub fn open_store(url: &str) -> Result<Box<dyn ArtifactStore>, ArtifactError> {
-    match url.strip_prefix("file://") {
-        Some(path) if path.starts_with('/') => Ok(Box::new(FileStore::new(path.into()))),
-        Some(_) => Err(ArtifactError::UnsupportedUrl {
-            url: url.to_string(),
-            reason: "a file:// URL needs an absolute path".to_string(),
-        }),
-        None => Err(ArtifactError::UnsupportedUrl {
-            url: url.to_string(),
-            reason: "only file:// stores are built in".to_string(),
-        }),
-    }
+/// What opening a non-file store needs besides its URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Timeouts and retries for the Artifact Store REST API.
+    pub http: crate::clients::ClientSettings,
+    /// Credentials and endpoint for `s3://` stores.
+    pub s3: S3Settings,
+}
+
+/// Opens the store a configured location names: `file://` → [`FileStore`],
+/// `http(s)://` → [`HttpStore`], `s3://` → [`S3Store`].
+pub fn open_location(
+    location: &crate::config::ArtifactStoreLocation,
+    options: &StoreOptions,
+) -> Result<std::sync::Arc<dyn ArtifactStore>, ArtifactError> {
+    use crate::config::ArtifactStoreLocation as L;
+    Ok(match location {
+        L::Filesystem(root) => {
+            std::sync::Arc::new(FileStore::new(std::path::absolute(root).unwrap_or_else(|_| root.clone())))
+        }
+        L::Http(url) => std::sync::Arc::new(HttpStore::new(url.clone(), options.http)?),
+        L::S3(url) => std::sync::Arc::new(S3Store::open(url, &options.s3)?),
+    })
+}
+
+/// Opens the store named by `url` (any scheme [`open_location`] knows), with default
+/// timeouts and S3 settings from the process environment.
+pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn ArtifactStore>, ArtifactError> {
+    let location = crate::config::ArtifactStoreLocation::parse(url)
+        .map_err(|reason| ArtifactError::UnsupportedUrl { url: url.to_string(), reason })?;
+    let options =
+        StoreOptions { s3: S3Settings::from_env(&crate::config::process_env)?, ..StoreOptions::default() };
+    open_location(&location, &options)
 }

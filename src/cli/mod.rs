@@ -3,6 +3,7 @@
 
 mod demo;
 mod dlq;
+mod mirror;
 mod playbook;
 mod publish;
 pub(crate) use publish::publish_task;
@@ -65,6 +66,9 @@ struct GlobalArgs {
     /// Default task timeout in seconds.
     #[arg(long, global = true, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Serve /livez, /readyz and /metrics on this address (ip:port), for worker and mirror.
+    #[arg(long, global = true, value_name = "ADDR")]
+    http_addr: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +87,8 @@ enum Command {
     Dlq(dlq::DlqCommand),
     /// The whole product on embedded defaults: sample repository, task, worker, results.
     Demo(demo::DemoArgs),
+    /// Apply lifecycle events from the events exchange to the Task Registry.
+    Mirror(mirror::MirrorArgs),
 }
 
 impl GlobalArgs {
@@ -100,6 +106,7 @@ impl GlobalArgs {
             runner_id: self.runner_id.clone(),
             default_timeout_seconds: self.timeout,
             structured_logging: self.text_logs.then_some(false),
+            http_listen: self.http_addr.clone(),
             ..ConfigOverrides::default()
         }
     }
@@ -140,7 +147,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Playbook(command) => playbook::run(command),
         Command::Dlq(command) => dlq::run(global.load(None)?, command).await,
         Command::Demo(args) => demo::run(global.load(None)?, args).await,
+        Command::Mirror(args) => mirror::run(global.load(None)?, args).await,
     }
+}
+
+/// Starts the health and metrics endpoints when `http.listen` is configured; they stop
+/// when `shutdown` is cancelled.
+pub(crate) async fn serve_http(
+    config: &RunnerConfig,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(addr) = config.http.listen {
+        let server = crate::http::HttpServer::bind(addr).await?;
+        tracing::info!(addr = ?server.local_addr(), "serving /livez, /readyz and /metrics");
+        server.spawn(crate::http::Readiness::process().clone(), shutdown.clone());
+    }
+    Ok(())
 }
 
 /// A root cancellation token fired by SIGTERM or SIGINT.

@@ -26,7 +26,9 @@ pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitC
         stop_after: args.once.then_some(1),
         consumer_tag: config.runner_id.clone(),
     };
-    let report = Arc::new(worker).run(options, super::shutdown_signal()).await?;
+    let shutdown = super::shutdown_signal();
+    super::serve_http(&config, &shutdown).await?;
+    let report = Arc::new(worker).run(options, shutdown).await?;
     tracing::info!(acked = report.acked, dead_lettered = report.dead_lettered, "worker stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@
 //! | `OPENAI_BASE_URL` | `llm.endpoint` | the OpenAI SDKs' name; `LLM_ENDPOINT` wins |
 //! | `LLM_ENDPOINT` | `llm.endpoint` | http/https |
 //! | `LLM_TIMEOUT_SECONDS` | `llm.timeout_seconds` | seconds |
+//! | `RUNNER_HTTP_LISTEN` | `http.listen` | `ip:port` (applied by `ops`) |
 //! | `HOSTNAME` | default of `runner_id` | read for the defaults only |
 //! | `AGENT_RUNNER_HOME` | default of `pool_dir`, `artifact_store_url` | data directory, default `./.agent-runner` |
 //!
@@ -54,6 +55,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("OPENAI_BASE_URL", "llm.endpoint"),
     ("LLM_ENDPOINT", "llm.endpoint"),
     ("LLM_TIMEOUT_SECONDS", "llm.timeout_seconds"),
+    ("RUNNER_HTTP_LISTEN", "http.listen"),
 ];
 
 /// One environment lookup, applied variable by variable.

@@ -65,6 +65,10 @@ pub struct RawConfig {
     pub playbook: Option<RawPlaybook>,
     /// Settings for `execution_mode: docker`.
     pub docker: Option<RawDocker>,
+    /// Health and metrics endpoints.
+    pub http: Option<super::ops::RawHttp>,
+    /// The Task Registry mirror.
+    pub mirror: Option<super::ops::RawMirror>,
     /// Refused: the seed's flat key; use `docker.image`.
     #[serde(default, deserialize_with = "reject::docker_image")]
     pub docker_image: Option<Infallible>,

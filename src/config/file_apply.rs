@@ -78,6 +78,7 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     l.set(src, "playbooks_dir", raw.playbooks_dir, v::directory, |c| &mut c.playbooks_dir)?;
     let docker_image = raw.docker.and_then(|d| d.image);
     l.set(src, "docker.image", docker_image, |s| v::text_line(&s).map(Some), |c| &mut c.docker_image)?;
+    super::ops::apply_file(raw.http, raw.mirror, src, l)?;
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;

@@ -15,6 +15,7 @@ mod error;
 pub mod file;
 mod file_apply;
 mod layer;
+mod ops;
 mod overrides;
 mod reject;
 mod secret;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 pub use error::{ConfigError, ConfigSource};
+pub use ops::{HttpConfig, MirrorConfig};
 pub use overrides::ConfigOverrides;
 pub use secret::read_secret;
 pub use values::{
@@ -71,6 +73,10 @@ pub struct RunnerConfig {
     pub retry: RetryConfig,
     pub limits: ResourceLimits,
     pub logging: LoggingConfig,
+    /// Health and metrics endpoints.
+    pub http: HttpConfig,
+    /// The Task Registry mirror (`agent-runner mirror`).
+    pub mirror: MirrorConfig,
 }
 
 /// The external REST services; `None` means the embedded stand-in.
@@ -219,6 +225,8 @@ impl RunnerConfig {
             retry: RetryConfig { git: 3, network: 3, llm: 3 },
             limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
+            http: HttpConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -275,6 +283,7 @@ pub fn load(
         file_apply::apply(raw, &ConfigSource::File(path.to_path_buf()), &mut layered)?;
     }
     env::apply(env, &mut layered)?;
+    ops::apply_env(env, &mut layered)?;
     overrides.apply(&mut layered)?;
     layered.finish()
 }

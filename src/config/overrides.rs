@@ -45,6 +45,8 @@ pub struct ConfigOverrides {
     pub default_timeout_seconds: Option<u64>,
     /// `--structured-logging` / `--text-logs` (false).
     pub structured_logging: Option<bool>,
+    /// `--http-addr`: where to serve health and metrics.
+    pub http_listen: Option<String>,
 }
 
 impl fmt::Debug for ConfigOverrides {
@@ -69,6 +71,7 @@ impl fmt::Debug for ConfigOverrides {
             .field("runner_id", &self.runner_id)
             .field("default_timeout_seconds", &self.default_timeout_seconds)
             .field("structured_logging", &self.structured_logging)
+            .field("http_listen", &self.http_listen)
             .finish()
     }
 }
@@ -114,6 +117,7 @@ impl ConfigOverrides {
             &mut c.playbooks_dir
         })?;
         self.apply_services(l)?;
+        super::ops::apply_flag(o.http_listen, l)?;
         l.set(&f("--llm-model"), "llm.model", o.llm_model, |s| v::text_line(&s), |c| &mut c.llm.model)?;
         l.set(&f("--runner-id"), "runner_id", o.runner_id, |s| v::runner_id(&s), |c| &mut c.runner_id)?;
         l.set(&f("--timeout"), "default_timeout_seconds", o.default_timeout_seconds, v::seconds, |c| {

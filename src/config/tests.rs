@@ -97,6 +97,15 @@ fn defaults_are_the_documented_ones() {
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
         limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
+        http: HttpConfig { listen: None },
+        mirror: MirrorConfig {
+            queue: "task-registry.mirror".into(),
+            binding_keys: vec!["task.#".into()],
+            dead_letter_exchange: "task-registry.mirror.dlx".into(),
+            dead_letter_queue: "task-registry.mirror.dlq".into(),
+            prefetch: 32,
+            retry_max_delay: Duration::from_secs(30),
+        },
     };
     assert_eq!(config, expected);
 }
@@ -380,4 +389,31 @@ fn playbook_variables_and_repair_rounds_come_from_the_file() {
         file_error("playbook:\n  repair_rounds: 11\n"),
         "invalid playbook.repair_rounds from FILE: must be between 0 and 10, got 11"
     );
+}
+
+#[test]
+fn http_and_mirror_sections_layer_and_are_checked() {
+    let yaml = "
+http: { listen: '0.0.0.0:9090' }
+mirror: { queue: registry.mirror, prefetch: 8, retry_max_delay_seconds: 5 }
+";
+    let env = [BASE_ENV, &[("RUNNER_HTTP_LISTEN", "127.0.0.1:9191")]].concat();
+    let config = load_with(Some(yaml), &env, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.http.listen, Some("127.0.0.1:9191".parse().unwrap()));
+    let mut mirror = MirrorConfig { queue: "registry.mirror".into(), prefetch: 8, ..MirrorConfig::default() };
+    mirror.retry_max_delay = Duration::from_secs(5);
+    assert_eq!(config.mirror, mirror);
+    let flags = ConfigOverrides { http_listen: Some("[::1]:80".into()), ..ConfigOverrides::default() };
+    let config = load_with(Some(yaml), &env, &flags).unwrap();
+    assert_eq!(config.http.listen, Some("[::1]:80".parse().unwrap()));
+
+    assert_eq!(
+        file_error("http: { listen: 'metrics:9090' }\n"),
+        "invalid http.listen from FILE: expected an IP address and port such as 0.0.0.0:9090, got `metrics:9090`"
+    );
+    assert_eq!(
+        file_error("mirror: { prefetch: 0 }\n"),
+        "invalid mirror.prefetch from FILE: must be between 1 and 65535, got 0"
+    );
+    assert!(file_error("mirror: { queues: x }\n").contains("unknown field `queues`"));
 }

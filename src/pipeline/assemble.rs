@@ -6,8 +6,9 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use super::{Runner, RunnerServices, RunnerSettings};
-use crate::artifacts::{ArtifactStore, FileStore};
-use crate::config::{ArtifactStoreLocation, ConfigError, RunnerConfig, read_secret};
+use crate::artifacts::{ArtifactStore, S3Settings, StoreOptions};
+use crate::clients::{ClientSettings, RepoPoolClient};
+use crate::config::{ConfigError, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::LlmSettings;
@@ -19,7 +20,9 @@ pub enum AssembleError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("artifact store: {0}")]
-    ArtifactStore(String),
+    ArtifactStore(#[from] crate::artifacts::ArtifactError),
+    #[error("Repo Pool: {0}")]
+    RepoPool(#[from] crate::clients::ClientError),
 }
 
 /// The secrets a runner holds, read once at start from the environment or `*_FILE`.
@@ -53,18 +56,20 @@ impl Runner {
         } else {
             Masker::default()
         };
-        let artifact_store: Arc<dyn ArtifactStore> = match &config.services.artifact_store {
-            ArtifactStoreLocation::Filesystem(root) => Arc::new(FileStore::new(absolute(root))),
-            other => {
-                return Err(AssembleError::ArtifactStore(format!(
-                    "{other:?} is not available in this build; use a file:// store"
-                )));
-            }
+        let client_settings = ClientSettings { retries: config.retry.network, ..ClientSettings::default() };
+        let store_options =
+            StoreOptions { http: client_settings, s3: S3Settings::from_env(&crate::config::process_env)? };
+        let artifact_store: Arc<dyn ArtifactStore> =
+            crate::artifacts::open_location(&config.services.artifact_store, &store_options)?;
+        let repo_pool = match &config.services.repo_pool_url {
+            Some(url) => Some(RepoPoolClient::new(url.clone(), client_settings)?),
+            None => None,
         };
         let services = RunnerServices {
             artifact_store,
             events,
             slot_pool: LocalSlotPool::new(absolute(&config.pool_dir)),
+            repo_pool,
             git_credentials: match secrets.git_token {
                 Some(token) => GitCredentials::with_token(token),
                 None => GitCredentials::anonymous(),

@@ -42,6 +42,9 @@ pub struct RunnerServices {
     pub artifact_store: Arc<dyn ArtifactStore>,
     pub events: Arc<dyn EventSink>,
     pub slot_pool: LocalSlotPool,
+    /// The Repo Pool Manager, when `repo_pool_url` is set; slots then come from it
+    /// instead of `slot_pool` (unless the message brings its own).
+    pub repo_pool: Option<crate::clients::RepoPoolClient>,
     pub git_credentials: GitCredentials,
     pub git_author: GitAuthor,
     pub llm: LlmSettings,
@@ -101,7 +104,10 @@ impl Runner {
 
     /// Runs `task` (delivery attempt `attempt`, starting at 1) to completion or failure.
     /// `cancel` stops it early (shutdown); the task's own deadline is applied here.
-    #[tracing::instrument(skip_all, fields(task_id = %task.task_id, spec = %task.spec_name, attempt))]
+    #[tracing::instrument(
+        skip_all,
+        fields(task_id = %task.task_id, spec = %task.spec_name, runner_id = %self.settings.runner_id, attempt)
+    )]
     pub async fn run(&self, task: &Task, attempt: u32, cancel: &CancellationToken) -> RunResult {
         let started = Instant::now();
         let sampler = MetricsSampler::start();
@@ -153,11 +159,33 @@ impl Runner {
             }
         }
 
+        release_pool_slot(&ctx, &mut state).await;
+        if let Some(implementation) = &result.impl_result {
+            crate::metrics::record_llm_usage(
+                u64::from(implementation.prompt_tokens),
+                u64::from(implementation.completion_tokens),
+            );
+        }
+
         let (event, data) = match &result.error {
             None => (EventType::TaskCompleted, result.completion_event_data()),
             Some(failure) => (EventType::TaskFailed, result.failure_event_data(failure)),
         };
         ctx.emit(event, "", data).await;
         result
+    }
+}
+
+/// Gives a Repo Pool slot back, whatever the outcome. A failed release is logged, not
+/// fatal: the work is done, and the pool reclaims the slot after the allocation timeout.
+async fn release_pool_slot(ctx: &RunContext<'_>, state: &mut steps::RunState) {
+    let Some(slot) = state.pool_slot.take() else { return };
+    let slot_id = slot.slot_id.clone();
+    // The lease's workspace path is the pool's; forget it before the pool hands it out again.
+    state.slot = None;
+    match tokio::time::timeout(WRAP_UP_BUDGET, slot.release()).await {
+        Ok(Ok(())) => ctx.log.record("release", &format!("Repo Pool slot {slot_id} released")),
+        Ok(Err(error)) => tracing::warn!(%error, slot_id, "Repo Pool slot not released"),
+        Err(_) => tracing::warn!(slot_id, "Repo Pool slot release did not finish in time"),
     }
 }

@@ -71,8 +71,10 @@ impl<'a> RunContext<'a> {
         self.log.record(name, "started");
         let started = Instant::now();
         let outcome = work.await;
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
         let ok = outcome.is_ok();
+        crate::metrics::record_step(name, ok, elapsed.as_secs_f64());
         match &outcome {
             Ok(_) => self.log.record(name, &format!("completed in {duration_ms} ms")),
             Err(failure) => self.log.record(name, &format!("failed after {duration_ms} ms: {failure}")),

@@ -17,6 +17,8 @@ pub struct RunState {
     /// Held for the whole run (artifact upload reads the workspace); dropping it
     /// releases the slot.
     pub slot: Option<SlotLease>,
+    /// A Repo Pool slot, released by `Runner::run` after the run (or on drop).
+    pub pool_slot: Option<crate::clients::PooledSlot>,
     pub remote: Option<GitRemote>,
     pub workspace: Option<PreparedWorkspace>,
     pub implementation: Option<ImplementationResult>,
@@ -35,9 +37,10 @@ impl RunState {
 
 /// Runs every step in order, stopping at the first failure.
 pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(), TaskFailure> {
-    let (slot, remote) = ctx.step("slot", acquire_slot(ctx)).await?;
+    let (slot, remote, pool_slot) = ctx.step("slot", acquire_slot(ctx)).await?;
     let path = slot.path.clone();
     state.slot = Some(slot);
+    state.pool_slot = pool_slot;
     state.remote = Some(remote.clone());
 
     let workspace = ctx.step("workspace", prepare_workspace(ctx, path.clone(), remote.clone())).await?;
@@ -93,7 +96,9 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-async fn acquire_slot(ctx: &RunContext<'_>) -> Result<(SlotLease, GitRemote), TaskFailure> {
+type AcquiredSlot = (SlotLease, GitRemote, Option<crate::clients::PooledSlot>);
+
+async fn acquire_slot(ctx: &RunContext<'_>) -> Result<AcquiredSlot, TaskFailure> {
     let task = ctx.task;
     let credentials = ctx.runner.services.git_credentials.clone();
     if let Some(slot) = &task.slot {
@@ -106,15 +111,29 @@ async fn acquire_slot(ctx: &RunContext<'_>) -> Result<(SlotLease, GitRemote), Ta
             }
         };
         let remote = GitRemote::new(url, credentials).map_err(|e| e.to_failure("slot"))?;
-        return Ok((lease, remote));
+        return Ok((lease, remote, None));
     }
     let url = task.repo_url.clone().unwrap_or_default();
-    let remote = GitRemote::new(url, credentials).map_err(|e| e.to_failure("slot"))?;
+    let remote = GitRemote::new(url.clone(), credentials).map_err(|e| e.to_failure("slot"))?;
+    if let Some(repo_pool) = &ctx.runner.services.repo_pool {
+        let required_by = format!("{}/{}/{}", ctx.runner.settings.runner_id, task.spec_name, task.task_id);
+        let allocation = repo_pool
+            .allocate(&url, &required_by, task.timeout_seconds)
+            .await
+            .map_err(|e| e.to_failure("slot"))?;
+        let pooled = crate::clients::PooledSlot::new(repo_pool.clone(), allocation.slot_id.clone());
+        ctx.log.record(
+            "slot",
+            &format!("Repo Pool slot {} at {}", allocation.slot_id, allocation.slot_path.display()),
+        );
+        let lease = SlotLease::preallocated(allocation.slot_id, allocation.slot_path);
+        return Ok((lease, remote, Some(pooled)));
+    }
     let pool = ctx.runner.services.slot_pool.clone();
     let for_pool = remote.clone();
     let lease = blocking("slot", move || pool.acquire(&for_pool)).await?;
     ctx.log.record("slot", &format!("slot {} at {}", lease.slot_id, lease.path.display()));
-    Ok((lease, remote))
+    Ok((lease, remote, None))
 }
 
 async fn prepare_workspace(

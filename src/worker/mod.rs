@@ -57,6 +57,8 @@ impl Worker {
             self.session.consume(&self.names.work_queue, concurrency, &options.consumer_tag).await?;
         self.runner_event(EventType::RunnerStarted, serde_json::json!({ "concurrency": concurrency })).await;
         tracing::info!(queue = %self.names.work_queue, concurrency, "consuming");
+        let readiness = crate::http::Readiness::process();
+        readiness.set_ready();
 
         let mut running: JoinSet<Settlement> = JoinSet::new();
         let mut received = 0usize;
@@ -91,6 +93,7 @@ impl Worker {
                 }
             }
         }
+        readiness.set_not_ready("not consuming: stopped or lost the broker connection");
         // Let running tasks finish; draining with a deadline comes with graceful shutdown.
         while let Some(joined) = running.join_next().await {
             count(&mut report, joined);
@@ -106,7 +109,14 @@ impl Worker {
     }
 
     async fn handle(&self, delivery: InboundDelivery, cancel: CancellationToken) -> Settlement {
-        settle(self, delivery, &cancel).await
+        let _in_flight = crate::metrics::InFlight::start();
+        let settlement = settle(self, delivery, &cancel).await;
+        crate::metrics::record_task_outcome(match settlement {
+            Settlement::Acked => crate::metrics::TaskOutcome::Completed,
+            Settlement::DeadLettered => crate::metrics::TaskOutcome::Failed,
+            Settlement::Unsettled => crate::metrics::TaskOutcome::Unsettled,
+        });
+        settlement
     }
 
     async fn runner_event(&self, event_type: EventType, data: serde_json::Value) {

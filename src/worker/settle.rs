@@ -87,6 +87,7 @@ async fn dead_letter(
     };
     match delivery.dead_letter(&worker.session.publisher, &worker.names.dead_letter_exchange, &reason).await {
         Ok(path) => {
+            crate::metrics::record_dead_letter(failure.kind.as_str());
             let data = serde_json::json!({
                 "reason": reason.kind, "failed_step": reason.step, "with_reason_headers": path == DeadLetterPath::WithReason,
                 "queue": worker.names.dead_letter_queue,

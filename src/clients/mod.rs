@@ -1,0 +1,27 @@
+//! REST clients for the NecroCode services the runner talks to (DESIGN.md §5; the
+//! contract is written down in `docs/api/`): the Task Registry (status, events, artifact
+//! records), the Repo Pool Manager (slots) and the Artifact Store (uploads).
+//!
+//! All three share one transport ([`RestClient`]): a reqwest client with connect and
+//! request timeouts, retries with exponential backoff for transient failures (connection
+//! errors, timeouts, 408/425/429/5xx), `Retry-After` honoured on 429 and 503, and errors
+//! that name the service, the call and the cause. Which failures are transient is
+//! decided once, on [`ClientError`], and feeds both the retry loop here and the
+//! pipeline's dead-letter decision (`Classify`).
+
+mod artifact_store;
+mod error;
+mod repo_pool;
+mod rest;
+mod task_registry;
+
+pub use artifact_store::ArtifactStoreClient;
+pub use error::{ClientError, Service};
+pub use repo_pool::{PooledSlot, RepoPoolClient, SlotAllocation};
+pub use rest::{ClientSettings, RestClient};
+pub use task_registry::{ArtifactRecord, EventRecord, StatusUpdate, TaskRegistryClient};
+
+/// Seconds since the Unix epoch: the original clients' timestamp format.
+pub(crate) fn epoch_seconds() -> i64 {
+    chrono::Utc::now().timestamp()
+}
