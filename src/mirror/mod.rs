@@ -164,7 +164,9 @@ impl Mirror {
                 return Ok(Handled::Skipped);
             }
             Err(poison) => {
-                return self.dead_letter(delivery, Some(&event), &poison.to_string(), "malformed_event").await;
+                return self
+                    .dead_letter(delivery, Some(&event), &poison.to_string(), "malformed_event")
+                    .await;
             }
         };
         for call in &plan.calls {
