@@ -1,0 +1,81 @@
+//! `/livez` and `/readyz` of a worker on the real broker: not ready before it consumes,
+//! ready while it does, unready once the broker closes its connection.
+//! (One test per binary: readiness is process-wide.)
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_runner::http::{HttpServer, Readiness};
+use agent_runner::llm::scripted::Script;
+use agent_runner::pipeline::RunnerSecrets;
+use agent_runner::worker::{Worker, WorkerOptions};
+use common::Harness;
+use tokio_util::sync::CancellationToken;
+
+async fn get(base: &str, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Polls `/readyz` until it answers `status` (bounded: 30 s).
+async fn wait_for_readyz(base: &str, status: u16) -> String {
+    let wait = async {
+        loop {
+            let (got, body) = get(base, "/readyz").await;
+            if got == status {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("/readyz reached the expected status")
+}
+
+/// Closes the broker connection the client named `name`, as a broker restart or a
+/// network partition would, with `rabbitmqctl close_connection`.
+fn close_connection_named(name: &str) {
+    // The table format prints pids as close_connection takes them (`<rabbit@host.N.N.N>`).
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "--no-table-headers", "-q"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let marker = format!("{{\"connection_name\",\"{name}\"}}");
+    let line = listed.lines().find(|l| l.contains(&marker)).expect("the worker's connection is listed");
+    let pid = line.split('\t').next().unwrap();
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["close_connection", pid, "readiness test: broker going away"])
+        .output()
+        .unwrap();
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
+    let harness = Harness::new("readyz", Script::replies(["unused"])).await;
+    let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    server.spawn(Readiness::process().clone(), stop.clone());
+    assert_eq!(get(&base, "/readyz").await, (503, "not ready: starting\n".to_string()));
+    assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
+
+    let mut config = harness.config();
+    config.runner_id = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
+    let worker = Worker::connect(&config, secrets, harness.names.clone()).await.unwrap();
+    let options = WorkerOptions { concurrency: 1, stop_after: None, consumer_tag: config.runner_id.clone() };
+    let running = tokio::spawn(Arc::new(worker).run(options, stop.child_token()));
+    assert_eq!(wait_for_readyz(&base, 200).await, "ready\n");
+
+    close_connection_named(&config.runner_id);
+    let reason = wait_for_readyz(&base, 503).await;
+    assert_eq!(reason, "not ready: not consuming: stopped or lost the broker connection\n");
+    assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
+
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), running).await.expect("worker stopped");
+    harness.cleanup().await;
+}
