@@ -272,3 +272,28 @@ fn timeouts_queue_and_grace_periods_agree_with_the_configuration() {
     assert!(job["spec"]["jobTargetRef"]["activeDeadlineSeconds"].as_u64().unwrap() >= needed);
     assert!(config.default_timeout < config.amqp.consumer_timeout);
 }
+
+#[test]
+fn the_api_contracts_parse_and_hold_every_call_the_clients_make() {
+    let calls = [
+        (
+            "task-registry.yaml",
+            vec![
+                ("/tasks/{task_id}/status", "put"),
+                ("/tasks/{task_id}/events", "post"),
+                ("/tasks/{task_id}/artifacts", "post"),
+                ("/health", "get"),
+            ],
+        ),
+        ("repo-pool.yaml", vec![("/slots/allocate", "post"), ("/slots/{slot_id}/release", "post")]),
+        ("artifact-store.yaml", vec![("/artifacts", "post")]),
+    ];
+    for (file, operations) in calls {
+        let text = std::fs::read_to_string(root().join("docs/api").join(file)).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(doc["openapi"], "3.0.3", "{file}");
+        for (path, method) in operations {
+            assert!(doc["paths"][path][method].is_mapping(), "{file}: no {method} {path}");
+        }
+    }
+}
