@@ -136,6 +136,22 @@ pub struct StoreOptions {
     pub s3: S3Settings,
 }
 
+impl StoreOptions {
+    /// Options for `location`: the AWS variables are read through `env` only for an
+    /// `s3://` store, so a stray `AWS_*_FILE` cannot break a file or HTTP store.
+    pub fn for_location(
+        location: &crate::config::ArtifactStoreLocation,
+        http: crate::clients::ClientSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ArtifactError> {
+        let s3 = match location {
+            crate::config::ArtifactStoreLocation::S3(_) => S3Settings::from_env(env)?,
+            _ => S3Settings::default(),
+        };
+        Ok(StoreOptions { http, s3 })
+    }
+}
+
 /// Opens the store a configured location names: `file://` → [`FileStore`],
 /// `http(s)://` → [`HttpStore`], `s3://` → [`S3Store`].
 pub fn open_location(
@@ -157,7 +173,6 @@ pub fn open_location(
 pub fn open_store(url: &str) -> Result<std::sync::Arc<dyn ArtifactStore>, ArtifactError> {
     let location = crate::config::ArtifactStoreLocation::parse(url)
         .map_err(|reason| ArtifactError::UnsupportedUrl { url: url.to_string(), reason })?;
-    let options =
-        StoreOptions { s3: S3Settings::from_env(&crate::config::process_env)?, ..StoreOptions::default() };
+    let options = StoreOptions::for_location(&location, Default::default(), &crate::config::process_env)?;
     open_location(&location, &options)
 }

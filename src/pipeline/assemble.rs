@@ -6,7 +6,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use super::{Runner, RunnerServices, RunnerSettings};
-use crate::artifacts::{ArtifactStore, S3Settings, StoreOptions};
+use crate::artifacts::{ArtifactStore, StoreOptions};
 use crate::clients::{ClientSettings, RepoPoolClient};
 use crate::config::{ConfigError, RunnerConfig, read_secret};
 use crate::events::EventSink;
@@ -57,8 +57,11 @@ impl Runner {
             Masker::default()
         };
         let client_settings = ClientSettings { retries: config.retry.network, ..ClientSettings::default() };
-        let store_options =
-            StoreOptions { http: client_settings, s3: S3Settings::from_env(&crate::config::process_env)? };
+        let store_options = StoreOptions::for_location(
+            &config.services.artifact_store,
+            client_settings,
+            &crate::config::process_env,
+        )?;
         let artifact_store: Arc<dyn ArtifactStore> =
             crate::artifacts::open_location(&config.services.artifact_store, &store_options)?;
         let repo_pool = match &config.services.repo_pool_url {
