@@ -65,6 +65,8 @@ pub struct RawConfig {
     pub playbook: Option<RawPlaybook>,
     /// Settings for `execution_mode: docker`.
     pub docker: Option<RawDocker>,
+    /// Resource limits for playbook commands beyond memory and CPU.
+    pub limits: Option<RawLimits>,
     /// Refused: the seed's flat key; use `docker.image`.
     #[serde(default, deserialize_with = "reject::docker_image")]
     pub docker_image: Option<Infallible>,
@@ -164,6 +166,14 @@ pub struct RawPlaybook {
 pub struct RawDocker {
     /// Image playbook commands run in.
     pub image: Option<String>,
+}
+
+/// `limits:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Processes one playbook command may have alive at once (fork-bomb guard).
+    pub max_processes: Option<u64>,
 }
 
 /// Reads and parses the file, without checking values.

@@ -95,7 +95,11 @@ fn defaults_are_the_documented_ones() {
             variables: BTreeMap::new(),
         },
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
-        limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
+        limits: ResourceLimits {
+            max_memory_mb: None,
+            max_cpu_percent: None,
+            max_processes: Some(super::DEFAULT_MAX_PROCESSES),
+        },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
     };
     assert_eq!(config, expected);
@@ -379,5 +383,15 @@ fn playbook_variables_and_repair_rounds_come_from_the_file() {
     assert_eq!(
         file_error("playbook:\n  repair_rounds: 11\n"),
         "invalid playbook.repair_rounds from FILE: must be between 0 and 10, got 11"
+    );
+}
+
+#[test]
+fn process_limit_is_set_from_the_limits_section_and_checked() {
+    let config = load_with(Some("limits: { max_processes: 64 }\n"), BASE_ENV, &ConfigOverrides::default());
+    assert_eq!(config.unwrap().limits.max_processes, Some(64));
+    assert_eq!(
+        file_error("limits: { max_processes: 0 }\n"),
+        "invalid limits.max_processes from FILE: must be between 1 and 4194304, got 0"
     );
 }

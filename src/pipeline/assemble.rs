@@ -7,10 +7,12 @@ use secrecy::SecretString;
 
 use super::{Runner, RunnerServices, RunnerSettings};
 use crate::artifacts::{ArtifactStore, FileStore};
-use crate::config::{ArtifactStoreLocation, ConfigError, RunnerConfig, read_secret};
+use crate::config::{ArtifactStoreLocation, ConfigError, ExecutionMode, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::LlmSettings;
+use crate::playbook::StepExecution;
+use crate::process::{Isolation, ProcessLimits};
 use crate::secrets::Masker;
 
 /// Why a runner could not be assembled.
@@ -92,8 +94,32 @@ impl Runner {
             repair_rounds: config.playbook.repair_rounds,
             variables: config.playbook.variables.clone(),
             max_task_timeout: config.amqp.consumer_timeout,
+            execution: step_execution(config),
         };
         Ok(Runner::new(services, settings))
+    }
+}
+
+/// The execution mode and limits from the configuration, for the playbook executor.
+fn step_execution(config: &RunnerConfig) -> StepExecution {
+    let isolation = match config.execution_mode {
+        ExecutionMode::LocalProcess => Isolation::LocalProcess,
+        ExecutionMode::Sandbox => Isolation::Sandbox { network: false },
+        ExecutionMode::Docker => Isolation::Docker {
+            // Checked when the configuration was loaded: docker mode requires an image.
+            image: config.docker_image.clone().unwrap_or_default(),
+            network: false,
+            cpu_percent: config.limits.max_cpu_percent,
+        },
+    };
+    StepExecution {
+        isolation,
+        limits: ProcessLimits {
+            max_memory_mb: config.limits.max_memory_mb,
+            cpu_seconds: None,
+            max_processes: config.limits.max_processes,
+        },
+        max_cpu_percent: config.limits.max_cpu_percent,
     }
 }
 

@@ -66,6 +66,8 @@ pub struct RunnerSettings {
     /// The longest task the broker tolerates (its consumer timeout): a message asking
     /// for more is refused instead of having its channel closed mid-task.
     pub max_task_timeout: Duration,
+    /// Where playbook steps run and their resource limits (`execution_mode`, `limits`).
+    pub execution: crate::playbook::StepExecution,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.

@@ -224,9 +224,17 @@ async fn run_tests(
         default_step_timeout: settings.default_step_timeout,
         output_cap_bytes: settings.output_cap_bytes,
         cancel: &ctx.cancel,
+        execution: &settings.execution,
     };
     let report = playbook::run_playbook(playbook, &run).await;
     for step in &report.steps {
+        if let Some(breach) = &step.limit_exceeded {
+            let data = serde_json::json!({
+                "step": step.name, "limit": breach.kind, "limit_value": breach.limit,
+                "observed": breach.observed, "message": breach.to_string(),
+            });
+            ctx.emit(crate::events::EventType::ResourceLimitReached, &step.name, data).await;
+        }
         ctx.log.record(
             "test",
             &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail),
