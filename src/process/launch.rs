@@ -77,7 +77,6 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_for_stderr)
-        .process_group(0)
         .kill_on_drop(true);
     // Docker enforces limits in the container; rlimits on the CLI would only limit the CLI.
     let plan = match spec.isolation {
@@ -91,6 +90,7 @@ pub(crate) fn spawn(
     // async-signal-safe syscalls (setrlimit, prctl, capset) on values computed beforehand.
     unsafe {
         cmd.pre_exec(move || {
+            new_session()?;
             plan.apply()?;
             if keep_capabilities { limits::forbid_new_privileges() } else { limits::drop_privileges() }
         });
@@ -105,6 +105,16 @@ pub(crate) fn spawn(
     let reader =
         tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ProcessError::Pipe)?;
     Ok((child, reader))
+}
+
+/// Runs in the forked child before `exec`: a new session, which is also a new process
+/// group whose id is the child's pid (what the kill paths rely on). A session has no
+/// controlling terminal, so a command cannot push keystrokes into the operator's terminal
+/// (`TIOCSTI`); and where the kernel groups scheduling by session (autogroup), a fork
+/// bomb competes with the worker as one group, so the watchdog keeps getting CPU.
+fn new_session() -> std::io::Result<()> {
+    // SAFETY: setsid takes no arguments; async-signal-safe.
+    if unsafe { libc::setsid() } == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Removes a docker run's container when the run is stopped early or abandoned: killing

@@ -86,7 +86,8 @@ pub struct LimitBreach {
     pub kind: LimitKind,
     /// The limit, in MiB, seconds or processes.
     pub limit: u64,
-    /// What was measured when it was crossed, same unit.
+    /// What was measured when it was crossed, same unit (for processes: at least this
+    /// many; counting stops once the limit is passed).
     pub observed: u64,
 }
 
@@ -96,7 +97,9 @@ impl fmt::Display for LimitBreach {
         match self.kind {
             LimitKind::Memory => write!(f, "memory limit of {limit} MiB exceeded ({observed} MiB resident)"),
             LimitKind::CpuTime => write!(f, "CPU-time budget of {limit} s exceeded ({observed} s used)"),
-            LimitKind::Processes => write!(f, "process limit of {limit} exceeded ({observed} processes)"),
+            LimitKind::Processes => {
+                write!(f, "process limit of {limit} exceeded (at least {observed} processes)")
+            }
         }
     }
 }
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn breaches_read_as_sentences() {
         let breach = LimitBreach { kind: LimitKind::Processes, limit: 32, observed: 97 };
-        assert_eq!(breach.to_string(), "process limit of 32 exceeded (97 processes)");
+        assert_eq!(breach.to_string(), "process limit of 32 exceeded (at least 97 processes)");
         let breach = LimitBreach { kind: LimitKind::Memory, limit: 256, observed: 300 };
         assert_eq!(breach.to_string(), "memory limit of 256 MiB exceeded (300 MiB resident)");
     }

@@ -176,6 +176,7 @@ pub async fn run_command(
     }
     limits::make_worker_undumpable();
     let launch = launch::Launch::build(spec);
+    let tasks_before_spawn = watchdog::system_task_count();
     let (mut child, reader) = launch::spawn(&launch, spec)?;
     let leader = child.id().and_then(|id| i32::try_from(id).ok());
     let mut group = GroupGuard { pgid: leader };
@@ -184,7 +185,7 @@ pub async fn run_command(
     let pump = tokio::spawn(pump_output(reader, Arc::clone(&collector)));
     let watched = async {
         match leader {
-            Some(pid) => watchdog::watch(pid, spec.limits).await,
+            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
             None => std::future::pending().await,
         }
     };

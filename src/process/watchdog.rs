@@ -11,10 +11,15 @@ use std::time::Duration;
 
 use super::limits::{LimitBreach, LimitKind, ProcessLimits};
 
-/// How often a limited command's usage is sampled. A fork bomb doubles every few
-/// milliseconds, so this is the cap on how far past the process limit it can get before
-/// it is killed; one /proc walk (a few hundred small reads) per tick is cheap.
+/// How often a limited command's usage is fully sampled (one /proc walk: a few hundred
+/// small reads). Memory and CPU time grow at most as fast as pages can be touched and
+/// cores can run, so this pace bounds their overshoot well.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often the system-wide task count is glanced at between full samples. A fork bomb
+/// makes thousands of processes per 50 ms; one read of `/proc/loadavg` every few
+/// milliseconds notices the growth and triggers a full sample at once.
+pub const GLANCE_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How many kill passes are made over a command's processes. Each pass kills everything
 /// alive; a process forked during a pass is caught by the next one, and a killed process
@@ -44,19 +49,40 @@ struct ProcStat {
 
 /// Samples until a limit is crossed and returns the breach; never returns when `limits`
 /// sets nothing. `leader` is the command's pid (and process group id).
-pub async fn watch(leader: i32, limits: ProcessLimits) -> LimitBreach {
+pub async fn watch(leader: i32, limits: ProcessLimits, tasks_before_spawn: Option<u64>) -> LimitBreach {
     if !limits.any() {
         return std::future::pending().await;
     }
-    let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
+    // Tasks on the system that are not this command's, as of the last full sample.
+    let mut others = tasks_before_spawn.unwrap_or(0);
+    let mut last_full = tokio::time::Instant::now() - SAMPLE_INTERVAL;
+    let mut ticker = tokio::time::interval(GLANCE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let usage = tokio::task::spawn_blocking(move || sample(leader)).await.unwrap_or_default();
+        let total = system_task_count();
+        let grew_past_limit = limits
+            .max_processes
+            .zip(total)
+            .is_some_and(|(max, total)| total.saturating_sub(others) > u64::from(max));
+        if !grew_past_limit && last_full.elapsed() < SAMPLE_INTERVAL {
+            continue;
+        }
+        last_full = tokio::time::Instant::now();
+        let stop_at = limits.max_processes.map(u64::from);
+        let usage = tokio::task::spawn_blocking(move || sample(leader, stop_at)).await.unwrap_or_default();
         if let Some(breach) = check(&limits, &usage) {
             return breach;
         }
+        others = total.unwrap_or(0).saturating_sub(usage.processes);
     }
+}
+
+/// Threads on the whole system (`/proc/loadavg`'s fourth field, `running/total`): one
+/// small read, so it can be polled fast. Only its growth matters.
+pub fn system_task_count() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok()
 }
 
 /// The first limit `usage` crosses, if any. Process count first: a fork bomb also eats
@@ -86,9 +112,17 @@ pub fn check(limits: &ProcessLimits, usage: &GroupUsage) -> Option<LimitBreach> 
     None
 }
 
-/// Current usage of `leader`'s group and tree.
-pub fn sample(leader: i32) -> GroupUsage {
-    let table = process_table();
+/// Current usage of `leader`'s group and tree. With `stop_at`, the walk ends early once
+/// more than that many processes of the group are seen: a fork bomb grows while /proc is
+/// read, and the count so far is already the verdict.
+pub fn sample(leader: i32, stop_at: Option<u64>) -> GroupUsage {
+    let table = process_table(leader, stop_at);
+    if let Some(max) = stop_at {
+        let in_group = table.values().filter(|s| s.pgrp == leader).count() as u64;
+        if in_group > max {
+            return GroupUsage { processes: in_group, ..GroupUsage::default() };
+        }
+    }
     let page = page_size();
     let mut usage = GroupUsage::default();
     for stat in members(&table, leader).iter().filter_map(|pid| table.get(pid)) {
@@ -109,7 +143,7 @@ pub async fn kill_all(leader: i32) {
             libc::killpg(leader, libc::SIGKILL);
         }
         let alive = tokio::task::spawn_blocking(move || {
-            let table = process_table();
+            let table = process_table(leader, None);
             let members = members(&table, leader);
             // Only the leader may linger as a zombie until our `wait`; it is not a threat.
             let others: Vec<i32> = members.into_iter().filter(|pid| *pid != leader).collect();
@@ -161,16 +195,25 @@ fn is_member(table: &HashMap<i32, ProcStat>, pid: i32, leader: i32, memo: &mut H
     answer
 }
 
-fn process_table() -> HashMap<i32, ProcStat> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return HashMap::new() };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter_map(|pid| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            parse_stat(&text).map(|stat| (pid, stat))
-        })
-        .collect()
+/// Every process's stat, or fewer: the walk stops once more than `stop_at` members of
+/// `leader`'s group were read.
+fn process_table(leader: i32, stop_at: Option<u64>) -> HashMap<i32, ProcStat> {
+    let mut table = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return table };
+    let mut in_group = 0u64;
+    for pid in entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+        let Some(stat) =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|t| parse_stat(&t))
+        else {
+            continue;
+        };
+        in_group += u64::from(stat.pgrp == leader);
+        table.insert(pid, stat);
+        if stop_at.is_some_and(|max| in_group > max) {
+            break;
+        }
+    }
+    table
 }
 
 /// Parses `/proc/<pid>/stat`. The command name may hold spaces and parentheses, so the
