@@ -55,6 +55,8 @@ impl Runner {
         } else {
             Masker::default()
         };
+        // Logs are written by the whole process, not just this runner: mask them too.
+        crate::telemetry::mask_in_logs(&masker);
         let artifact_store: Arc<dyn ArtifactStore> = match &config.services.artifact_store {
             ArtifactStoreLocation::Filesystem(root) => Arc::new(FileStore::new(absolute(root))),
             other => {
