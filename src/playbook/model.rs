@@ -180,15 +180,7 @@ fn validate_step(index: usize, raw: RawStep) -> Result<PlaybookStep, Violation> 
         let message = format!("must be at most {MAX_RETRY_COUNT}, got {}", raw.retry_count);
         return Err(violation(step_field(index, "retry_count"), message));
     }
-    if raw.max_memory_mb == Some(0) {
-        return Err(violation(step_field(index, "max_memory_mb"), "must be at least 1"));
-    }
-    if let Some(n) = raw.max_processes
-        && !(1..=MAX_STEP_PROCESSES).contains(&n)
-    {
-        let message = format!("must be between 1 and {MAX_STEP_PROCESSES}, got {n}");
-        return Err(violation(step_field(index, "max_processes"), message));
-    }
+    check_step_limits(index, &raw)?;
     let condition = match &raw.condition {
         None => None,
         Some(text) => Some(Condition::parse(text).map_err(|e| Violation {
@@ -214,6 +206,20 @@ fn validate_step(index: usize, raw: RawStep) -> Result<PlaybookStep, Violation> 
         max_memory_mb: raw.max_memory_mb,
         max_processes: raw.max_processes,
     })
+}
+
+/// A step may lower the configured limits; zero would be a typo, not a limit.
+fn check_step_limits(index: usize, raw: &RawStep) -> Result<(), Violation> {
+    if raw.max_memory_mb == Some(0) {
+        return Err(violation(step_field(index, "max_memory_mb"), "must be at least 1"));
+    }
+    if let Some(n) = raw.max_processes
+        && !(1..=MAX_STEP_PROCESSES).contains(&n)
+    {
+        let message = format!("must be between 1 and {MAX_STEP_PROCESSES}, got {n}");
+        return Err(violation(step_field(index, "max_processes"), message));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), String> {

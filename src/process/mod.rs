@@ -183,33 +183,13 @@ pub async fn run_command(
     let mut container = launch::ContainerGuard::new(&launch);
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
     let pump = tokio::spawn(pump_output(reader, Arc::clone(&collector)));
-    let watched = async {
+    let watched = async move {
         match leader {
             Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
             None => std::future::pending().await,
         }
     };
-
-    let end = tokio::select! {
-        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?, &spec.limits),
-        breach = watched => {
-            // No grace for a fork bomb or a memory hog: straight to SIGKILL, pass after pass.
-            if let Some(pid) = leader {
-                watchdog::kill_all(pid).await;
-            }
-            let _ = child.wait().await;
-            tracing::warn!(%breach, command_mode = spec.isolation.mode_name(), "command stopped at a resource limit");
-            CommandEnd::LimitExceeded(breach)
-        }
-        () = tokio::time::sleep(spec.timeout) => {
-            terminate(&mut child, &mut group).await;
-            CommandEnd::TimedOut
-        }
-        () = cancel.cancelled() => {
-            terminate(&mut child, &mut group).await;
-            CommandEnd::Cancelled
-        }
-    };
+    let end = wait_for_end(&mut child, &mut group, watched, spec, cancel).await?;
     // Background jobs the step started die with it; this also releases the pipe they hold.
     group.kill(libc::SIGKILL);
     // Disarm: once the group is empty its id may be reused, and a later kill could hit a stranger.
@@ -226,6 +206,37 @@ pub async fn run_command(
         output: collected.render(),
         duration: started.elapsed(),
         truncated: collected.truncated(),
+    })
+}
+
+/// Waits for whichever comes first: the shell's exit, a crossed limit, the timeout or
+/// cancellation; in the last three cases the processes are killed before returning.
+async fn wait_for_end(
+    child: &mut Child,
+    group: &mut GroupGuard,
+    watched: impl Future<Output = LimitBreach>,
+    spec: &CommandSpec,
+    cancel: &CancellationToken,
+) -> Result<CommandEnd, ProcessError> {
+    Ok(tokio::select! {
+        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?, &spec.limits),
+        breach = watched => {
+            // No grace for a fork bomb or a memory hog: straight to SIGKILL, pass after pass.
+            if let Some(pgid) = group.pgid {
+                watchdog::kill_all(pgid).await;
+            }
+            let _ = child.wait().await;
+            tracing::warn!(%breach, mode = spec.isolation.mode_name(), "command stopped at a resource limit");
+            CommandEnd::LimitExceeded(breach)
+        }
+        () = tokio::time::sleep(spec.timeout) => {
+            terminate(child, group).await;
+            CommandEnd::TimedOut
+        }
+        () = cancel.cancelled() => {
+            terminate(child, group).await;
+            CommandEnd::Cancelled
+        }
     })
 }
 
