@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Turns per task: enough for explore → edit → test → fix cycles on a scoped task;
 /// runs needing more are usually looping.
@@ -51,8 +51,7 @@ impl Default for BudgetLimits {
 }
 
 /// Dollars per 1000 tokens of one model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ModelPrice {
     /// Dollars per 1000 prompt tokens.
     pub prompt_per_1k: f64,
