@@ -118,7 +118,7 @@ async fn read_edit_test_finish_changes_the_file_and_reports_every_tool() {
     ]))
     .await
     .unwrap();
-    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     let result = outcome.unwrap();
 
     assert_eq!(
@@ -190,7 +190,7 @@ async fn a_malformed_argument_is_answered_with_an_error_and_the_loop_continues()
     ]))
     .await
     .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     assert_eq!(outcome.unwrap().files_changed, ["greet.sh"]);
     let requests = server.requests();
     let first = tool_results(&requests[1]);
@@ -217,7 +217,7 @@ async fn a_rate_limit_with_retry_after_is_waited_out() {
     ]))
     .await
     .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 1).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 1).await;
     assert_eq!(outcome.unwrap().turns, 2);
     let arrivals = server.arrivals();
     assert_eq!(arrivals.len(), 3);
@@ -230,7 +230,7 @@ async fn a_rate_limit_beyond_the_retry_count_fails_as_transient() {
     let ws = workspace();
     let server =
         scripted::start(Script::steps([Step::RateLimited { retry_after_seconds: 0 }])).await.unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     let error = outcome.unwrap_err();
     assert!(matches!(error, ImplementError::Request { status: Some(429), transient: true, .. }), "{error:?}");
     assert_eq!(error.failure_kind(), FailureKind::Implementation);
@@ -261,7 +261,7 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_outside_is_written(
     ]))
     .await
     .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     assert_eq!(outcome.unwrap().files_changed, ["greet.sh"]);
     let results: Vec<String> =
         tool_results(&server.requests()[1]).into_iter().map(|(_, text)| text).collect();
@@ -300,7 +300,7 @@ async fn an_edit_to_a_protected_test_file_is_refused_and_recorded() {
     ]))
     .await
     .unwrap();
-    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     let result = outcome.unwrap();
     assert_eq!(std::fs::read_to_string(ws.path().join("tests/test_greet.sh")).unwrap(), TEST_SCRIPT);
     let refused = tool_results(&server.requests()[1]);
@@ -327,7 +327,7 @@ async fn a_symlinked_directory_does_not_unlock_a_protected_file() {
     ]))
     .await
     .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     assert_eq!(outcome.unwrap().refusals, ["t/helper.sh (protected by `tests/**`)"]);
     assert!(!ws.path().join("tests/helper.sh").exists());
 }
@@ -348,7 +348,7 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
     ]))
     .await
     .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     outcome.unwrap();
     let results: Vec<String> =
         tool_results(&server.requests()[1]).into_iter().map(|(_, text)| text).collect();
@@ -373,7 +373,7 @@ async fn the_fallback_mode_applies_edit_blocks_with_the_same_confinement() {
         scripted::start(Script::replies([first, "Done: greet.sh prints Hello and NOTES.md says so."]))
             .await
             .unwrap();
-    let engine = EngineSettings { mode: EngineMode::EditBlocks, ..EngineSettings::defaults() };
+    let engine = EngineSettings { mode: EngineMode::EditBlocks, ..EngineSettings::default() };
     let (outcome, _) = run_round(ws.path(), &server, &engine, 0).await;
     let result = outcome.unwrap();
 
@@ -404,7 +404,7 @@ async fn a_plain_answer_with_the_single_shot_json_is_applied() {
     let answer = json!({"code_changes": [{"file_path": "greet.sh", "operation": "modify", "content": FIXED_GREET}],
                         "explanation": "rewrote greet.sh"});
     let server = scripted::start(Script::replies([answer.to_string()])).await.unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::defaults(), 0).await;
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     let result = outcome.unwrap();
     assert_eq!(
         (result.files_changed.as_slice(), result.explanation.as_str()),
@@ -422,8 +422,29 @@ async fn an_empty_protected_list_allows_test_edits() {
     ]))
     .await
     .unwrap();
-    let engine =
-        EngineSettings { protected: ProtectedPaths::new(&[]).unwrap(), ..EngineSettings::defaults() };
+    let engine = EngineSettings { protected: ProtectedPaths::new(&[]).unwrap(), ..EngineSettings::default() };
     let (outcome, _) = run_round(ws.path(), &server, &engine, 0).await;
     assert_eq!(outcome.unwrap().files_changed, ["tests/extra_test.sh"]);
+}
+
+#[tokio::test]
+async fn a_single_shot_answer_touching_a_protected_file_is_refused_whole() {
+    let ws = workspace();
+    let weakened = json!({"code_changes": [
+        {"file_path": "greet.sh", "operation": "modify", "content": FIXED_GREET},
+        {"file_path": "tests/test_greet.sh", "operation": "modify", "content": "exit 0\n"},
+    ]});
+    let fixed = json!({"code_changes": [{"file_path": "greet.sh", "operation": "modify", "content": FIXED_GREET}],
+                       "explanation": "fixed the code only"});
+    let server = scripted::start(Script::replies([weakened.to_string(), fixed.to_string()])).await.unwrap();
+    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    let result = outcome.unwrap();
+    assert_eq!(result.refusals, ["tests/test_greet.sh (protected by `tests/**`)"]);
+    assert_eq!(result.explanation, "fixed the code only");
+    assert_eq!(std::fs::read_to_string(ws.path().join("tests/test_greet.sh")).unwrap(), TEST_SCRIPT);
+    let told = last_user_text(&server.requests()[1]);
+    assert!(
+        told.starts_with("Nothing was applied: tests/test_greet.sh is protected (matches `tests/**`)"),
+        "{told}"
+    );
 }

@@ -222,7 +222,7 @@ impl RunnerConfig {
             retry: RetryConfig { git: 3, network: 3, llm: 3 },
             limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
-            engine: crate::llm::EngineSettings::defaults(),
+            engine: crate::llm::EngineSettings::default(),
         }
     }
 }

@@ -97,7 +97,7 @@ fn defaults_are_the_documented_ones() {
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
         limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
-        engine: crate::llm::EngineSettings::defaults(),
+        engine: crate::llm::EngineSettings::default(),
     };
     assert_eq!(config, expected);
 }

@@ -90,7 +90,7 @@ pub async fn implement(
     workspace: &Path,
     settings: &LlmSettings,
 ) -> Result<ImplementationResult, ImplementError> {
-    let engine = EngineSettings::defaults();
+    let engine = EngineSettings::default();
     let masker = crate::secrets::Masker::default();
     let ctx = EngineContext { settings: &engine, tests: None, masker: &masker };
     let mut session = AgentSession::new(&engine);

@@ -84,6 +84,9 @@ impl tower::Service<HttpRequestFactory> for ResponseProbe {
 
 /// OpenAI's finer-grained companion of `Retry-After`, in milliseconds.
 const RETRY_AFTER_MS: &str = "retry-after-ms";
+/// Largest `Retry-After` converted, in seconds: the client caps the wait far below this
+/// anyway; the bound only keeps the float-to-duration conversion from overflowing.
+const MAX_PARSED_RETRY_AFTER_SECONDS: f64 = 86_400.0;
 
 /// `retry-after-ms`, else `Retry-After` in (possibly fractional) seconds; the HTTP-date
 /// form is rare for APIs and falls back to backoff.
@@ -93,7 +96,8 @@ fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_millis(ms));
     }
     let seconds = text(reqwest::header::RETRY_AFTER.as_str())?.parse::<f64>().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_PARSED_RETRY_AFTER_SECONDS)))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl EngineMode {
 }
 
 /// The engine's configuration (`engine:` in the config file).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineSettings {
     pub mode: EngineMode,
     pub limits: BudgetLimits,
@@ -82,10 +82,15 @@ pub struct EngineSettings {
     pub prices: PriceTable,
 }
 
-impl EngineSettings {
-    /// The defaults, with the default protected paths.
-    pub fn defaults() -> Self {
-        EngineSettings { protected: ProtectedPaths::defaults(), ..EngineSettings::default() }
+impl Default for EngineSettings {
+    /// Tool mode, the default budgets and protected paths, no prices.
+    fn default() -> Self {
+        EngineSettings {
+            mode: EngineMode::Tools,
+            limits: BudgetLimits::default(),
+            protected: ProtectedPaths::defaults(),
+            prices: PriceTable::new(),
+        }
     }
 }
 

@@ -245,7 +245,7 @@ impl ToolBox<'_> {
         let run = tests.run_tests().await;
         let verdict = if run.passed { "PASSED" } else { "FAILED" };
         let text = format!("tests {verdict}\n{}", tail_chars(&run.output, MAX_TEST_OUTPUT_CHARS));
-        ToolOutcome { ok: true, ..ToolOutcome::ok(text) }
+        ToolOutcome::ok(text)
     }
 }
 
