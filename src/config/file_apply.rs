@@ -81,7 +81,8 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;
-    apply_playbook(raw.playbook.unwrap_or_default(), src, l)
+    apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
+    super::engine::apply(raw.engine.unwrap_or_default(), src, l)
 }
 
 fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

@@ -92,6 +92,7 @@ impl Runner {
             repair_rounds: config.playbook.repair_rounds,
             variables: config.playbook.variables.clone(),
             max_task_timeout: config.amqp.consumer_timeout,
+            engine: config.engine.clone(),
         };
         Ok(Runner::new(services, settings))
     }

@@ -66,6 +66,8 @@ pub struct RunnerSettings {
     /// The longest task the broker tolerates (its consumer timeout): a message asking
     /// for more is refused instead of having its channel closed mid-task.
     pub max_task_timeout: Duration,
+    /// The implementation engine: mode, budgets, protected paths, prices.
+    pub engine: crate::llm::EngineSettings,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
