@@ -11,7 +11,7 @@ use agent_runner::llm::agent::ProtectedPaths;
 use agent_runner::llm::scripted::{self, Script, ScriptedCall, ScriptedLlmHandle, Step};
 use agent_runner::llm::{
     AgentSession, EngineContext, EngineMode, EngineSettings, ImplementError, ImplementRequest,
-    ImplementationResult, LlmSettings, PlaybookTests, RepoViewBudget, implement_round, repo_view,
+    ImplementationResult, LlmClient, LlmSettings, PlaybookTests, RepoViewBudget, implement_round, repo_view,
 };
 use agent_runner::playbook::{PlaybookRun, parse_playbook};
 use agent_runner::secrets::Masker;
@@ -32,14 +32,15 @@ fn workspace() -> tempfile::TempDir {
     dir
 }
 
-fn llm(server: &ScriptedLlmHandle, retry_count: u32) -> LlmSettings {
-    LlmSettings {
+fn llm(server: &ScriptedLlmHandle, retry_count: u32) -> LlmClient {
+    LlmClient::new(&LlmSettings {
         endpoint: Some(server.base_url()),
         model: "test-model".into(),
         api_key: None,
         timeout: Duration::from_secs(10),
         retry_count,
-    }
+    })
+    .unwrap()
 }
 
 fn request(workspace: &Path) -> ImplementRequest {

@@ -74,7 +74,8 @@ pub struct ChatAnswer {
     pub truncated: bool,
 }
 
-/// A configured chat client; cheap to create once per task.
+/// A configured chat client. Build it once and share it: building one sets up TLS,
+/// which costs tens of milliseconds.
 pub struct LlmClient {
     http: reqwest::Client,
     config: OpenAIConfig,

@@ -94,7 +94,8 @@ pub async fn implement(
     let masker = crate::secrets::Masker::default();
     let ctx = EngineContext { settings: &engine, tests: None, masker: &masker };
     let mut session = AgentSession::new(&engine);
-    implement_round(req, workspace, settings, &ctx, &mut session).await
+    let client = LlmClient::new(settings)?;
+    implement_round(req, workspace, &client, &ctx, &mut session).await
 }
 
 /// At most `max` characters of `text`, with `…` when cut.

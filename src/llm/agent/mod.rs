@@ -38,7 +38,7 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use super::{ImplementError, ImplementRequest, ImplementationResult, LlmSettings, RepoViewBudget};
+use super::{ImplementError, ImplementRequest, ImplementationResult, LlmClient, RepoViewBudget};
 use crate::playbook::{Playbook, PlaybookRun, StepStatus, run_playbook};
 use crate::secrets::Masker;
 
@@ -200,7 +200,7 @@ impl AgentSession {
 pub async fn implement_round(
     req: &ImplementRequest,
     workspace: &Path,
-    llm: &LlmSettings,
+    llm: &LlmClient,
     ctx: &EngineContext<'_>,
     session: &mut AgentSession,
 ) -> Result<ImplementationResult, ImplementError> {

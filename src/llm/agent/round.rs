@@ -15,8 +15,7 @@ use super::turn::{self, Offer, Turn};
 use super::workspace::{Workspace, WriteError};
 use super::{AgentSession, EngineContext, EngineMode};
 use crate::llm::{
-    ImplementError, ImplementRequest, ImplementationResult, LlmClient, LlmSettings, apply_changes,
-    parse_code_changes,
+    ImplementError, ImplementRequest, ImplementationResult, LlmClient, apply_changes, parse_code_changes,
 };
 
 /// Longest wait for the wrap-up answer: it is a courtesy, and a budget has already tripped.
@@ -26,27 +25,24 @@ const WRAP_UP_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn run(
     req: &ImplementRequest,
     workspace: &Path,
-    llm: &LlmSettings,
+    llm: &LlmClient,
     ctx: &EngineContext<'_>,
     session: &mut AgentSession,
 ) -> (ImplementationResult, Result<(), ImplementError>) {
-    let mut result = ImplementationResult { llm_model: llm.model.clone(), rounds: 1, ..Default::default() };
-    let setup = LlmClient::new(llm).and_then(|client| {
-        let ws = Workspace::new(workspace, ctx.settings.protected.clone())?;
-        Ok((client, ws))
-    });
-    let (client, ws) = match setup {
-        Ok(parts) => parts,
+    let mut result =
+        ImplementationResult { llm_model: llm.model().to_string(), rounds: 1, ..Default::default() };
+    let ws = match Workspace::new(workspace, ctx.settings.protected.clone()) {
+        Ok(ws) => ws,
         Err(e) => return (result, Err(e)),
     };
     let tools = ToolBox { workspace: ws, tests: ctx.tests, masker: ctx.masker };
-    let mut round = Round { client, tools, ctx, session, messages: Vec::new(), result: &mut result };
+    let mut round = Round { client: llm, tools, ctx, session, messages: Vec::new(), result: &mut result };
     let outcome = round.run(req).await.map(|summary| round.result.explanation = summary);
     (result, outcome)
 }
 
 struct Round<'a, 'c> {
-    client: LlmClient,
+    client: &'a LlmClient,
     tools: ToolBox<'a>,
     ctx: &'a EngineContext<'c>,
     session: &'a mut AgentSession,
@@ -69,7 +65,7 @@ impl Round<'_, '_> {
             }
             let remaining = self.session.budget.wall_remaining();
             let Ok(answer) =
-                tokio::time::timeout(remaining, turn::ask(&self.client, &self.messages, self.offer())).await
+                tokio::time::timeout(remaining, turn::ask(self.client, &self.messages, self.offer())).await
             else {
                 continue; // the wall-time budget trips at the top of the loop
             };
@@ -301,7 +297,7 @@ impl Round<'_, '_> {
             EngineMode::Tools => Offer::ToolsDisabled(definitions(self.tools.tests.is_some())),
             EngineMode::EditBlocks => Offer::Nothing,
         };
-        match tokio::time::timeout(WRAP_UP_TIMEOUT, turn::ask(&self.client, &self.messages, offer)).await {
+        match tokio::time::timeout(WRAP_UP_TIMEOUT, turn::ask(self.client, &self.messages, offer)).await {
             Ok(Ok(answer)) => {
                 self.account(&answer);
                 self.result.explanation = answer.content;
