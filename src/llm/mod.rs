@@ -20,6 +20,7 @@ mod probe;
 mod prompt;
 mod repo_view;
 pub mod scripted;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use repo_view::{
     DEFAULT_MAX_CONTENT_BYTES, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TREE_ENTRIES, EntryKind, FileText,
     RepoView, RepoViewBudget, TreeEntry, repo_view,
 };
+pub use shared::SharedLlmClient;
 
 /// What to implement, and what the model may see of the repository.
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ use crate::artifacts::{ArtifactStore, FileStore};
 use crate::config::{ArtifactStoreLocation, ConfigError, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::{ImplementError, LlmClient, LlmSettings};
+use crate::llm::{LlmSettings, SharedLlmClient};
 use crate::secrets::Masker;
 
 /// Why a runner could not be assembled.
@@ -20,8 +20,6 @@ pub enum AssembleError {
     Config(#[from] ConfigError),
     #[error("artifact store: {0}")]
     ArtifactStore(String),
-    #[error("LLM client: {0}")]
-    Llm(#[from] ImplementError),
 }
 
 /// The secrets a runner holds, read once at start from the environment or `*_FILE`.
@@ -75,13 +73,13 @@ impl Runner {
                 name: config.git.author_name.clone(),
                 email: config.git.author_email.clone(),
             },
-            llm: LlmClient::new(&LlmSettings {
+            llm: SharedLlmClient::new(LlmSettings {
                 endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
                 model: config.llm.model.clone(),
                 api_key: secrets.llm_api_key,
                 timeout: config.llm.timeout,
                 retry_count: config.retry.llm,
-            })?,
+            }),
             masker,
         };
         let settings = RunnerSettings {

@@ -33,7 +33,7 @@ use crate::artifacts::ArtifactStore;
 use crate::error::{FailureKind, TaskFailure};
 use crate::events::{EventSink, EventType};
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::LlmClient;
+use crate::llm::SharedLlmClient;
 use crate::secrets::Masker;
 use crate::task::Task;
 
@@ -44,8 +44,8 @@ pub struct RunnerServices {
     pub slot_pool: LocalSlotPool,
     pub git_credentials: GitCredentials,
     pub git_author: GitAuthor,
-    /// Built once: a client sets up TLS, which is too slow to repeat per task.
-    pub llm: LlmClient,
+    /// One client for every task, built on first use.
+    pub llm: SharedLlmClient,
     pub masker: Masker,
 }
 

@@ -191,7 +191,8 @@ async fn implement(
     let tests = StepTests { ctx, playbook, workspace };
     let engine_ctx =
         EngineContext { settings: engine, tests: Some(&tests), masker: &ctx.runner.services.masker };
-    let result = llm::implement_round(&request, workspace, &ctx.runner.services.llm, &engine_ctx, session)
+    let client = ctx.runner.services.llm.get().await.map_err(|e| e.to_failure("implement"))?;
+    let result = llm::implement_round(&request, workspace, client, &engine_ctx, session)
         .await
         .map_err(|e| e.to_failure("implement"))?;
     ctx.log.record(
