@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub docker: Option<RawDocker>,
     /// Resource limits for playbook commands beyond memory and CPU.
     pub limits: Option<RawLimits>,
+    /// The implementation engine: mode, budgets, protected paths, prices.
+    pub engine: Option<RawEngine>,
     /// Refused: the seed's flat key; use `docker.image`.
     #[serde(default, deserialize_with = "reject::docker_image")]
     pub docker_image: Option<Infallible>,
@@ -158,6 +160,40 @@ pub struct RawPlaybook {
     pub repair_rounds: Option<u64>,
     /// Variables for step conditions (`lint_enabled: true`); scalars only.
     pub variables: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+}
+
+/// `engine:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// `tools` (function calling) or `edit_blocks` (for endpoints without it).
+    pub mode: Option<String>,
+    /// Model turns per task, over all rounds.
+    pub max_turns: Option<u64>,
+    /// Prompt plus completion tokens per task.
+    pub max_total_tokens: Option<u64>,
+    /// Estimated dollars per task (needs the model in `prices`).
+    pub max_cost_usd: Option<f64>,
+    /// Wall time of the implement phase per task, in seconds.
+    pub max_wall_seconds: Option<u64>,
+    /// The same tool call this many times in a row counts as a stall.
+    pub stall_repeated_calls: Option<u64>,
+    /// This many turns in a row without a workspace change count as a stall.
+    pub stall_turns_without_change: Option<u64>,
+    /// Globs the model may read but not write (replaces the default list).
+    pub protected_paths: Option<Vec<String>>,
+    /// Per-model prices: `{model: {prompt_per_1k, completion_per_1k}}` in dollars.
+    pub prices: Option<std::collections::BTreeMap<String, RawPrice>>,
+}
+
+/// One model's price under `engine.prices`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// Dollars per 1000 prompt tokens.
+    pub prompt_per_1k: f64,
+    /// Dollars per 1000 completion tokens.
+    pub completion_per_1k: f64,
 }
 
 /// `docker:`.

@@ -84,7 +84,8 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;
     apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
-    apply_limits(raw.limits.unwrap_or_default(), src, l)
+    apply_limits(raw.limits.unwrap_or_default(), src, l)?;
+    super::engine::apply(raw.engine.unwrap_or_default(), src, l)
 }
 
 fn apply_limits(raw: RawLimits, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

@@ -10,6 +10,7 @@
 //! Each component takes only its sub-struct ([`AmqpConfig`], [`LlmConfig`], ...).
 //! Errors name the layer, the dotted key and the reason (see [`ConfigError`]).
 
+mod engine;
 pub mod env;
 mod error;
 pub mod file;
@@ -71,6 +72,8 @@ pub struct RunnerConfig {
     pub retry: RetryConfig,
     pub limits: ResourceLimits,
     pub logging: LoggingConfig,
+    /// The implementation engine (`engine:`): mode, budgets, protected paths, prices.
+    pub engine: crate::llm::EngineSettings,
 }
 
 /// The external REST services; `None` means the embedded stand-in.
@@ -232,6 +235,7 @@ impl RunnerConfig {
                 max_processes: Some(DEFAULT_MAX_PROCESSES),
             },
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
+            engine: crate::llm::EngineSettings::default(),
         }
     }
 }

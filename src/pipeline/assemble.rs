@@ -10,7 +10,7 @@ use crate::artifacts::{ArtifactStore, FileStore};
 use crate::config::{ArtifactStoreLocation, ConfigError, ExecutionMode, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::LlmSettings;
+use crate::llm::{LlmSettings, SharedLlmClient};
 use crate::playbook::StepExecution;
 use crate::process::{Isolation, ProcessLimits};
 use crate::secrets::Masker;
@@ -77,13 +77,13 @@ impl Runner {
                 name: config.git.author_name.clone(),
                 email: config.git.author_email.clone(),
             },
-            llm: LlmSettings {
+            llm: SharedLlmClient::new(LlmSettings {
                 endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
                 model: config.llm.model.clone(),
                 api_key: secrets.llm_api_key,
                 timeout: config.llm.timeout,
                 retry_count: config.retry.llm,
-            },
+            }),
             masker,
         };
         let settings = RunnerSettings {
@@ -97,6 +97,7 @@ impl Runner {
             variables: config.playbook.variables.clone(),
             max_task_timeout: config.amqp.consumer_timeout,
             execution: step_execution(config),
+            engine: config.engine.clone(),
         };
         Ok(Runner::new(services, settings))
     }

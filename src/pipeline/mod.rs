@@ -33,7 +33,7 @@ use crate::artifacts::ArtifactStore;
 use crate::error::{FailureKind, TaskFailure};
 use crate::events::{EventSink, EventType};
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::LlmSettings;
+use crate::llm::SharedLlmClient;
 use crate::secrets::Masker;
 use crate::task::Task;
 
@@ -44,7 +44,8 @@ pub struct RunnerServices {
     pub slot_pool: LocalSlotPool,
     pub git_credentials: GitCredentials,
     pub git_author: GitAuthor,
-    pub llm: LlmSettings,
+    /// One client for every task, built on first use.
+    pub llm: SharedLlmClient,
     pub masker: Masker,
 }
 
@@ -68,6 +69,8 @@ pub struct RunnerSettings {
     pub max_task_timeout: Duration,
     /// Where playbook steps run and their resource limits (`execution_mode`, `limits`).
     pub execution: crate::playbook::StepExecution,
+    /// The implementation engine: mode, budgets, protected paths, prices.
+    pub engine: crate::llm::EngineSettings,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
