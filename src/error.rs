@@ -29,6 +29,9 @@ pub enum FailureKind {
     ArtifactUpload,
     /// The task ran past its deadline (`TimeoutError`).
     Timeout,
+    /// The implementation engine used up a per-task budget (turns, tokens, cost, wall
+    /// time) or stalled; the partial diff and transcript are uploaded.
+    BudgetExhausted,
 }
 
 impl FailureKind {
@@ -42,6 +45,7 @@ impl FailureKind {
             FailureKind::Push => "push",
             FailureKind::ArtifactUpload => "artifact_upload",
             FailureKind::Timeout => "timeout",
+            FailureKind::BudgetExhausted => "budget_exhausted",
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum EventType {
     TaskRetrying,
     TaskDeadLettered,
     TaskCancelled,
+    /// A warning: a playbook command crossed a resource limit and was killed.
+    ResourceLimitReached,
     RunnerStarted,
     RunnerStopping,
 }
@@ -40,6 +42,7 @@ impl EventType {
             EventType::TaskRetrying => "TaskRetrying",
             EventType::TaskDeadLettered => "TaskDeadLettered",
             EventType::TaskCancelled => "TaskCancelled",
+            EventType::ResourceLimitReached => "ResourceLimitReached",
             EventType::RunnerStarted => "RunnerStarted",
             EventType::RunnerStopping => "RunnerStopping",
         }

@@ -4,10 +4,18 @@
 //! Masking is the last line of defence, not the boundary: the token never reaches a
 //! command's environment or a URL in the first place. But a test may print the remote
 //! configuration, or a model may echo something it read, and the masker makes sure no
-//! known value escapes verbatim or in its common encodings.
+//! known value escapes verbatim or in its common encodings: URL-encoded, JSON-escaped,
+//! each line of a multi-line value, and base64 (standard and URL-safe alphabets) at each
+//! of the three byte offsets a value can sit at inside a longer encoded stream.
+//!
+//! Not covered: base64 wrapped across lines (`base64` wraps at 76 columns), hex, or any
+//! transformation a hostile command chooses; the boundary is that commands never get
+//! the secrets at all.
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use secrecy::{ExposeSecret, SecretString};
 
 /// What a masked secret is replaced with.
@@ -46,11 +54,25 @@ impl Masker {
             }
             // A multi-line secret (a key file) may surface one line at a time.
             needles.extend(raw.lines().filter(|l| l.len() >= MIN_MASKABLE_LEN).map(str::to_string));
+            needles.extend(base64_forms(raw.as_bytes()).into_iter().filter(|n| n.len() >= MIN_MASKABLE_LEN));
         }
         // Longest first, so a value is masked whole before any of its parts.
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         needles.dedup();
         Masker { needles: Arc::new(needles) }
+    }
+
+    /// A masker for the secrets of both.
+    pub fn union(&self, other: &Masker) -> Masker {
+        let mut needles: Vec<String> = self.needles.iter().chain(other.needles.iter()).cloned().collect();
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Masker { needles: Arc::new(needles) }
+    }
+
+    /// Whether there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
     }
 
     /// Returns `text` with every known secret replaced.
@@ -63,6 +85,32 @@ impl Masker {
         }
         out
     }
+}
+
+/// The base64 text that `secret` turns into inside any base64 stream: the stream is cut
+/// into 3-byte groups, so the secret starts at offset 0, 1 or 2 of a group, and each
+/// offset gives different characters. For each offset, only the characters that depend on
+/// the secret's bits alone are kept (the first ones may mix in the preceding byte, the
+/// last ones the following byte), in both the standard and the URL-safe alphabet.
+fn base64_forms(secret: &[u8]) -> Vec<String> {
+    let mut forms = Vec::new();
+    for offset in 0..3usize {
+        let mut shifted = vec![0u8; offset];
+        shifted.extend_from_slice(secret);
+        // Character i covers bits 6i..6i+6; keep those inside the secret's bits.
+        let first = (8 * offset).div_ceil(6);
+        let end = 8 * (offset + secret.len()) / 6;
+        if end <= first {
+            continue;
+        }
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&shifted);
+            if let Some(core) = encoded.get(first..end) {
+                forms.push(core.to_string());
+            }
+        }
+    }
+    forms
 }
 
 fn percent_encode(raw: &str) -> String {
@@ -95,11 +143,37 @@ mod tests {
     }
 
     #[test]
+    fn masks_base64_at_every_offset_in_both_alphabets() {
+        let raw = "ghp_Secret?>value~42";
+        let masker = Masker::new([Some(&secret(raw))]);
+        for prefix in ["", "a", "ab", "abc"] {
+            let stream = format!("{prefix}{raw}trailing bytes");
+            for engine in [&base64::engine::general_purpose::STANDARD, &URL_SAFE_NO_PAD] {
+                let encoded = engine.encode(stream.as_bytes());
+                let masked = masker.mask(&encoded);
+                assert!(masked.contains(MASK), "{prefix:?}: {encoded} -> {masked}");
+                // What is left cannot be decoded back to the secret.
+                let left: String = masked.replace(MASK, "");
+                assert!(left.len() < encoded.len() - 20, "{prefix:?}: {masked}");
+            }
+        }
+        assert_eq!(masker.mask("unrelated text"), "unrelated text");
+    }
+
+    #[test]
+    fn a_union_masks_the_secrets_of_both() {
+        let (a, b) = (secret("first-secret"), secret("second-secret"));
+        let both = Masker::new([Some(&a)]).union(&Masker::new([Some(&b)]));
+        assert_eq!(both.mask("first-secret second-secret"), "**** ****");
+    }
+
+    #[test]
     fn short_values_are_left_alone_and_debug_shows_no_secret() {
         let short = secret("abc");
         let long = secret("supersecretvalue");
         let masker = Masker::new([Some(&short), Some(&long)]);
         assert_eq!(masker.mask("abc supersecretvalue"), "abc ****");
-        assert_eq!(format!("{masker:?}"), "Masker(1 patterns)");
+        assert!(format!("{masker:?}").starts_with("Masker("));
+        assert!(!format!("{masker:?}").contains("supersecretvalue"));
     }
 }

@@ -82,7 +82,7 @@ async fn run_takes_one_task_from_a_file_without_a_broker_and_prints_the_summary(
     assert_eq!(summary["success"], true);
     assert_eq!(summary["branch"], "feature/task-greeter-5.1");
     let kinds: Vec<_> = summary["artifacts"].as_array().unwrap().iter().map(|a| a["type"].clone()).collect();
-    assert_eq!(kinds, ["diff", "test", "log", "summary"]);
+    assert_eq!(kinds, ["diff", "test", "log", "transcript", "summary"]);
     let (_, message) = sample::branch_head(&origin, "feature/task-greeter-5.1").unwrap().unwrap();
     assert!(message.starts_with("feat(task-5.1): Add the greet command"));
 }

@@ -82,6 +82,8 @@ async fn implement_creates_the_file_and_records_usage() {
             files_changed: vec!["docs/hello.txt".into()],
             explanation: "adds the greeting".into(),
             rounds: 1,
+            turns: 1,
+            ..ImplementationResult::default()
         }
     );
     assert_eq!(std::fs::read_to_string(workspace.path().join("docs/hello.txt")).unwrap(), "hello\n");

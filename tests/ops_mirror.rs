@@ -134,7 +134,8 @@ async fn a_tasks_event_stream_becomes_registry_calls_once_each_even_when_events_
         .filter(|r| r.path.ends_with("/artifacts"))
         .map(|r| (r.body["type"].as_str().unwrap(), r.body["uri"].as_str().unwrap().starts_with("file://")))
         .collect();
-    assert_eq!(artifacts, [("diff", true), ("test", true), ("log", true), ("summary", true)]);
+    let expected = [("diff", true), ("test", true), ("log", true), ("transcript", true), ("summary", true)];
+    assert_eq!(artifacts, expected);
     let first = &requests[0];
     assert_eq!(first.body["event_type"], "TaskStarted");
     assert_eq!(first.body["event_id"], events[0]["event_id"]);

@@ -170,7 +170,7 @@ async fn artifacts_go_to_the_artifact_store_api_with_retries_on_transient_answer
 
     let requests = store.requests();
     let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [429, 503, 200, 200, 200, 200]);
+    assert_eq!(statuses, [429, 503, 200, 200, 200, 200, 200]);
     let uploads: Vec<(String, String, String)> = requests[2..]
         .iter()
         .map(|r| {
@@ -187,6 +187,7 @@ async fn artifacts_go_to_the_artifact_store_api_with_retries_on_transient_answer
         ("diff", "greeter/1.1/diff.patch"),
         ("test", "greeter/1.1/test-results.json"),
         ("log", "greeter/1.1/execution.log"),
+        ("transcript", "greeter/1.1/transcript.json"),
         ("summary", "greeter/1.1/summary.json"),
     ]
     .iter()
@@ -201,6 +202,7 @@ async fn artifacts_go_to_the_artifact_store_api_with_retries_on_transient_answer
             "/artifacts/greeter/1.1/diff.patch",
             "/artifacts/greeter/1.1/test-results.json",
             "/artifacts/greeter/1.1/execution.log",
+            "/artifacts/greeter/1.1/transcript.json",
             "/artifacts/greeter/1.1/summary.json"
         ]
     );

@@ -1,6 +1,6 @@
 //! Runs real `sh` processes through `process::run_command`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,13 +12,7 @@ mod common;
 use common::processes::{is_gone, wait_for};
 
 fn spec(command: &str, cwd: &Path) -> CommandSpec {
-    CommandSpec {
-        command: command.to_string(),
-        cwd: cwd.to_path_buf(),
-        env: BTreeMap::new(),
-        timeout: Duration::from_secs(60),
-        output_cap_bytes: 64 * 1024,
-    }
+    CommandSpec::new(command, cwd, Duration::from_secs(60), 64 * 1024)
 }
 
 fn read_pid(path: &Path) -> i32 {

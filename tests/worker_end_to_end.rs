@@ -59,6 +59,7 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
         ("ArtifactUploaded", "diff"),
         ("ArtifactUploaded", "test"),
         ("ArtifactUploaded", "log"),
+        ("ArtifactUploaded", "transcript"),
         ("ArtifactUploaded", "summary"),
         ("TaskCompleted", ""),
     ]
@@ -78,7 +79,7 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
         .iter()
         .map(|a| (a["type"].as_str().unwrap().to_string(), a["uri"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(uris.keys().cloned().collect::<Vec<_>>(), ["diff", "log", "summary", "test"]);
+    assert_eq!(uris.keys().cloned().collect::<Vec<_>>(), ["diff", "log", "summary", "test", "transcript"]);
     assert!(read_uri(&uris["diff"]).contains("+echo \"Hello, ${1:-world}!\""));
     let tests: serde_json::Value = serde_json::from_str(&read_uri(&uris["test"])).unwrap();
     assert_eq!(tests["success"], true);

@@ -179,8 +179,18 @@ impl ExchangeTap {
 }
 
 impl AmqpSession {
-    /// Messages ready in `queue` (not counting unacked ones), via a passive declare.
+    /// Messages ready in `queue` (not counting unacked ones).
     pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        Ok(self.inspect(queue).await?.message_count())
+    }
+
+    /// Consumers attached to `queue`.
+    pub async fn consumer_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        Ok(self.inspect(queue).await?.consumer_count())
+    }
+
+    /// A passive declare: the queue's counters, without creating or changing it.
+    async fn inspect(&self, queue: &str) -> Result<lapin::Queue, AmqpError> {
         use lapin::options::QueueDeclareOptions;
         let channel = self.channel().await?;
         let declared = channel
@@ -192,6 +202,6 @@ impl AmqpSession {
             .await
             .map_err(AmqpError::protocol(format!("inspecting queue '{queue}'")))?;
         let _ = channel.close(200, ShortString::from("inspected")).await;
-        Ok(declared.message_count())
+        Ok(declared)
     }
 }

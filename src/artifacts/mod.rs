@@ -1,5 +1,5 @@
 //! Artifacts: what a task leaves behind (diff, execution log, test results, run
-//! summary), and the store they go to.
+//! summary, the implementation engine's transcript), and the store they go to.
 //!
 //! Artifacts are keyed by spec, task id and kind — never by time — so a retried or
 //! redelivered task overwrites its own artifacts instead of piling up copies. The
@@ -28,6 +28,8 @@ pub enum ArtifactKind {
     Log,
     Test,
     Summary,
+    /// The implementation engine's conversation (masked), as JSON.
+    Transcript,
 }
 
 impl ArtifactKind {
@@ -37,6 +39,7 @@ impl ArtifactKind {
             ArtifactKind::Log => "log",
             ArtifactKind::Test => "test",
             ArtifactKind::Summary => "summary",
+            ArtifactKind::Transcript => "transcript",
         }
     }
 
@@ -47,6 +50,7 @@ impl ArtifactKind {
             ArtifactKind::Log => "execution.log",
             ArtifactKind::Test => "test-results.json",
             ArtifactKind::Summary => "summary.json",
+            ArtifactKind::Transcript => "transcript.json",
         }
     }
 }

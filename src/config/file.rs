@@ -69,6 +69,10 @@ pub struct RawConfig {
     pub http: Option<super::ops::RawHttp>,
     /// The Task Registry mirror.
     pub mirror: Option<super::ops::RawMirror>,
+    /// Resource limits for playbook commands beyond memory and CPU.
+    pub limits: Option<RawLimits>,
+    /// The implementation engine: mode, budgets, protected paths, prices.
+    pub engine: Option<RawEngine>,
     /// Refused: the seed's flat key; use `docker.image`.
     #[serde(default, deserialize_with = "reject::docker_image")]
     pub docker_image: Option<Infallible>,
@@ -162,12 +166,54 @@ pub struct RawPlaybook {
     pub variables: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
+/// `engine:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// `tools` (function calling) or `edit_blocks` (for endpoints without it).
+    pub mode: Option<String>,
+    /// Model turns per task, over all rounds.
+    pub max_turns: Option<u64>,
+    /// Prompt plus completion tokens per task.
+    pub max_total_tokens: Option<u64>,
+    /// Estimated dollars per task (needs the model in `prices`).
+    pub max_cost_usd: Option<f64>,
+    /// Wall time of the implement phase per task, in seconds.
+    pub max_wall_seconds: Option<u64>,
+    /// The same tool call this many times in a row counts as a stall.
+    pub stall_repeated_calls: Option<u64>,
+    /// This many turns in a row without a workspace change count as a stall.
+    pub stall_turns_without_change: Option<u64>,
+    /// Globs the model may read but not write (replaces the default list).
+    pub protected_paths: Option<Vec<String>>,
+    /// Per-model prices: `{model: {prompt_per_1k, completion_per_1k}}` in dollars.
+    pub prices: Option<std::collections::BTreeMap<String, RawPrice>>,
+}
+
+/// One model's price under `engine.prices`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// Dollars per 1000 prompt tokens.
+    pub prompt_per_1k: f64,
+    /// Dollars per 1000 completion tokens.
+    pub completion_per_1k: f64,
+}
+
 /// `docker:`.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDocker {
     /// Image playbook commands run in.
     pub image: Option<String>,
+}
+
+/// `limits:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Processes one playbook command may have alive at once (fork-bomb guard).
+    pub max_processes: Option<u64>,
 }
 
 /// Reads and parses the file, without checking values.

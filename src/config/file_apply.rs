@@ -1,10 +1,12 @@
 //! The file layer's values laid over the defaults: each raw field checked by the
 //! shared rules in `values`, errors naming the file and the dotted key.
 
-use super::file::{RawAmqp, RawConfig, RawGit, RawLlm, RawPlaybook};
+use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook};
 use super::layer::Layered;
 use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel};
-use super::{ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES};
+use super::{
+    ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES, MAX_PROCESSES_LIMIT,
+};
 
 /// Lays the file's values over `layered`, checking each.
 pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
@@ -82,7 +84,19 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;
-    apply_playbook(raw.playbook.unwrap_or_default(), src, l)
+    apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
+    apply_limits(raw.limits.unwrap_or_default(), src, l)?;
+    super::engine::apply(raw.engine.unwrap_or_default(), src, l)
+}
+
+fn apply_limits(raw: RawLimits, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "limits.max_processes",
+        raw.max_processes,
+        |n| v::in_range(n, 1, u64::from(MAX_PROCESSES_LIMIT)).map(Some),
+        |c| &mut c.limits.max_processes,
+    )
 }
 
 fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

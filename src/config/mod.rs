@@ -10,6 +10,7 @@
 //! Each component takes only its sub-struct ([`AmqpConfig`], [`LlmConfig`], ...).
 //! Errors name the layer, the dotted key and the reason (see [`ConfigError`]).
 
+mod engine;
 pub mod env;
 mod error;
 pub mod file;
@@ -77,6 +78,8 @@ pub struct RunnerConfig {
     pub http: HttpConfig,
     /// The Task Registry mirror (`agent-runner mirror`).
     pub mirror: MirrorConfig,
+    /// The implementation engine (`engine:`): mode, budgets, protected paths, prices.
+    pub engine: crate::llm::EngineSettings,
 }
 
 /// The external REST services; `None` means the embedded stand-in.
@@ -169,7 +172,16 @@ pub struct ResourceLimits {
     pub max_memory_mb: Option<u64>,
     /// 100 per core.
     pub max_cpu_percent: Option<u32>,
+    /// Processes one command may have alive at once (`limits.max_processes`).
+    pub max_processes: Option<u32>,
 }
+
+/// Processes one command may have alive at once unless configured: far above what a
+/// parallel build or test run starts, far below what exhausts a host's pid space (32768
+/// by default).
+pub const DEFAULT_MAX_PROCESSES: u32 = 1024;
+/// Largest `limits.max_processes` accepted: the kernel's highest possible pid count.
+pub const MAX_PROCESSES_LIMIT: u32 = 4_194_304;
 
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,10 +235,15 @@ impl RunnerConfig {
                 variables: std::collections::BTreeMap::new(),
             },
             retry: RetryConfig { git: 3, network: 3, llm: 3 },
-            limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
+            limits: ResourceLimits {
+                max_memory_mb: None,
+                max_cpu_percent: None,
+                max_processes: Some(DEFAULT_MAX_PROCESSES),
+            },
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),
+            engine: crate::llm::EngineSettings::default(),
         }
     }
 }

@@ -95,7 +95,11 @@ fn defaults_are_the_documented_ones() {
             variables: BTreeMap::new(),
         },
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
-        limits: ResourceLimits { max_memory_mb: None, max_cpu_percent: None },
+        limits: ResourceLimits {
+            max_memory_mb: None,
+            max_cpu_percent: None,
+            max_processes: Some(super::DEFAULT_MAX_PROCESSES),
+        },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
         http: HttpConfig { listen: None },
         mirror: MirrorConfig {
@@ -106,6 +110,7 @@ fn defaults_are_the_documented_ones() {
             prefetch: 32,
             retry_max_delay: Duration::from_secs(30),
         },
+        engine: crate::llm::EngineSettings::default(),
     };
     assert_eq!(config, expected);
 }
@@ -362,6 +367,8 @@ fn shipped_examples_load() {
     };
     let local = load_example("config.local.yaml");
     assert_eq!((local.execution_mode, local.logging.structured), (ExecutionMode::LocalProcess, false));
+    assert_eq!(local.engine.protected, crate::llm::agent::ProtectedPaths::defaults());
+    assert_eq!(local.engine.prices.len(), 1);
     let docker = load_example("config.docker.yaml");
     assert_eq!(docker.docker_image.as_deref(), Some("rust:1-bookworm"));
     let kubernetes = load_example("config.kubernetes.yaml");
@@ -416,4 +423,78 @@ mirror: { queue: registry.mirror, prefetch: 8, retry_max_delay_seconds: 5 }
         "invalid mirror.prefetch from FILE: must be between 1 and 65535, got 0"
     );
     assert!(file_error("mirror: { queues: x }\n").contains("unknown field `queues`"));
+}
+
+#[test]
+fn process_limit_is_set_from_the_limits_section_and_checked() {
+    let config = load_with(Some("limits: { max_processes: 64 }\n"), BASE_ENV, &ConfigOverrides::default());
+    assert_eq!(config.unwrap().limits.max_processes, Some(64));
+    assert_eq!(
+        file_error("limits: { max_processes: 0 }\n"),
+        "invalid limits.max_processes from FILE: must be between 1 and 4194304, got 0"
+    );
+}
+
+#[test]
+fn the_engine_section_sets_mode_budgets_protection_and_prices() {
+    let yaml = "
+engine:
+  mode: edit_blocks
+  max_turns: 30
+  max_total_tokens: 200000
+  max_cost_usd: 0.75
+  max_wall_seconds: 600
+  stall_repeated_calls: 3
+  stall_turns_without_change: 8
+  protected_paths: ['tests/**', 'src/**/fixtures/*']
+  prices:
+    gpt-4o-mini: { prompt_per_1k: 0.00015, completion_per_1k: 0.0006 }
+";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let patterns = vec!["tests/**".to_string(), "src/**/fixtures/*".to_string()];
+    let mut prices = crate::llm::agent::PriceTable::new();
+    let price = crate::llm::agent::ModelPrice { prompt_per_1k: 0.00015, completion_per_1k: 0.0006 };
+    prices.insert("gpt-4o-mini".into(), price);
+    let expected = crate::llm::EngineSettings {
+        mode: crate::llm::EngineMode::EditBlocks,
+        limits: crate::llm::agent::BudgetLimits {
+            max_turns: 30,
+            max_total_tokens: 200_000,
+            max_cost_usd: 0.75,
+            max_wall: Duration::from_secs(600),
+            stall_repeated_calls: 3,
+            stall_turns_without_change: 8,
+        },
+        protected: crate::llm::agent::ProtectedPaths::new(&patterns).unwrap(),
+        prices,
+    };
+    assert_eq!(config.engine, expected);
+}
+
+#[test]
+fn bad_engine_values_name_the_key_and_reason() {
+    assert_eq!(
+        file_error("engine: { mode: magic }\n"),
+        "invalid engine.mode from FILE: expected tools or edit_blocks, got `magic`"
+    );
+    assert_eq!(
+        file_error("engine: { max_turns: 0 }\n"),
+        "invalid engine.max_turns from FILE: must be between 1 and 1000, got 0"
+    );
+    assert_eq!(
+        file_error("engine: { max_cost_usd: -1 }\n"),
+        "invalid engine.max_cost_usd from FILE: must be above 0 and at most 10000, got -1"
+    );
+    assert_eq!(
+        file_error("engine: { stall_repeated_calls: 1 }\n"),
+        "invalid engine.stall_repeated_calls from FILE: must be between 2 and 1000, got 1"
+    );
+    assert_eq!(
+        file_error("engine: { protected_paths: ['../outside/**'] }\n"),
+        "invalid engine.protected_paths from FILE: pattern `../outside/**`: must not contain .."
+    );
+    assert_eq!(
+        file_error("engine: { prices: { m: { prompt_per_1k: -0.5, completion_per_1k: 1 } } }\n"),
+        "invalid engine.prices from FILE: m.prompt_per_1k must be a price of 0 or more, got -0.5"
+    );
 }

@@ -2,7 +2,9 @@
 //!
 //! libgit2 never runs repository hooks, so a `pre-commit` or `commit-msg` hook planted in
 //! the checkout cannot run here or alter the commit. The author is always passed in
-//! explicitly, never read from the repository's (agent-writable) config.
+//! explicitly, never read from the repository's (agent-writable) config, and that config
+//! is reset before committing (see [`super::harden_repository`]). The index is rebuilt
+//! from HEAD's tree and the working tree, so entries planted in `.git/index` are dropped.
 
 use std::path::Path;
 
@@ -48,9 +50,15 @@ pub struct CommitInfo {
 /// Stages every change (additions, modifications, deletions; `.gitignore` is honoured)
 /// and commits it on HEAD. Returns `None` when the staged tree equals HEAD's tree.
 pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<CommitInfo>, GitError> {
+    super::harden::harden_repository(path, None)?;
     let repo = open(path)?;
     let commit_error = |e: git2::Error| GitError::Commit { path: path.to_path_buf(), detail: e.into() };
     let mut index = repo.index().map_err(commit_error)?;
+    match repo.head().and_then(|head| head.peel_to_tree()) {
+        Ok(head_tree) => index.read_tree(&head_tree).map_err(commit_error)?,
+        // An unborn HEAD: start from nothing.
+        Err(_) => index.clear().map_err(commit_error)?,
+    }
     index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(commit_error)?;
     index.update_all(["*"], None).map_err(commit_error)?;
     index.write().map_err(commit_error)?;

@@ -91,6 +91,8 @@ pub enum GitError {
     PushRejected { branch: String, url: String, reason: String },
     #[error("cannot read branch {branch} from remote {url}: {detail}")]
     RemoteQuery { branch: String, url: String, detail: GitDetail },
+    #[error("cannot reset the git configuration of {path}: {detail}")]
+    Harden { path: PathBuf, detail: GitDetail },
 }
 
 impl Classify for GitError {
@@ -100,7 +102,8 @@ impl Classify for GitError {
             | GitError::Diff { .. }
             | GitError::Push { .. }
             | GitError::PushRejected { .. }
-            | GitError::RemoteQuery { .. } => FailureKind::Push,
+            | GitError::RemoteQuery { .. }
+            | GitError::Harden { .. } => FailureKind::Push,
             _ => FailureKind::WorkspacePreparation,
         }
     }

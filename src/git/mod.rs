@@ -8,11 +8,16 @@
 //! Order of use: [`LocalSlotPool::acquire`] → [`sanitize_branch_name`] →
 //! [`prepare_workspace`] → (agent edits, tests run) → [`commit_all`] → [`diff_since`] →
 //! [`push_branch`]. [`remote_branch_commit`] answers "was this already pushed?".
+//!
+//! [`commit_all`] and [`push_branch`] first reset the repository's configuration and hooks
+//! ([`harden_repository`]): a test command ran in the checkout before them, and nothing it
+//! planted in `.git` may steer the worker's own commit or push.
 
 mod branch_name;
 mod commit;
 mod credentials;
 mod error;
+mod harden;
 mod push;
 mod slot;
 mod workspace;
@@ -21,6 +26,7 @@ pub use branch_name::sanitize_branch_name;
 pub use commit::{CommitInfo, CommitRequest, GitAuthor, changed_files, commit_all, diff_since};
 pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};
 pub use error::{GitDetail, GitError, redact_text, redact_url};
+pub use harden::harden_repository;
 pub use push::{PushOutcome, push_branch, remote_branch_commit};
 pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};
 pub use workspace::{PreparedWorkspace, origin_url, prepare_workspace};

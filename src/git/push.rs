@@ -25,6 +25,7 @@ pub struct PushOutcome {
 /// rejection reported by the server is an error ([`GitError::PushRejected`]), not a
 /// silent success.
 pub fn push_branch(path: &Path, remote: &GitRemote, branch: &str) -> Result<PushOutcome, GitError> {
+    super::harden::harden_repository(path, Some(remote))?;
     let repo = open(path)?;
     let push_error = |e: git2::Error| {
         if e.code() == ErrorCode::NotFastForward {
@@ -73,6 +74,7 @@ pub fn remote_branch_commit(remote: &GitRemote, branch: &str) -> Result<Option<S
         url: remote.redacted_url(),
         detail: e.into(),
     };
+    super::harden::isolate_from_user_config();
     let mut detached = Remote::create_detached(remote.url()).map_err(query_error)?;
     let connection =
         detached.connect_auth(Direction::Fetch, Some(remote.callbacks()), None).map_err(query_error)?;

@@ -110,6 +110,7 @@ fn try_lock(path: &Path) -> Result<Option<File>, GitError> {
 
 /// Makes `path` a complete clone of the remote, with origin pointing at the remote's URL.
 fn ensure_clone(path: &Path, remote: &GitRemote) -> Result<(), GitError> {
+    super::harden::isolate_from_user_config();
     if path.join(".git").join(CLONE_COMPLETE_MARKER).is_file()
         && let Ok(repo) = Repository::open(path)
     {

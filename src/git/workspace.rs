@@ -78,6 +78,7 @@ fn validate_branch(name: &str, reason: &'static str) -> Result<(), GitError> {
 }
 
 pub(crate) fn open(path: &Path) -> Result<Repository, GitError> {
+    super::harden::isolate_from_user_config();
     Repository::open(path).map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() })
 }
 

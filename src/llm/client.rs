@@ -13,7 +13,8 @@ use async_openai::Client;
 use async_openai::config::{OPENAI_API_BASE, OpenAIConfig};
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionRequestMessage, CreateChatCompletionRequestArgs, FinishReason,
+    ChatCompletionRequestMessage, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+    CreateChatCompletionResponse, FinishReason,
 };
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::{ExposeSecret, SecretString};
@@ -73,7 +74,8 @@ pub struct ChatAnswer {
     pub truncated: bool,
 }
 
-/// A configured chat client; cheap to create once per task.
+/// A configured chat client. Build it once and share it: building one sets up TLS,
+/// which costs tens of milliseconds.
 pub struct LlmClient {
     http: reqwest::Client,
     config: OpenAIConfig,
@@ -151,32 +153,7 @@ impl LlmClient {
             .messages(messages)
             .build()
             .map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))?;
-        let (probe, seen) = ResponseProbe::new(self.http.clone());
-        let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
-
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(INITIAL_BACKOFF)
-            .with_max_delay(MAX_BACKOFF)
-            .with_max_times(self.retry_count as usize)
-            .with_jitter();
-        let attempt = || async {
-            seen.clear();
-            client.chat().create(request.clone()).await.map_err(|e| {
-                let last = seen.take();
-                AttemptError { error: self.classify(e, last), retry_after: last.and_then(|s| s.retry_after) }
-            })
-        };
-        let response = attempt
-            .retry(backoff)
-            .when(|e: &AttemptError| e.error.is_transient())
-            .adjust(|e: &AttemptError, delay| {
-                delay.map(|d| e.retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER)))
-            })
-            .notify(|e: &AttemptError, delay| {
-                tracing::warn!(error = %e.error, ?delay, "LLM request failed, retrying");
-            })
-            .await
-            .map_err(|e| e.error)?;
+        let response = self.complete(request).await?;
 
         let usage = response.usage.unwrap_or_default();
         let model = if response.model.is_empty() { self.model.clone() } else { response.model };
@@ -203,6 +180,45 @@ impl LlmClient {
             model,
             truncated,
         })
+    }
+
+    /// The model name sent with every request.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Sends one prepared request, retrying transient failures: 5xx, timeouts and
+    /// connection errors with backoff, 429 after the server's `Retry-After` (capped).
+    pub(crate) async fn complete(
+        &self,
+        request: CreateChatCompletionRequest,
+    ) -> Result<CreateChatCompletionResponse, ImplementError> {
+        let (probe, seen) = ResponseProbe::new(self.http.clone());
+        let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
+
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(INITIAL_BACKOFF)
+            .with_max_delay(MAX_BACKOFF)
+            .with_max_times(self.retry_count as usize)
+            .with_jitter();
+        let attempt = || async {
+            seen.clear();
+            client.chat().create(request.clone()).await.map_err(|e| {
+                let last = seen.take();
+                AttemptError { error: self.classify(e, last), retry_after: last.and_then(|s| s.retry_after) }
+            })
+        };
+        attempt
+            .retry(backoff)
+            .when(|e: &AttemptError| e.error.is_transient())
+            .adjust(|e: &AttemptError, delay| {
+                delay.map(|d| e.retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER)))
+            })
+            .notify(|e: &AttemptError, delay| {
+                tracing::warn!(error = %e.error, ?delay, "LLM request failed, retrying");
+            })
+            .await
+            .map_err(|e| e.error)
     }
 
     /// Turns async-openai's error into ours, deciding here whether it is transient.

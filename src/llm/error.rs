@@ -1,7 +1,8 @@
 //! Why the implementation step failed, and whether a later attempt could help.
 //!
-//! Every variant is an [`FailureKind::Implementation`]; only request failures can be
-//! transient (network, timeout, 5xx, 429). Messages never carry the API key: the client
+//! Every variant is an [`FailureKind::Implementation`] except an exhausted budget
+//! ([`FailureKind::BudgetExhausted`]); only request failures can be transient (network,
+//! timeout, 5xx, 429). Messages never carry the API key: the client
 //! builds them from statuses, server bodies and a redacted endpoint, never from headers.
 
 use crate::error::{Classify, FailureKind};
@@ -44,6 +45,15 @@ pub enum ImplementError {
         reason: String,
     },
 
+    /// A per-task budget (turns, tokens, cost, wall time, stall) ran out; the partial work
+    /// and the transcript are kept by the caller.
+    #[error("budget exhausted: {detail} ({limit})")]
+    BudgetExhausted {
+        /// The configuration key of the limit, e.g. `engine.max_turns`.
+        limit: &'static str,
+        detail: String,
+    },
+
     /// Reading or writing the workspace failed.
     #[error("{action} {path} failed: {source}")]
     Io {
@@ -60,7 +70,10 @@ fn status_suffix(status: Option<u16>) -> String {
 
 impl Classify for ImplementError {
     fn failure_kind(&self) -> FailureKind {
-        FailureKind::Implementation
+        match self {
+            ImplementError::BudgetExhausted { .. } => FailureKind::BudgetExhausted,
+            _ => FailureKind::Implementation,
+        }
     }
 
     fn is_transient(&self) -> bool {
@@ -89,5 +102,11 @@ mod tests {
         assert_eq!(failure.kind, FailureKind::Implementation);
         assert_eq!(failure.message, "LLM request to http://127.0.0.1:1/v1 failed with HTTP 503: busy");
         assert!(failure.transient);
+        let budget =
+            ImplementError::BudgetExhausted { limit: "engine.max_turns", detail: "3 turns used of 3".into() };
+        let failure = budget.to_failure("implement");
+        assert_eq!(failure.kind, FailureKind::BudgetExhausted);
+        assert_eq!(failure.message, "budget exhausted: 3 turns used of 3 (engine.max_turns)");
+        assert!(!failure.transient);
     }
 }

@@ -1,15 +1,18 @@
-//! The worker's implementation step: ask an OpenAI-compatible model for the change, then
-//! apply it to the workspace.
+//! The worker's implementation step: an OpenAI-compatible model changes the workspace.
 //!
-//! This is the single-shot form (one chat call answering the original NecroCode JSON
-//! format). Callers only see [`ImplementRequest`] → [`ImplementationResult`] /
-//! [`ImplementError`], so a later tool-using agent loop can replace the inside of
-//! [`implement`] without touching them. Repair rounds are the caller's loop: it sets
-//! [`ImplementRequest::previous_failure`] and calls [`implement`] again.
+//! The inside is the [`agent`] engine: a bounded, tool-using loop (or edit blocks for
+//! endpoints without function calling) that also accepts the original single-shot
+//! `{"code_changes": [...]}` answer. Callers see [`ImplementRequest`] →
+//! [`ImplementationResult`] / [`ImplementError`]. The pipeline drives
+//! [`implement_round`] with a per-task [`AgentSession`] (budgets, transcript) and a test
+//! runner; [`implement`] is one round with default settings and no tests. Repair rounds
+//! are the caller's loop: it sets [`ImplementRequest::previous_failure`] and runs another
+//! round.
 //!
 //! [`scripted`] is an OpenAI-compatible server of our own that plays back canned answers,
 //! for the `demo` command and the tests.
 
+pub mod agent;
 mod client;
 mod edits;
 mod error;
@@ -17,12 +20,17 @@ mod probe;
 mod prompt;
 mod repo_view;
 pub mod scripted;
+mod shared;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use async_openai::types::chat::{ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage};
 use serde::Serialize;
 
+pub use agent::{
+    AgentSession, EngineContext, EngineMode, EngineSettings, PlaybookTests, TestRun, TestRunner, Transcript,
+    implement_round,
+};
 pub use client::{ChatAnswer, LlmClient, LlmSettings};
 pub use edits::{
     CodeChange, MAX_CHANGED_FILES, MAX_WRITE_BYTES, Operation, ProposedChanges, apply_changes,
@@ -34,6 +42,7 @@ pub use repo_view::{
     DEFAULT_MAX_CONTENT_BYTES, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TREE_ENTRIES, EntryKind, FileText,
     RepoView, RepoViewBudget, TreeEntry, repo_view,
 };
+pub use shared::SharedLlmClient;
 
 /// What to implement, and what the model may see of the repository.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +61,7 @@ pub struct ImplementRequest {
 }
 
 /// What the implementation step did, as recorded in the run summary and events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ImplementationResult {
     /// The model the server says answered.
     pub llm_model: String,
@@ -64,47 +73,31 @@ pub struct ImplementationResult {
     pub files_changed: Vec<String>,
     /// The model's own account of the change.
     pub explanation: String,
-    /// Chat rounds spent; always 1 in the single-shot form.
+    /// Implementation rounds (the first, then repair rounds).
     pub rounds: u32,
+    /// Model turns (chat requests answered), over all rounds.
+    pub turns: u32,
+    /// Tool calls by tool name (edit-block actions count as the tool they use).
+    pub tool_calls: BTreeMap<String, u32>,
+    /// From `engine.prices`; `None` when the model has no price there.
+    pub estimated_cost_usd: Option<f64>,
+    /// Writes refused because the path is protected: `path (protected by `glob`)`.
+    pub refusals: Vec<String>,
 }
 
-/// Asks the model for the change described by `req` and applies it under `workspace`.
+/// One implementation round for `req` in `workspace`, with the default engine settings
+/// and no test runner; the transcript is dropped.
 pub async fn implement(
     req: &ImplementRequest,
     workspace: &Path,
     settings: &LlmSettings,
 ) -> Result<ImplementationResult, ImplementError> {
+    let engine = EngineSettings::default();
+    let masker = crate::secrets::Masker::default();
+    let ctx = EngineContext { settings: &engine, tests: None, masker: &masker };
+    let mut session = AgentSession::new(&engine);
     let client = LlmClient::new(settings)?;
-    let prompt = build_prompt(req);
-    let messages = vec![
-        ChatCompletionRequestSystemMessage::from(prompt.system).into(),
-        ChatCompletionRequestUserMessage::from(prompt.user).into(),
-    ];
-    let answer = client.chat(messages).await?;
-    let changes = parse_code_changes(&answer.content).map_err(|e| match e {
-        // A cut-off answer explains the parse failure better than the parse error does.
-        ImplementError::Answer(reason) if answer.truncated => {
-            ImplementError::Answer(format!("{reason} (the answer was cut off at the token limit)"))
-        }
-        other => other,
-    })?;
-    let files_changed = apply_changes(workspace, &changes)?;
-    tracing::info!(
-        model = %answer.model,
-        files = files_changed.len(),
-        prompt_tokens = answer.prompt_tokens,
-        completion_tokens = answer.completion_tokens,
-        "implementation applied"
-    );
-    Ok(ImplementationResult {
-        llm_model: answer.model,
-        prompt_tokens: answer.prompt_tokens,
-        completion_tokens: answer.completion_tokens,
-        tokens_used: answer.prompt_tokens.saturating_add(answer.completion_tokens),
-        files_changed,
-        explanation: changes.explanation,
-        rounds: 1,
-    })
+    implement_round(req, workspace, &client, &ctx, &mut session).await
 }
 
 /// At most `max` characters of `text`, with `…` when cut.

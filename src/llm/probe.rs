@@ -82,10 +82,22 @@ impl tower::Service<HttpRequestFactory> for ResponseProbe {
     }
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is rare for APIs and falls back to backoff.
+/// OpenAI's finer-grained companion of `Retry-After`, in milliseconds.
+const RETRY_AFTER_MS: &str = "retry-after-ms";
+/// Largest `Retry-After` converted, in seconds: the client caps the wait far below this
+/// anyway; the bound only keeps the float-to-duration conversion from overflowing.
+const MAX_PARSED_RETRY_AFTER_SECONDS: f64 = 86_400.0;
+
+/// `retry-after-ms`, else `Retry-After` in (possibly fractional) seconds; the HTTP-date
+/// form is rare for APIs and falls back to backoff.
 fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = text(RETRY_AFTER_MS).and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_millis(ms));
+    }
+    let seconds = text(reqwest::header::RETRY_AFTER.as_str())?.parse::<f64>().ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_PARSED_RETRY_AFTER_SECONDS)))
 }
 
 #[cfg(test)]
@@ -98,8 +110,12 @@ mod tests {
         assert_eq!(parse_retry_after(&headers), None);
         headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(reqwest::header::RETRY_AFTER, "1.5".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(1500)));
         let date = "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap();
         headers.insert(reqwest::header::RETRY_AFTER, date);
         assert_eq!(parse_retry_after(&headers), None);
+        headers.insert(RETRY_AFTER_MS, "250".parse().unwrap());
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_millis(250)));
     }
 }

@@ -62,7 +62,7 @@ The user message holds data between markers of the form <<<NAME {tag}>>> and <<<
     )
 }
 
-fn task_section(req: &ImplementRequest) -> String {
+pub(crate) fn task_section(req: &ImplementRequest) -> String {
     let mut out = format!("Title: {}\n\nDescription:\n{}\n", req.title, req.description);
     out.push_str(&bullet_list("Acceptance criteria", &req.acceptance_criteria));
     out.push_str(&bullet_list("Tasks this one builds on (already done)", &req.dependencies));
@@ -83,7 +83,7 @@ fn bullet_list(heading: &str, items: &[String]) -> String {
     out
 }
 
-fn repo_section(req: &ImplementRequest) -> String {
+pub(crate) fn repo_section(req: &ImplementRequest) -> String {
     let view = &req.repo_view;
     let mut out = String::from("File tree (path and size):\n");
     out.push_str(&view.render_tree());
@@ -101,7 +101,7 @@ fn repo_section(req: &ImplementRequest) -> String {
 }
 
 /// The last [`MAX_FAILURE_BYTES`] of the test output, cut on a character boundary.
-fn tail(text: &str) -> &str {
+pub(crate) fn tail(text: &str) -> &str {
     if text.len() <= MAX_FAILURE_BYTES {
         return text;
     }
@@ -113,7 +113,7 @@ fn tail(text: &str) -> &str {
 }
 
 /// A tag the data cannot contain: it is a hash of that very data.
-fn marker_tag(parts: &[&str]) -> String {
+pub(crate) fn marker_tag(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
@@ -122,7 +122,7 @@ fn marker_tag(parts: &[&str]) -> String {
     hex::encode(hasher.finalize())[..TAG_HEX_DIGITS].to_string()
 }
 
-fn fenced(name: &str, tag: &str, body: &str) -> String {
+pub(crate) fn fenced(name: &str, tag: &str, body: &str) -> String {
     let newline = if body.ends_with('\n') { "" } else { "\n" };
     format!("<<<{name} {tag}>>>\n{body}{newline}<<<END {name} {tag}>>>\n")
 }

@@ -17,9 +17,9 @@ pub const DEFAULT_MAX_FILE_BYTES: usize = 16 * 1024;
 /// Entries walked at most: bounds the time spent on huge checkouts (vendored trees).
 const MAX_WALK_ENTRIES: usize = 20_000;
 /// Bytes inspected for NUL to call a file binary (git's own heuristic looks at 8000).
-const BINARY_SNIFF_BYTES: usize = 8000;
+pub(crate) const BINARY_SNIFF_BYTES: usize = 8000;
 /// Build output and dependency caches: listed as one entry, not descended into.
-const SKIPPED_DIRS: &[&str] =
+pub(crate) const SKIPPED_DIRS: &[&str] =
     &["node_modules", "target", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache"];
 /// Top-level files that say what the project is and how it builds; shown before others.
 const MANIFESTS: &[&str] = &[
@@ -168,7 +168,7 @@ fn rank(path: &str) -> u8 {
 }
 
 /// Names whose content may be a credential; the view leaves the machine, so never send them.
-fn looks_secret(path: &str) -> bool {
+pub(crate) fn looks_secret(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
     name.starts_with(".env")
         || name.starts_with("id_rsa")

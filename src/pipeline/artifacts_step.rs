@@ -1,6 +1,7 @@
-//! The upload step: diff, execution log, test results and run summary go to the
-//! artifact store, each announced with an `ArtifactUploaded` event. Runs after success
-//! and after failure alike, so a failed task leaves its evidence behind.
+//! The upload step: diff, execution log, test results, the engine's transcript and the
+//! run summary go to the artifact store, each announced with an `ArtifactUploaded` event.
+//! Runs after success and after failure alike, so a failed task leaves its evidence
+//! behind: before a commit the diff is the workspace's own (partial work included).
 
 use super::steps::RunState;
 use super::{RunContext, RunResult};
@@ -33,6 +34,11 @@ pub async fn upload_all(
     }
     upload(ctx, ArtifactKind::Log, ctx.log.contents().into_bytes(), result).await?;
 
+    if let Some(session) = state.engine.as_ref().filter(|s| !s.transcript().is_empty()) {
+        let transcript = masker.mask(&session.transcript().to_json());
+        upload(ctx, ArtifactKind::Transcript, transcript.into_bytes(), result).await?;
+    }
+
     let summary = serde_json::to_string_pretty(&*result)
         .map_err(|e| TaskFailure::new(FailureKind::ArtifactUpload, "upload", e.to_string()))?;
     upload(ctx, ArtifactKind::Summary, masker.mask(&summary).into_bytes(), result).await
@@ -61,10 +67,37 @@ async fn diff_text(state: &RunState) -> String {
         return String::new();
     };
     let base = workspace.base_commit.clone();
-    let diff = tokio::task::spawn_blocking(move || crate::git::diff_since(&path, &base)).await;
+    let committed = state.commit.is_some();
+    let diff = tokio::task::spawn_blocking(move || {
+        if committed {
+            crate::git::diff_since(&path, &base).map_err(|e| e.to_string())
+        } else {
+            workspace_diff(&path, &base).map_err(|e| e.message().to_string())
+        }
+    })
+    .await;
     match diff {
         Ok(Ok(text)) => text,
         Ok(Err(error)) => format!("(diff unavailable: {error})\n"),
         Err(join) => format!("(diff unavailable: {join})\n"),
     }
+}
+
+/// The uncommitted workspace against `base`, new (untracked, not ignored) files included.
+fn workspace_diff(path: &std::path::Path, base: &str) -> Result<String, git2::Error> {
+    let repo = git2::Repository::open(path)?;
+    let tree = repo.find_commit(git2::Oid::from_str(base)?)?.tree()?;
+    let mut options = git2::DiffOptions::new();
+    options.include_untracked(true).recurse_untracked_dirs(true).show_untracked_content(true);
+    let diff = repo.diff_tree_to_workdir_with_index(Some(&tree), Some(&mut options))?;
+    let mut patch = Vec::new();
+    diff.print(git2::DiffFormat::Patch, |_delta, _hunk, line| {
+        // Content lines carry their marker in `origin`; headers already include theirs.
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            patch.push(line.origin() as u8);
+        }
+        patch.extend_from_slice(line.content());
+        true
+    })?;
+    Ok(String::from_utf8_lossy(&patch).into_owned())
 }

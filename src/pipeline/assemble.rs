@@ -8,10 +8,12 @@ use secrecy::SecretString;
 use super::{Runner, RunnerServices, RunnerSettings};
 use crate::artifacts::{ArtifactStore, StoreOptions};
 use crate::clients::{ClientSettings, RepoPoolClient};
-use crate::config::{ConfigError, RunnerConfig, read_secret};
+use crate::config::{ConfigError, ExecutionMode, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::LlmSettings;
+use crate::llm::{LlmSettings, SharedLlmClient};
+use crate::playbook::StepExecution;
+use crate::process::{Isolation, ProcessLimits};
 use crate::secrets::Masker;
 
 /// Why a runner could not be assembled.
@@ -56,6 +58,8 @@ impl Runner {
         } else {
             Masker::default()
         };
+        // Logs are written by the whole process, not just this runner: mask them too.
+        crate::telemetry::mask_in_logs(&masker);
         let client_settings = ClientSettings { retries: config.retry.network, ..ClientSettings::default() };
         let store_options = StoreOptions::for_location(
             &config.services.artifact_store,
@@ -81,13 +85,13 @@ impl Runner {
                 name: config.git.author_name.clone(),
                 email: config.git.author_email.clone(),
             },
-            llm: LlmSettings {
+            llm: SharedLlmClient::new(LlmSettings {
                 endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
                 model: config.llm.model.clone(),
                 api_key: secrets.llm_api_key,
                 timeout: config.llm.timeout,
                 retry_count: config.retry.llm,
-            },
+            }),
             masker,
         };
         let settings = RunnerSettings {
@@ -100,8 +104,33 @@ impl Runner {
             repair_rounds: config.playbook.repair_rounds,
             variables: config.playbook.variables.clone(),
             max_task_timeout: config.amqp.consumer_timeout,
+            execution: step_execution(config),
+            engine: config.engine.clone(),
         };
         Ok(Runner::new(services, settings))
+    }
+}
+
+/// The execution mode and limits from the configuration, for the playbook executor.
+fn step_execution(config: &RunnerConfig) -> StepExecution {
+    let isolation = match config.execution_mode {
+        ExecutionMode::LocalProcess => Isolation::LocalProcess,
+        ExecutionMode::Sandbox => Isolation::Sandbox { network: false },
+        ExecutionMode::Docker => Isolation::Docker {
+            // Checked when the configuration was loaded: docker mode requires an image.
+            image: config.docker_image.clone().unwrap_or_default(),
+            network: false,
+            cpu_percent: config.limits.max_cpu_percent,
+        },
+    };
+    StepExecution {
+        isolation,
+        limits: ProcessLimits {
+            max_memory_mb: config.limits.max_memory_mb,
+            cpu_seconds: None,
+            max_processes: config.limits.max_processes,
+        },
+        max_cpu_percent: config.limits.max_cpu_percent,
     }
 }
 

@@ -33,7 +33,7 @@ use crate::artifacts::ArtifactStore;
 use crate::error::{FailureKind, TaskFailure};
 use crate::events::{EventSink, EventType};
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
-use crate::llm::LlmSettings;
+use crate::llm::SharedLlmClient;
 use crate::secrets::Masker;
 use crate::task::Task;
 
@@ -47,7 +47,8 @@ pub struct RunnerServices {
     pub repo_pool: Option<crate::clients::RepoPoolClient>,
     pub git_credentials: GitCredentials,
     pub git_author: GitAuthor,
-    pub llm: LlmSettings,
+    /// One client for every task, built on first use.
+    pub llm: SharedLlmClient,
     pub masker: Masker,
 }
 
@@ -69,6 +70,10 @@ pub struct RunnerSettings {
     /// The longest task the broker tolerates (its consumer timeout): a message asking
     /// for more is refused instead of having its channel closed mid-task.
     pub max_task_timeout: Duration,
+    /// Where playbook steps run and their resource limits (`execution_mode`, `limits`).
+    pub execution: crate::playbook::StepExecution,
+    /// The implementation engine: mode, budgets, protected paths, prices.
+    pub engine: crate::llm::EngineSettings,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
@@ -165,6 +170,9 @@ impl Runner {
                 u64::from(implementation.prompt_tokens),
                 u64::from(implementation.completion_tokens),
             );
+            if let Some(cost) = implementation.estimated_cost_usd {
+                crate::metrics::record_llm_cost(cost);
+            }
         }
 
         let (event, data) = match &result.error {

@@ -84,8 +84,24 @@ impl RunResult {
             "duration_seconds": self.duration_seconds,
             "llm_model": self.impl_result.as_ref().map(|i| i.llm_model.clone()),
             "tokens_used": self.impl_result.as_ref().map(|i| i.tokens_used),
+            "usage": self.usage(),
             "metadata": self.metadata,
         })
+    }
+
+    /// Tokens, cost, turns and rounds of the implementation engine, for the events.
+    fn usage(&self) -> serde_json::Value {
+        match &self.impl_result {
+            None => serde_json::Value::Null,
+            Some(i) => serde_json::json!({
+                "prompt_tokens": i.prompt_tokens,
+                "completion_tokens": i.completion_tokens,
+                "tokens_used": i.tokens_used,
+                "estimated_cost_usd": i.estimated_cost_usd,
+                "turns": i.turns,
+                "rounds": i.rounds,
+            }),
+        }
     }
 
     /// `TaskFailed` data: the classified reason and the evidence.
@@ -95,6 +111,7 @@ impl RunResult {
             "failed_step": failure.step,
             "message": failure.message,
             "transient": failure.transient,
+            "usage": self.usage(),
             "artifacts": self.artifacts,
             "duration_seconds": self.duration_seconds,
             "metadata": self.metadata,

@@ -2,12 +2,16 @@
 //! state they build up (slot, workspace, implementation, test report, commit) is kept in
 //! [`RunState`] so that a failure at any point still knows what to report and upload.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use futures_util::future::BoxFuture;
 
 use super::RunContext;
 use crate::error::{Classify, FailureKind, TaskFailure};
 use crate::git::{self, CommitInfo, CommitRequest, GitRemote, PreparedWorkspace, SlotLease};
-use crate::llm::{self, ImplementRequest, ImplementationResult, RepoViewBudget};
+use crate::llm::{
+    self, AgentSession, EngineContext, ImplementRequest, ImplementationResult, TestRun, TestRunner,
+};
 use crate::playbook::{self, PlaybookReport, PlaybookRun, PlaybookSpec, StepStatus};
 use crate::task::PlaybookRequest;
 
@@ -21,7 +25,10 @@ pub struct RunState {
     pub pool_slot: Option<crate::clients::PooledSlot>,
     pub remote: Option<GitRemote>,
     pub workspace: Option<PreparedWorkspace>,
+    /// The engine's totals over the rounds run so far.
     pub implementation: Option<ImplementationResult>,
+    /// The engine's per-task state; its transcript is uploaded even when a round fails.
+    pub engine: Option<AgentSession>,
     pub test_report: Option<PlaybookReport>,
     pub playbook_source: Option<String>,
     pub commit: Option<CommitInfo>,
@@ -53,10 +60,12 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
 
     let mut previous_failure = None;
     let rounds = ctx.runner.settings.repair_rounds;
+    let session = state.engine.insert(AgentSession::new(&ctx.runner.settings.engine));
     for round in 0..=rounds {
-        let implementation =
-            ctx.step("implement", implement(ctx, &path, previous_failure.take(), round)).await?;
-        state.implementation = Some(merge_rounds(state.implementation.take(), implementation));
+        let work = implement(ctx, &path, &resolved.playbook, previous_failure.take(), round, session);
+        let outcome = ctx.step("implement", work).await;
+        state.implementation = session.totals().cloned();
+        outcome?;
 
         let report = ctx.step("test", run_tests(ctx, &resolved.playbook, &path)).await?;
         let passed = report.success;
@@ -177,54 +186,66 @@ fn resolve_playbook(
 
 async fn implement(
     ctx: &RunContext<'_>,
-    workspace: &std::path::Path,
+    workspace: &Path,
+    playbook: &playbook::Playbook,
     previous_failure: Option<String>,
     round: u32,
-) -> Result<ImplementationResult, TaskFailure> {
+    session: &mut AgentSession,
+) -> Result<(), TaskFailure> {
     let task = ctx.task;
-    let repo_view = llm::repo_view(workspace, RepoViewBudget::default()).map_err(|e| {
+    let engine = &ctx.runner.settings.engine;
+    let repo_view = llm::repo_view(workspace, llm::agent::repo_view_budget(engine.mode)).map_err(|e| {
         TaskFailure::new(FailureKind::Implementation, "implement", format!("cannot read the workspace: {e}"))
     })?;
+    let commands: Vec<&str> = playbook.steps.iter().map(|s| s.command.as_str()).collect();
     let request = ImplementRequest {
         title: task.title.clone(),
         description: task.description.clone(),
         acceptance_criteria: task.acceptance_criteria.clone(),
         dependencies: task.dependencies.clone(),
-        test_command_hint: None,
+        test_command_hint: (!commands.is_empty()).then(|| commands.join(" && ")),
         repo_view,
         previous_failure: previous_failure.map(|f| ctx.runner.services.masker.mask(&f)),
     };
-    let result = llm::implement(&request, workspace, &ctx.runner.services.llm)
+    let tests = StepTests { ctx, playbook, workspace };
+    let engine_ctx =
+        EngineContext { settings: engine, tests: Some(&tests), masker: &ctx.runner.services.masker };
+    let client = ctx.runner.services.llm.get().await.map_err(|e| e.to_failure("implement"))?;
+    let result = llm::implement_round(&request, workspace, client, &engine_ctx, session)
         .await
         .map_err(|e| e.to_failure("implement"))?;
     ctx.log.record(
         "implement",
         &format!(
-            "round {round}: model {} changed {:?} ({} tokens): {}",
-            result.llm_model, result.files_changed, result.tokens_used, result.explanation
+            "round {round}: model {} changed {:?} in {} turns ({} tokens, tools {:?}): {}",
+            result.llm_model,
+            result.files_changed,
+            result.turns,
+            result.tokens_used,
+            result.tool_calls,
+            result.explanation
         ),
     );
-    Ok(result)
+    Ok(())
 }
 
-/// Adds up token usage over repair rounds; files changed are the union.
-fn merge_rounds(
-    previous: Option<ImplementationResult>,
-    latest: ImplementationResult,
-) -> ImplementationResult {
-    let Some(mut total) = previous else { return latest };
-    total.prompt_tokens += latest.prompt_tokens;
-    total.completion_tokens += latest.completion_tokens;
-    total.tokens_used += latest.tokens_used;
-    total.rounds += latest.rounds;
-    for file in latest.files_changed {
-        if !total.files_changed.contains(&file) {
-            total.files_changed.push(file);
-        }
+/// The engine's `run_tests` tool: the playbook through the same executor as the test step.
+struct StepTests<'c, 'r> {
+    ctx: &'c RunContext<'r>,
+    playbook: &'c playbook::Playbook,
+    workspace: &'c Path,
+}
+
+impl TestRunner for StepTests<'_, '_> {
+    fn run_tests(&self) -> BoxFuture<'_, TestRun> {
+        Box::pin(async move {
+            match run_tests(self.ctx, self.playbook, self.workspace).await {
+                Ok(report) if report.success => TestRun { passed: true, output: "all steps passed".into() },
+                Ok(report) => TestRun { passed: false, output: repair_feedback(&report) },
+                Err(failure) => TestRun { passed: false, output: failure.message },
+            }
+        })
     }
-    total.explanation = latest.explanation;
-    total.llm_model = latest.llm_model;
-    total
 }
 
 async fn run_tests(
@@ -243,9 +264,17 @@ async fn run_tests(
         default_step_timeout: settings.default_step_timeout,
         output_cap_bytes: settings.output_cap_bytes,
         cancel: &ctx.cancel,
+        execution: &settings.execution,
     };
     let report = playbook::run_playbook(playbook, &run).await;
     for step in &report.steps {
+        if let Some(breach) = &step.limit_exceeded {
+            let data = serde_json::json!({
+                "step": step.name, "limit": breach.kind, "limit_value": breach.limit,
+                "observed": breach.observed, "message": breach.to_string(),
+            });
+            ctx.emit(crate::events::EventType::ResourceLimitReached, &step.name, data).await;
+        }
         ctx.log.record(
             "test",
             &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail),

@@ -11,7 +11,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{Playbook, PlaybookStep};
-use crate::process::{CommandEnd, CommandOutcome, CommandSpec, run_command};
+use crate::process::{
+    CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, ProcessLimits, run_command,
+};
 
 /// Everything a playbook run needs besides the playbook.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,41 @@ pub struct PlaybookRun<'a> {
     pub output_cap_bytes: usize,
     /// Stops the running step (its process group is killed) and skips the rest.
     pub cancel: &'a CancellationToken,
+    /// Where steps run and what they may use.
+    pub execution: &'a StepExecution,
+}
+
+/// How every step of a run is executed: the configured mode and the operator's limits.
+/// A step may opt into the network and lower (never raise) the limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepExecution {
+    /// The mode; the `network` flag inside is replaced by each step's own.
+    pub isolation: Isolation,
+    /// Memory and process limits for each step (`cpu_seconds` is derived per step).
+    pub limits: ProcessLimits,
+    /// `max_cpu_percent`: becomes each step's CPU-time budget over its timeout.
+    pub max_cpu_percent: Option<u32>,
+}
+
+impl StepExecution {
+    /// The isolation and limits for one step with the given timeout.
+    pub fn for_step(&self, step: &PlaybookStep, timeout: Duration) -> (Isolation, ProcessLimits) {
+        let isolation = match &self.isolation {
+            Isolation::LocalProcess => Isolation::LocalProcess,
+            Isolation::Sandbox { .. } => Isolation::Sandbox { network: step.network },
+            Isolation::Docker { image, cpu_percent, .. } => {
+                Isolation::Docker { image: image.clone(), network: step.network, cpu_percent: *cpu_percent }
+            }
+        };
+        let cpu_seconds =
+            self.max_cpu_percent.map(|p| ProcessLimits::cpu_budget_seconds(timeout.as_secs().max(1), p));
+        let requested = ProcessLimits {
+            max_memory_mb: step.max_memory_mb,
+            cpu_seconds,
+            max_processes: step.max_processes,
+        };
+        (isolation, self.limits.tightened_by(requested))
+    }
 }
 
 /// How a step ended.
@@ -59,6 +96,9 @@ pub struct StepReport {
     pub output_tail: String,
     /// Why the step did not pass, or was not run, in words.
     pub reason: Option<String>,
+    /// The resource limit the last attempt crossed (its processes were killed for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_exceeded: Option<LimitBreach>,
 }
 
 /// The outcome of a whole playbook; serialised as the test-results artifact.
@@ -132,6 +172,7 @@ fn not_attempted(step: &PlaybookStep, status: StepStatus, reason: String) -> Ste
         duration_ms: 0,
         output_tail: String::new(),
         reason: Some(reason),
+        limit_exceeded: None,
     }
 }
 
@@ -139,12 +180,15 @@ fn not_attempted(step: &PlaybookStep, status: StepStatus, reason: String) -> Ste
 /// cannot even start is not retried: the same spawn would fail the same way.
 async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
     let timeout = step.timeout_seconds.map_or(ctx.default_step_timeout, Duration::from_secs);
+    let (isolation, limits) = ctx.execution.for_step(step, timeout);
     let spec = CommandSpec {
         command: step.command.clone(),
         cwd: ctx.workdir.to_path_buf(),
         env: step.env.clone(),
         timeout,
         output_cap_bytes: ctx.output_cap_bytes,
+        isolation,
+        limits,
     };
     let started = Instant::now();
     let mut attempts = 0;
@@ -157,6 +201,7 @@ async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
         duration_ms: millis(started.elapsed()),
         output_tail: verdict.output,
         reason: verdict.reason,
+        limit_exceeded: verdict.limit_exceeded,
     };
     loop {
         attempts += 1;
@@ -164,7 +209,9 @@ async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
             Ok(outcome) => judge(outcome, timeout),
             Err(e) => return report(attempts, Verdict::failed(format!("could not start: {e}"))),
         };
-        let failed = matches!(verdict.status, StepStatus::Failed | StepStatus::TimedOut);
+        // A breached limit is not flaky: the same command would breach it again.
+        let failed = matches!(verdict.status, StepStatus::Failed | StepStatus::TimedOut)
+            && verdict.limit_exceeded.is_none();
         if !failed || attempts > step.retry_count {
             return report(attempts, verdict);
         }
@@ -178,11 +225,18 @@ struct Verdict {
     exit_code: Option<i32>,
     output: String,
     reason: Option<String>,
+    limit_exceeded: Option<LimitBreach>,
 }
 
 impl Verdict {
     fn failed(reason: String) -> Verdict {
-        Verdict { status: StepStatus::Failed, exit_code: None, output: String::new(), reason: Some(reason) }
+        Verdict {
+            status: StepStatus::Failed,
+            exit_code: None,
+            output: String::new(),
+            reason: Some(reason),
+            limit_exceeded: None,
+        }
     }
 }
 
@@ -196,8 +250,13 @@ fn judge(outcome: CommandOutcome, timeout: Duration) -> Verdict {
             (StepStatus::TimedOut, Some(format!("timed out after {}s", timeout.as_secs_f64())))
         }
         CommandEnd::Cancelled => (StepStatus::Cancelled, Some("was cancelled".to_string())),
+        CommandEnd::LimitExceeded(breach) => (StepStatus::Failed, Some(format!("was stopped: {breach}"))),
     };
-    Verdict { status, exit_code: outcome.exit_code(), output: outcome.output, reason }
+    let limit_exceeded = match outcome.end {
+        CommandEnd::LimitExceeded(breach) => Some(breach),
+        _ => None,
+    };
+    Verdict { status, exit_code: outcome.exit_code(), output: outcome.output, reason, limit_exceeded }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -16,7 +16,7 @@ pub mod parse;
 pub mod resolve;
 
 pub use condition::{Condition, ConditionError};
-pub use executor::{PlaybookReport, PlaybookRun, StepReport, StepStatus, run_playbook};
+pub use executor::{PlaybookReport, PlaybookRun, StepExecution, StepReport, StepStatus, run_playbook};
 pub use model::{Playbook, PlaybookStep};
 pub use parse::{parse_playbook, playbook_from_json};
 pub use resolve::{PlaybookSpec, ResolvedPlaybook, resolve_playbook};

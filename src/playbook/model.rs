@@ -21,6 +21,9 @@ pub const MAX_COMMAND_BYTES: usize = 32 * 1024;
 pub const MAX_STEP_TIMEOUT_SECONDS: u64 = 6 * 60 * 60;
 /// Most retries per step; retries exist for flaky networks, not to brute-force a test.
 pub const MAX_RETRY_COUNT: u32 = 10;
+/// Most processes a step may ask for; a step can only lower the configured limit, and
+/// this keeps a typo from reading as "unlimited".
+pub const MAX_STEP_PROCESSES: u32 = 100_000;
 
 /// A named, ordered list of steps that checks a task's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +50,12 @@ pub struct PlaybookStep {
     pub fail_fast: bool,
     /// Variables added to the step's scrubbed environment.
     pub env: BTreeMap<String, String>,
+    /// Whether the step may use the network in `sandbox` and `docker` modes (default: no).
+    pub network: bool,
+    /// Lowers the configured memory limit for this step (MiB); it can never raise it.
+    pub max_memory_mb: Option<u64>,
+    /// Lowers the configured process limit for this step; it can never raise it.
+    pub max_processes: Option<u32>,
 }
 
 /// The playbook as deserialised, before validation.
@@ -73,6 +82,12 @@ struct RawStep {
     fail_fast: bool,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    network: bool,
+    #[serde(default)]
+    max_memory_mb: Option<u64>,
+    #[serde(default)]
+    max_processes: Option<u32>,
 }
 
 fn fail_fast_default() -> bool {
@@ -165,6 +180,7 @@ fn validate_step(index: usize, raw: RawStep) -> Result<PlaybookStep, Violation> 
         let message = format!("must be at most {MAX_RETRY_COUNT}, got {}", raw.retry_count);
         return Err(violation(step_field(index, "retry_count"), message));
     }
+    check_step_limits(index, &raw)?;
     let condition = match &raw.condition {
         None => None,
         Some(text) => Some(Condition::parse(text).map_err(|e| Violation {
@@ -186,7 +202,24 @@ fn validate_step(index: usize, raw: RawStep) -> Result<PlaybookStep, Violation> 
         condition,
         fail_fast: raw.fail_fast,
         env: raw.env,
+        network: raw.network,
+        max_memory_mb: raw.max_memory_mb,
+        max_processes: raw.max_processes,
     })
+}
+
+/// A step may lower the configured limits; zero would be a typo, not a limit.
+fn check_step_limits(index: usize, raw: &RawStep) -> Result<(), Violation> {
+    if raw.max_memory_mb == Some(0) {
+        return Err(violation(step_field(index, "max_memory_mb"), "must be at least 1"));
+    }
+    if let Some(n) = raw.max_processes
+        && !(1..=MAX_STEP_PROCESSES).contains(&n)
+    {
+        let message = format!("must be between 1 and {MAX_STEP_PROCESSES}, got {n}");
+        return Err(violation(step_field(index, "max_processes"), message));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), String> {

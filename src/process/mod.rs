@@ -7,23 +7,35 @@
 //! - the child sees a scrubbed environment (see [`env::INHERITED_ENV_VARS`]), never the
 //!   worker's credentials unless the caller passes them explicitly;
 //! - stdout and stderr share one pipe, so the captured text is interleaved exactly as the
-//!   child wrote it, and it is capped (head and tail kept) so a chatty test cannot exhaust memory.
+//!   child wrote it, and it is capped (head and tail kept) so a chatty test cannot exhaust memory;
+//! - resource limits ([`ProcessLimits`]) are set as rlimits in the child and enforced over
+//!   the whole group by the [`watchdog`], which kills it and reports the breach;
+//! - the child can never gain privileges, a root worker's child holds no capabilities, and
+//!   the worker itself is made non-dumpable, so its `/proc/<pid>/environ` and memory are
+//!   out of a child's reach;
+//! - [`Isolation`] picks where it runs: directly, under bubblewrap, or in a container.
 
 pub mod env;
+pub mod isolation;
+mod launch;
+pub mod limits;
 mod output;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, FailureKind};
+pub use isolation::{CommandLine, Isolation};
+pub use limits::{LimitBreach, LimitKind, ProcessLimits};
 pub use output::OutputCollector;
 
 /// How long a process group gets to exit after SIGTERM before it is SIGKILLed: enough for
@@ -50,6 +62,30 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// Maximum bytes of output kept (half head, half tail).
     pub output_cap_bytes: usize,
+    /// Where the command runs.
+    pub isolation: Isolation,
+    /// What the command may use; crossing a limit kills its group.
+    pub limits: ProcessLimits,
+}
+
+impl CommandSpec {
+    /// A local command with no extra variables and no resource limits.
+    pub fn new(
+        command: impl Into<String>,
+        cwd: impl Into<PathBuf>,
+        timeout: Duration,
+        output_cap_bytes: usize,
+    ) -> Self {
+        CommandSpec {
+            command: command.into(),
+            cwd: cwd.into(),
+            env: BTreeMap::new(),
+            timeout,
+            output_cap_bytes,
+            isolation: Isolation::LocalProcess,
+            limits: ProcessLimits::default(),
+        }
+    }
 }
 
 /// How a command ended.
@@ -63,6 +99,8 @@ pub enum CommandEnd {
     TimedOut,
     /// The cancellation token fired and the group was killed.
     Cancelled,
+    /// A resource limit was crossed and the group was killed.
+    LimitExceeded(LimitBreach),
 }
 
 /// The result of one command run.
@@ -98,8 +136,8 @@ impl CommandOutcome {
 pub enum ProcessError {
     #[error("cannot create the output pipe: {0}")]
     Pipe(#[source] std::io::Error),
-    #[error("cannot start `sh` in {cwd}: {source}")]
-    Spawn { cwd: PathBuf, source: std::io::Error },
+    #[error("cannot start `{program}` in {cwd}: {source}")]
+    Spawn { program: String, cwd: PathBuf, source: std::io::Error },
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] std::io::Error),
 }
@@ -118,10 +156,11 @@ impl Classify for ProcessError {
     }
 }
 
-/// Runs `spec.command` under `sh -c`, enforcing the timeout, cancellation and output cap.
+/// Runs `spec.command` under `sh -c` as `spec.isolation` says, enforcing the timeout,
+/// cancellation, resource limits and output cap.
 ///
 /// A token already cancelled returns [`CommandEnd::Cancelled`] without starting anything.
-/// Dropping the returned future kills the process group.
+/// Dropping the returned future kills the process group (and removes a docker container).
 pub async fn run_command(
     spec: &CommandSpec,
     cancel: &CancellationToken,
@@ -135,26 +174,30 @@ pub async fn run_command(
             truncated: false,
         });
     }
-    let (mut child, reader) = spawn(spec)?;
-    let mut group = GroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()) };
+    limits::make_worker_undumpable();
+    let launch = launch::Launch::build(spec);
+    let tasks_before_spawn = watchdog::system_task_count();
+    let (mut child, reader) = launch::spawn(&launch, spec)?;
+    let leader = child.id().and_then(|id| i32::try_from(id).ok());
+    let mut group = GroupGuard { pgid: leader };
+    let mut container = launch::ContainerGuard::new(&launch);
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
     let pump = tokio::spawn(pump_output(reader, Arc::clone(&collector)));
-
-    let end = tokio::select! {
-        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?),
-        () = tokio::time::sleep(spec.timeout) => {
-            terminate(&mut child, &mut group).await;
-            CommandEnd::TimedOut
-        }
-        () = cancel.cancelled() => {
-            terminate(&mut child, &mut group).await;
-            CommandEnd::Cancelled
+    let watched = async move {
+        match leader {
+            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
+            None => std::future::pending().await,
         }
     };
+    let end = wait_for_end(&mut child, &mut group, watched, spec, cancel).await?;
     // Background jobs the step started die with it; this also releases the pipe they hold.
     group.kill(libc::SIGKILL);
     // Disarm: once the group is empty its id may be reused, and a later kill could hit a stranger.
     group.pgid = None;
+    match end {
+        CommandEnd::Exited(_) | CommandEnd::Signalled(_) => container.disarm(),
+        _ => container.remove().await,
+    }
     drain(pump).await;
 
     let collected = collector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -166,27 +209,35 @@ pub async fn run_command(
     })
 }
 
-/// Starts the shell in its own process group with one pipe for both output streams.
-fn spawn(spec: &CommandSpec) -> Result<(Child, tokio::net::unix::pipe::Receiver), ProcessError> {
-    let (reader, writer) = std::io::pipe().map_err(ProcessError::Pipe)?;
-    let writer_for_stderr = writer.try_clone().map_err(ProcessError::Pipe)?;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(env::child_env_from_process(&spec.env))
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer_for_stderr)
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = cmd.spawn().map_err(|source| ProcessError::Spawn { cwd: spec.cwd.clone(), source })?;
-    // The command still owns our copies of the write end; until they close, EOF never comes.
-    drop(cmd);
-    let reader =
-        tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(ProcessError::Pipe)?;
-    Ok((child, reader))
+/// Waits for whichever comes first: the shell's exit, a crossed limit, the timeout or
+/// cancellation; in the last three cases the processes are killed before returning.
+async fn wait_for_end(
+    child: &mut Child,
+    group: &mut GroupGuard,
+    watched: impl Future<Output = LimitBreach>,
+    spec: &CommandSpec,
+    cancel: &CancellationToken,
+) -> Result<CommandEnd, ProcessError> {
+    Ok(tokio::select! {
+        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?, &spec.limits),
+        breach = watched => {
+            // No grace for a fork bomb or a memory hog: straight to SIGKILL, pass after pass.
+            if let Some(pgid) = group.pgid {
+                watchdog::kill_all(pgid).await;
+            }
+            let _ = child.wait().await;
+            tracing::warn!(%breach, mode = spec.isolation.mode_name(), "command stopped at a resource limit");
+            CommandEnd::LimitExceeded(breach)
+        }
+        () = tokio::time::sleep(spec.timeout) => {
+            terminate(child, group).await;
+            CommandEnd::TimedOut
+        }
+        () = cancel.cancelled() => {
+            terminate(child, group).await;
+            CommandEnd::Cancelled
+        }
+    })
 }
 
 /// Copies the pipe into the collector until EOF or a read error.
@@ -218,8 +269,18 @@ async fn terminate(child: &mut Child, group: &mut GroupGuard) {
     let _ = child.wait().await;
 }
 
-fn status_to_end(status: ExitStatus) -> CommandEnd {
+/// The shell's exit status as a [`CommandEnd`]. `SIGXCPU` is the per-process CPU rlimit
+/// firing before the watchdog did: reported as the CPU-time breach it is.
+fn status_to_end(status: ExitStatus, limits: &ProcessLimits) -> CommandEnd {
     match (status.code(), status.signal()) {
+        (None, Some(libc::SIGXCPU)) if limits.cpu_seconds.is_some() => {
+            let budget = limits.cpu_seconds.unwrap_or_default();
+            CommandEnd::LimitExceeded(LimitBreach {
+                kind: LimitKind::CpuTime,
+                limit: budget,
+                observed: budget,
+            })
+        }
         (Some(code), _) => CommandEnd::Exited(code),
         (None, Some(signal)) => CommandEnd::Signalled(signal),
         (None, None) => CommandEnd::Signalled(0),

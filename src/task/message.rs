@@ -82,8 +82,8 @@ pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
         dependencies: reader.string_list("dependencies")?,
         required_skill: reader.optional_identifier("required_skill")?,
         repo_url,
-        base_branch: reader.optional_text("base_branch")?.unwrap_or_else(|| "main".to_string()),
-        requested_branch: reader.optional_text("branch_name")?,
+        base_branch: reader.optional_branch("base_branch")?.unwrap_or_else(|| "main".to_string()),
+        requested_branch: reader.optional_branch("branch_name")?,
         slot,
         playbook: playbook_request(&reader)?,
         timeout_seconds,
@@ -151,6 +151,16 @@ impl Fields<'_> {
             }
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(type_error(field, "a string", other)),
+        }
+    }
+
+    /// Branch names are refused, not repaired, when they try option injection or a ref
+    /// path (see [`super::refname`]).
+    fn optional_branch(&self, field: &'static str) -> Result<Option<String>, ValidationError> {
+        let Some(name) = self.optional_text(field)? else { return Ok(None) };
+        match super::refname::branch_name_problem(&name) {
+            Some(problem) => Err(invalid(field, problem.to_string())),
+            None => Ok(Some(name)),
         }
     }
 

@@ -3,8 +3,10 @@
 //! message bytes into a [`Task`] or a [`ValidationError`] naming the field at fault.
 
 mod message;
+mod refname;
 
 pub use message::{MAX_MESSAGE_BYTES, ValidationError, parse_task};
+pub use refname::{MAX_BRANCH_NAME_BYTES, branch_name_problem};
 
 use std::path::PathBuf;
 

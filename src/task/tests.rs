@@ -154,3 +154,19 @@ fn an_explicit_branch_name_wins() {
     assert_eq!(task.branch_name(), "feature/custom");
     assert_eq!(task.base_branch, "develop");
 }
+
+#[test]
+fn branch_names_that_try_option_injection_or_ref_paths_are_refused() {
+    assert_eq!(
+        error_of(valid(), "branch_name", json!("--upload-pack=touch /tmp/x")),
+        "branch_name: must not start with '-' (it would read as a command-line option)"
+    );
+    assert_eq!(
+        error_of(valid(), "base_branch", json!("refs/heads/../../config")),
+        "base_branch: must be a plain branch name, not a ref path or HEAD"
+    );
+    assert_eq!(
+        error_of(valid(), "branch_name", json!("a/../b")),
+        "branch_name: must not contain '..', '@{' or '//'"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_runner::playbook::{
-    PlaybookReport, PlaybookRun, StepReport, StepStatus, parse_playbook, run_playbook,
+    PlaybookReport, PlaybookRun, StepExecution, StepReport, StepStatus, parse_playbook, run_playbook,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,7 @@ async fn run_with(
         default_step_timeout,
         output_cap_bytes: CAP,
         cancel,
+        execution: &StepExecution::default(),
     };
     normalize(run_playbook(&playbook, &ctx).await)
 }
@@ -56,6 +57,7 @@ fn step(name: &str, command: &str, status: StepStatus) -> StepReport {
         duration_ms: 0,
         output_tail: String::new(),
         reason: None,
+        limit_exceeded: None,
     }
 }
 

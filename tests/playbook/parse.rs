@@ -44,6 +44,9 @@ steps:
         condition: None,
         fail_fast: true,
         env: BTreeMap::new(),
+        network: false,
+        max_memory_mb: None,
+        max_processes: None,
     };
     let expected = Playbook {
         name: "Backend Task Playbook".into(),
@@ -74,7 +77,8 @@ fn unknown_keys_are_rejected_with_their_line() {
     assert_eq!(
         error_of(yaml),
         "playbooks/x.yaml:5:5: steps[0]: unknown field `retries`, expected one of `name`, `command`, \
-         `timeout_seconds`, `retry_count`, `condition`, `fail_fast`, `env`"
+         `timeout_seconds`, `retry_count`, `condition`, `fail_fast`, `env`, \
+         `network`, `max_memory_mb`, `max_processes`"
     );
     assert_eq!(
         error_of("name: x\nstep: []\n"),
@@ -184,7 +188,8 @@ fn an_inline_json_playbook_validates_the_same_way_without_lines() {
     assert_eq!(
         playbook_from_json(&unknown, "inline").unwrap_err().to_string(),
         "inline: steps[0]: unknown field `shell`, expected one of `name`, `command`, `timeout_seconds`, \
-         `retry_count`, `condition`, `fail_fast`, `env`"
+         `retry_count`, `condition`, `fail_fast`, `env`, \
+         `network`, `max_memory_mb`, `max_processes`"
     );
     assert_eq!(
         playbook_from_json(&json!("make test"), "inline").unwrap_err().to_string(),

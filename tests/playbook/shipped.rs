@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_runner::playbook::resolve::BUILTIN_PLAYBOOK_YAML;
-use agent_runner::playbook::{PlaybookRun, StepStatus, parse_playbook, run_playbook};
+use agent_runner::playbook::{PlaybookRun, StepExecution, StepStatus, parse_playbook, run_playbook};
 use agent_runner::process::{CommandSpec, run_command};
 use tokio_util::sync::CancellationToken;
 
@@ -37,22 +37,17 @@ fn every_shipped_playbook_parses() {
 async fn the_built_in_default_passes_in_a_git_repository_and_fails_outside_one() {
     let playbook = parse_playbook(BUILTIN_PLAYBOOK_YAML, "built-in").unwrap();
     let repo = tempfile::tempdir().unwrap();
-    let init = CommandSpec {
-        command: "git init -q .".into(),
-        cwd: repo.path().to_path_buf(),
-        env: BTreeMap::new(),
-        timeout: Duration::from_secs(60),
-        output_cap_bytes: 4096,
-    };
+    let init = CommandSpec::new("git init -q .", repo.path(), Duration::from_secs(60), 4096);
     assert!(run_command(&init, &CancellationToken::new()).await.unwrap().success());
 
-    let (vars, cancel) = (BTreeMap::new(), CancellationToken::new());
+    let (vars, cancel, execution) = (BTreeMap::new(), CancellationToken::new(), StepExecution::default());
     let ctx = |workdir| PlaybookRun {
         workdir,
         variables: &vars,
         default_step_timeout: Duration::from_secs(60),
         output_cap_bytes: 4096,
         cancel: &cancel,
+        execution: &execution,
     };
     let in_repo = run_playbook(&playbook, &ctx(repo.path())).await;
     assert!(in_repo.success, "{:?}", in_repo.steps);

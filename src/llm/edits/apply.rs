@@ -99,7 +99,7 @@ fn validate<'a>(root: &Path, index: usize, change: &'a CodeChange) -> Result<Pla
 }
 
 /// Normalizes a proposed path, or says why it may not be used.
-fn confine_path(path: &str) -> Result<PathBuf, &'static str> {
+pub(crate) fn confine_path(path: &str) -> Result<PathBuf, &'static str> {
     if path.is_empty() {
         return Err("the path is empty");
     }

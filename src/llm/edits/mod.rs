@@ -10,6 +10,7 @@ mod parse;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub(crate) use apply::confine_path;
 pub use apply::{MAX_CHANGED_FILES, MAX_WRITE_BYTES, apply_changes};
 pub use parse::parse_code_changes;
 

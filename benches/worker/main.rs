@@ -1,0 +1,105 @@
+//! The benchmark harness: the worker's own overhead, throughput, dead-letter rate, cold
+//! start, memory and slot reuse, each beside the floor it should be judged against,
+//! measured in the same run on this machine against the real local RabbitMQ.
+//!
+//! Run with `scripts/bench` (or `cargo bench --bench worker`); it prints a table and
+//! writes `BENCHMARKS.md` and `benches/throughput.svg`. `BENCH_QUICK=1` runs a small
+//! smoke version of every scenario (figures not meaningful).
+
+mod fixtures;
+mod measure;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use report::Figures;
+
+/// Sample sizes, from the issue: at least 100 tasks for overhead, 200 for throughput,
+/// 10,000 invalid messages.
+struct Sizes {
+    overhead_tasks: usize,
+    throughput_tasks: usize,
+    invalid_messages: usize,
+    cold_starts: usize,
+    load_tasks: usize,
+    slot_rounds: usize,
+}
+
+const FULL: Sizes = Sizes {
+    overhead_tasks: 100,
+    throughput_tasks: 200,
+    invalid_messages: 10_000,
+    cold_starts: 5,
+    load_tasks: 100,
+    slot_rounds: 10,
+};
+const QUICK: Sizes = Sizes {
+    overhead_tasks: 5,
+    throughput_tasks: 10,
+    invalid_messages: 100,
+    cold_starts: 2,
+    load_tasks: 5,
+    slot_rounds: 2,
+};
+
+/// Concurrency levels for the throughput curve.
+const CONCURRENCY: [u16; 4] = [1, 2, 4, 8];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let sizes = if quick { QUICK } else { FULL };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let binary = root.join("target/release/agent-runner");
+    anyhow::ensure!(binary.exists(), "build the binary first: cargo build --release (scripts/bench does)");
+    let bench = fixtures::Bench::new().await?;
+    eprintln!("bench: generated a {}-file repository", fixtures::REPO_FILES);
+
+    eprintln!("bench: per-task overhead over {} tasks", sizes.overhead_tasks);
+    let overhead = measure::overhead(&bench, sizes.overhead_tasks).await?;
+    eprintln!("bench: git command-line floor over {} iterations", sizes.overhead_tasks);
+    let floor = measure::git_floor(&bench, sizes.overhead_tasks).await?;
+
+    measure::warm_slots(&bench, *CONCURRENCY.iter().max().unwrap_or(&1)).await?;
+    let mut throughput = Vec::new();
+    for concurrency in CONCURRENCY {
+        eprintln!("bench: throughput at concurrency {concurrency} over {} tasks", sizes.throughput_tasks);
+        throughput
+            .push((concurrency, measure::throughput(&bench, concurrency, sizes.throughput_tasks).await?));
+    }
+    eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
+    let (dead_letter_rate, raw_rate) = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
+    eprintln!("bench: cold start and memory of the release binary");
+    let process = measure::process(&bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
+    eprintln!("bench: warm slot against fresh clone");
+    // git2 blocks: keep it off the runtime's worker threads.
+    let (warm, fresh) = tokio::task::block_in_place(|| measure::slots(&bench, sizes.slot_rounds))?;
+
+    let figures = Figures {
+        quick,
+        overhead,
+        floor,
+        throughput,
+        dead_letter_rate,
+        raw_rate,
+        process,
+        warm_slot: warm,
+        fresh_clone: fresh,
+        sizes: format!(
+            "{} overhead tasks, {} tasks per concurrency level, {} invalid messages, {} cold starts, {} slot rounds",
+            sizes.overhead_tasks,
+            sizes.throughput_tasks,
+            sizes.invalid_messages,
+            sizes.cold_starts,
+            sizes.slot_rounds
+        ),
+    };
+    println!("{}", figures.table());
+    if !quick {
+        std::fs::write(root.join("BENCHMARKS.md"), figures.markdown())?;
+        std::fs::write(root.join("benches/throughput.svg"), figures.svg())?;
+        eprintln!("bench: wrote BENCHMARKS.md and benches/throughput.svg");
+    }
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The scenarios. Each returns figures; `main` prints and records them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_runner::amqp::{ExchangeTap, TopologyNames};
+use agent_runner::git::{GitRemote, LocalSlotPool, prepare_workspace};
+use agent_runner::pipeline::RunnerSecrets;
+use agent_runner::worker::{Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::fixtures::{Bench, rss_mib};
+use crate::stats::Summary;
+
+fn no_secrets() -> RunnerSecrets {
+    RunnerSecrets { git_token: None, llm_api_key: None }
+}
+
+async fn start_worker(
+    bench: &Bench,
+    name: &str,
+    names: &TopologyNames,
+    concurrency: u16,
+    tasks: usize,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let config = bench.config(name, usize::from(concurrency))?;
+    let worker = Arc::new(Worker::connect(&config, no_secrets(), names.clone()).await?);
+    let options =
+        WorkerOptions { concurrency, stop_after: Some(tasks), consumer_tag: format!("bench-{name}") };
+    Ok(tokio::spawn(async move {
+        worker.run(options, CancellationToken::new()).await?;
+        Ok(())
+    }))
+}
+
+/// Waits for `task_id`'s TaskCompleted, collecting its step durations.
+async fn wait_completed(
+    tap: &mut ExchangeTap,
+    task_id: &str,
+    steps: &mut BTreeMap<String, Vec<f64>>,
+) -> anyhow::Result<()> {
+    loop {
+        let body = tap
+            .next_body(Duration::from_secs(60))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no event in 60 s"))?;
+        let event: serde_json::Value = serde_json::from_slice(&body)?;
+        if event["task_id"] != task_id {
+            continue;
+        }
+        match event["type"].as_str() {
+            Some("StepCompleted") => {
+                let step = event["data"]["step"].as_str().unwrap_or("?").to_string();
+                let ms = event["data"]["duration_ms"].as_f64().unwrap_or(0.0);
+                steps.entry(step).or_default().push(ms);
+            }
+            Some("TaskCompleted") => return Ok(()),
+            Some("TaskFailed") => anyhow::bail!("task {task_id} failed: {}", event["data"]),
+            _ => {}
+        }
+    }
+}
+
+/// Per-task overhead, published → completed, one task at a time on a warm slot.
+pub struct Overhead {
+    pub total: Summary,
+    pub steps: BTreeMap<String, Summary>,
+}
+
+pub async fn overhead(bench: &Bench, tasks: usize) -> anyhow::Result<Overhead> {
+    let names = bench.topology("overhead").await?;
+    let mut tap = bench.session.tap(&names.events_exchange, "task.#").await?;
+    let worker = start_worker(bench, "overhead", &names, 1, tasks + 1).await?;
+    let mut steps = BTreeMap::new();
+    // One unmeasured task clones the slot: what follows is the warm steady state.
+    bench.publish_tasks(&names, std::iter::once("warmup".to_string())).await?;
+    wait_completed(&mut tap, "warmup", &mut BTreeMap::new()).await?;
+    let mut totals = Vec::with_capacity(tasks);
+    for i in 0..tasks {
+        let id = format!("o{i}");
+        let started = Instant::now();
+        bench.publish_tasks(&names, std::iter::once(id.clone())).await?;
+        wait_completed(&mut tap, &id, &mut steps).await?;
+        totals.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    worker.await??;
+    bench.session.delete(&names).await?;
+    Ok(Overhead {
+        total: Summary::of(&totals),
+        steps: steps.iter().map(|(k, v)| (k.clone(), Summary::of(v))).collect(),
+    })
+}
+
+/// The same git work by the git command line in a shell loop: fetch, reset, clean,
+/// branch, commit, push, per iteration in a warm clone.
+pub async fn git_floor(bench: &Bench, iterations: usize) -> anyhow::Result<Summary> {
+    let clone = bench.dir.path().join("floor-clone");
+    let status = tokio::process::Command::new("git")
+        .args(["clone", "-q", &bench.repo_url(), &clone.display().to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "git clone failed");
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let script = format!(
+            "set -e; git fetch -q origin && git checkout -q -B main origin/main && git reset -q --hard origin/main \
+             && git clean -q -fdx && git checkout -q -B floor-{i} && mkdir -p notes && echo 'note {i}' > notes/f{i}.md \
+             && git add -A && git -c user.name=b -c user.email=b@b commit -q -m 'feat(task-f{i}): note' \
+             && git push -q origin floor-{i}"
+        );
+        let started = Instant::now();
+        let status =
+            tokio::process::Command::new("sh").arg("-c").arg(&script).current_dir(&clone).status().await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(status.success(), "git floor iteration {i} failed");
+    }
+    Ok(Summary::of(&times))
+}
+
+/// Tasks per second at `concurrency` over `tasks` tasks, slots already warm.
+pub async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow::Result<f64> {
+    let names = bench.topology(&format!("throughput{concurrency}")).await?;
+    bench.publish_tasks(&names, (0..tasks).map(|i| format!("c{concurrency}-{i}"))).await?;
+    let started = Instant::now();
+    let worker = start_worker(bench, "throughput", &names, concurrency, tasks).await?;
+    worker.await??;
+    let rate = tasks as f64 / started.elapsed().as_secs_f64();
+    bench.session.delete(&names).await?;
+    Ok(rate)
+}
+
+/// Warms `concurrency` slots of the shared throughput pool.
+pub async fn warm_slots(bench: &Bench, concurrency: u16) -> anyhow::Result<()> {
+    let names = bench.topology("warm").await?;
+    bench.publish_tasks(&names, (0..usize::from(concurrency) * 2).map(|i| format!("warm-{i}"))).await?;
+    start_worker(bench, "throughput", &names, concurrency, usize::from(concurrency) * 2).await?.await??;
+    bench.session.delete(&names).await?;
+    Ok(())
+}
+
+/// Invalid messages dead-lettered per second, beside raw consume-and-ack per second.
+pub async fn dead_letter_rate(
+    bench: &Bench,
+    messages: usize,
+    concurrency: u16,
+) -> anyhow::Result<(f64, f64)> {
+    let names = bench.topology("dlq").await?;
+    for _ in 0..messages {
+        bench.publish(&names, b"{\"schema_version\": 1}").await?;
+    }
+    let started = Instant::now();
+    start_worker(bench, "dlq", &names, concurrency, messages).await?.await??;
+    let dead_letter_rate = messages as f64 / started.elapsed().as_secs_f64();
+    bench.session.delete(&names).await?;
+
+    let raw = bench.topology("raw").await?;
+    for _ in 0..messages {
+        bench.publish(&raw, b"{}").await?;
+    }
+    let started = Instant::now();
+    let mut consumer = bench.session.consume(&raw.work_queue, concurrency, "bench-raw").await?;
+    for _ in 0..messages {
+        let delivery = consumer.next().await.ok_or_else(|| anyhow::anyhow!("raw consumer ended"))??;
+        delivery.ack().await?;
+    }
+    let raw_rate = messages as f64 / started.elapsed().as_secs_f64();
+    drop(consumer);
+    bench.session.delete(&raw).await?;
+    Ok((dead_letter_rate, raw_rate))
+}
+
+/// Cold start (spawn → consuming) and resident memory idle and under load, of the
+/// real binary.
+pub struct Process {
+    pub cold_start_ms: Summary,
+    pub idle_rss_mib: f64,
+    pub loaded_rss_mib: f64,
+}
+
+pub async fn process(
+    bench: &Bench,
+    binary: &std::path::Path,
+    starts: usize,
+    load_tasks: usize,
+) -> anyhow::Result<Process> {
+    let mut cold = Vec::new();
+    let mut idle_rss = 0.0;
+    let mut loaded_rss: f64 = 0.0;
+    for run in 0..starts {
+        let names = bench.topology("process").await?;
+        let config_path = bench.dir.path().join(format!("process-{run}.yaml"));
+        std::fs::write(&config_path, crate::fixtures::config_yaml(&names))?;
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--config", &config_path.display().to_string(), "--llm-endpoint", &bench.llm.base_url()])
+            .args(["--log-level", "warn", "worker", "--concurrency", "4"])
+            .env("AGENT_RUNNER_HOME", bench.dir.path().join("process-home"))
+            .env_remove("OPENAI_API_KEY")
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().ok_or_else(|| anyhow::anyhow!("worker exited at once"))?;
+        loop {
+            if bench.session.consumer_count(&names.work_queue).await? > 0 {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "worker never consumed");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        cold.push(started.elapsed().as_secs_f64() * 1000.0);
+        if run + 1 == starts {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            idle_rss = rss_mib(pid).unwrap_or(0.0);
+            let mut tap = bench.session.tap(&names.events_exchange, "task.completed").await?;
+            bench.publish_tasks(&names, (0..load_tasks).map(|i| format!("p{i}"))).await?;
+            let mut done = 0;
+            while done < load_tasks {
+                loaded_rss = loaded_rss.max(rss_mib(pid).unwrap_or(0.0));
+                if tap.next_body(Duration::from_millis(20)).await.is_some() {
+                    done += 1;
+                }
+            }
+        }
+        child.start_kill()?;
+        let _ = child.wait().await;
+        bench.session.delete(&names).await?;
+    }
+    Ok(Process { cold_start_ms: Summary::of(&cold), idle_rss_mib: idle_rss, loaded_rss_mib: loaded_rss })
+}
+
+/// A warm slot (acquire + fetch, reset, clean, branch) beside a fresh clone.
+pub fn slots(bench: &Bench, rounds: usize) -> anyhow::Result<(Summary, Summary)> {
+    let remote = GitRemote::new(bench.repo_url(), Default::default())?;
+    let pool = LocalSlotPool::new(bench.dir.path().join("slot-bench"));
+    drop(pool.acquire(&remote)?);
+    let mut warm = Vec::new();
+    for i in 0..rounds {
+        let started = Instant::now();
+        let lease = pool.acquire(&remote)?;
+        prepare_workspace(&lease.path, &remote, "main", &format!("warm-{i}"))?;
+        warm.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut fresh = Vec::new();
+    for i in 0..rounds {
+        let started = Instant::now();
+        let pool = LocalSlotPool::new(bench.dir.path().join(format!("fresh-{i}")));
+        let lease = pool.acquire(&remote)?;
+        prepare_workspace(&lease.path, &remote, "main", &format!("fresh-{i}"))?;
+        fresh.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((Summary::of(&warm), Summary::of(&fresh)))
+}

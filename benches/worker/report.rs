@@ -1,0 +1,177 @@
+//! Turning figures into the printed table, BENCHMARKS.md and the throughput plot.
+
+use std::fmt::Write;
+
+use crate::measure::{Overhead, Process};
+use crate::stats::Summary;
+
+/// Every figure of one run.
+pub struct Figures {
+    pub quick: bool,
+    pub overhead: Overhead,
+    pub floor: Summary,
+    pub throughput: Vec<(u16, f64)>,
+    pub dead_letter_rate: f64,
+    pub raw_rate: f64,
+    pub process: Process,
+    pub warm_slot: Summary,
+    pub fresh_clone: Summary,
+    pub sizes: String,
+}
+
+/// The steps that do the same git work as the command-line floor.
+const GIT_STEPS: [&str; 3] = ["workspace", "commit", "push"];
+
+impl Figures {
+    fn rate_at(&self, concurrency: u16) -> f64 {
+        self.throughput.iter().find(|(c, _)| *c == concurrency).map_or(0.0, |(_, r)| *r)
+    }
+
+    fn git_steps_median(&self) -> f64 {
+        GIT_STEPS.iter().filter_map(|s| self.overhead.steps.get(*s)).map(|s| s.median).sum()
+    }
+
+    /// `(target, figure, met)` rows.
+    fn targets(&self) -> Vec<(String, String, bool)> {
+        let overhead = self.overhead.total.median;
+        let speedup = self.rate_at(2) / self.rate_at(1).max(f64::MIN_POSITIVE);
+        let dlq_ratio = self.dead_letter_rate / self.raw_rate.max(f64::MIN_POSITIVE);
+        let cold = self.process.cold_start_ms.median;
+        vec![
+            (
+                "overhead median ≤ git command-line floor".into(),
+                format!("{overhead:.1} ms vs {:.1} ms", self.floor.median),
+                overhead <= self.floor.median,
+            ),
+            ("throughput at 2 ≥ 1.7 × at 1".into(), format!("{speedup:.2} ×"), speedup >= 1.7),
+            (
+                "dead-letter rate ≥ 0.5 × raw consume-and-ack".into(),
+                format!("{dlq_ratio:.2} ×"),
+                dlq_ratio >= 0.5,
+            ),
+            ("cold start < 100 ms".into(), format!("{cold:.1} ms (median)"), cold < 100.0),
+            (
+                "idle resident memory < 20 MB".into(),
+                format!("{:.1} MiB", self.process.idle_rss_mib),
+                self.process.idle_rss_mib * 1.048_576 < 20.0,
+            ),
+        ]
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let o = &self.overhead.total;
+        let _ = writeln!(out, "{:<46} {:>12} {:>12}", "figure", "median", "p95");
+        let _ =
+            writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "overhead, published → completed", o.median, o.p95);
+        for (step, s) in &self.overhead.steps {
+            let _ = writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", format!("  step {step}"), s.median, s.p95);
+        }
+        let _ =
+            writeln!(out, "{:<46} {:>9.1} ms", "  steps workspace + commit + push", self.git_steps_median());
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.1} ms {:>9.1} ms",
+            "git CLI floor (fetch…push)", self.floor.median, self.floor.p95
+        );
+        for (c, rate) in &self.throughput {
+            let _ = writeln!(out, "{:<46} {:>9.2} /s", format!("throughput, concurrency {c}"), rate);
+        }
+        let _ =
+            writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", self.dead_letter_rate);
+        let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", self.raw_rate);
+        let c = &self.process.cold_start_ms;
+        let _ =
+            writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "cold start (spawn → consuming)", c.median, c.p95);
+        let _ = writeln!(out, "{:<46} {:>8.1} MiB", "resident memory, idle", self.process.idle_rss_mib);
+        let _ = writeln!(
+            out,
+            "{:<46} {:>8.1} MiB",
+            "resident memory, peak under load (c=4)", self.process.loaded_rss_mib
+        );
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.1} ms {:>9.1} ms",
+            "warm slot (fetch+reset+clean+branch)", self.warm_slot.median, self.warm_slot.p95
+        );
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.1} ms {:>9.1} ms",
+            "fresh clone (+ branch)", self.fresh_clone.median, self.fresh_clone.p95
+        );
+        let _ = writeln!(out, "\ntargets:");
+        for (target, figure, met) in self.targets() {
+            let _ = writeln!(out, "  [{}] {target}: {figure}", if met { "met" } else { "NOT met" });
+        }
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("# Benchmarks\n\n");
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let _ = writeln!(
+            out,
+            "Measured on {} with {cores} cores, {}, by `scripts/bench` (`cargo bench --bench worker`), \
+             against the local RabbitMQ, a scripted OpenAI-compatible endpoint that answers at once with a \
+             one-file edit, a generated repository of 1,000 files, and the playbook `true`. Sizes: {}.\n",
+            chrono::Utc::now().format("%Y-%m-%d"),
+            if self.quick { "QUICK mode (not meaningful)" } else { "full sizes" },
+            self.sizes
+        );
+        out.push_str("```text\n");
+        out.push_str(&self.table());
+        out.push_str("```\n\n![throughput against concurrency](benches/throughput.svg)\n\n");
+        out.push_str(
+            "Overhead is measured from the publish to the `TaskCompleted` event, which the worker publishes \
+             (with a broker confirm) immediately before it acks. The git floor runs the same operations \
+             (fetch, reset, clean, branch, commit, push) with the git command line in a shell, per iteration, \
+             in a warm clone. Cold start is the release binary's spawn until the broker shows its consumer.\n",
+        );
+        out
+    }
+
+    /// A small SVG line chart of tasks per second against concurrency.
+    pub fn svg(&self) -> String {
+        let (width, height, margin) = (480.0, 320.0, 50.0);
+        let max_rate = self.throughput.iter().map(|(_, r)| *r).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+        let max_c = f64::from(self.throughput.iter().map(|(c, _)| *c).max().unwrap_or(1));
+        let x = |c: f64| margin + (c - 1.0) / (max_c - 1.0).max(1.0) * (width - 2.0 * margin);
+        let y = |r: f64| height - margin - r / max_rate * (height - 2.0 * margin);
+        let points: Vec<String> =
+            self.throughput.iter().map(|(c, r)| format!("{:.1},{:.1}", x(f64::from(*c)), y(*r))).collect();
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{mid}\" y=\"20\" text-anchor=\"middle\">agent-runner throughput (tasks/s) against concurrency</text>\n\
+             <line x1=\"{margin}\" y1=\"{axis_y}\" x2=\"{axis_x}\" y2=\"{axis_y}\" stroke=\"black\"/>\n\
+             <line x1=\"{margin}\" y1=\"{margin}\" x2=\"{margin}\" y2=\"{axis_y}\" stroke=\"black\"/>\n\
+             <polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"{points}\"/>\n",
+            mid = width / 2.0,
+            axis_y = height - margin,
+            axis_x = width - margin,
+            points = points.join(" ")
+        );
+        for (c, r) in &self.throughput {
+            let (px, py) = (x(f64::from(*c)), y(*r));
+            let _ = writeln!(svg, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"steelblue\"/>");
+            let _ = writeln!(
+                svg,
+                "<text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{r:.2}</text>",
+                py - 8.0
+            );
+            let _ = writeln!(
+                svg,
+                "<text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{c}</text>",
+                height - margin + 16.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">concurrency</text>",
+            width / 2.0,
+            height - 10.0
+        );
+        svg.push_str("</svg>\n");
+        svg
+    }
+}

@@ -1,0 +1,310 @@
+//! One round of the agent loop: ask, act on the answer, repeat until the model finishes
+//! or a budget trips.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_openai::types::chat::ChatCompletionRequestMessage;
+
+use super::budget::BudgetTrip;
+use super::fallback::{Action, parse_actions};
+use super::prompt::{NUDGE, agent_prompt, wrap_up_message};
+use super::tools::{ToolBox, ToolOutcome, definitions};
+use super::transcript::{Entry, Speaker};
+use super::turn::{self, Offer, Turn};
+use super::workspace::{Workspace, WriteError};
+use super::{AgentSession, EngineContext, EngineMode};
+use crate::llm::{
+    ImplementError, ImplementRequest, ImplementationResult, LlmClient, apply_changes, parse_code_changes,
+};
+
+/// Longest wait for the wrap-up answer: it is a courtesy, and a budget has already tripped.
+const WRAP_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a round; returns its statistics whatever the outcome.
+pub async fn run(
+    req: &ImplementRequest,
+    workspace: &Path,
+    llm: &LlmClient,
+    ctx: &EngineContext<'_>,
+    session: &mut AgentSession,
+) -> (ImplementationResult, Result<(), ImplementError>) {
+    let mut result =
+        ImplementationResult { llm_model: llm.model().to_string(), rounds: 1, ..Default::default() };
+    let ws = match Workspace::new(workspace, ctx.settings.protected.clone()) {
+        Ok(ws) => ws,
+        Err(e) => return (result, Err(e)),
+    };
+    let tools = ToolBox { workspace: ws, tests: ctx.tests, masker: ctx.masker };
+    let mut round = Round { client: llm, tools, ctx, session, messages: Vec::new(), result: &mut result };
+    let outcome = round.run(req).await.map(|summary| round.result.explanation = summary);
+    (result, outcome)
+}
+
+struct Round<'a, 'c> {
+    client: &'a LlmClient,
+    tools: ToolBox<'a>,
+    ctx: &'a EngineContext<'c>,
+    session: &'a mut AgentSession,
+    messages: Vec<ChatCompletionRequestMessage>,
+    result: &'a mut ImplementationResult,
+}
+
+impl Round<'_, '_> {
+    /// The loop; returns the model's summary.
+    async fn run(&mut self, req: &ImplementRequest) -> Result<String, ImplementError> {
+        let settings = self.ctx.settings;
+        let prompt = agent_prompt(req, settings.mode, &settings.protected, settings.limits.max_turns);
+        self.note(Speaker::System, &prompt.system);
+        self.note(Speaker::User, &prompt.user);
+        self.messages.push(turn::system(prompt.system));
+        self.messages.push(turn::user(prompt.user));
+        loop {
+            if let Some(trip) = self.session.budget.check() {
+                return Err(self.wrap_up(trip).await);
+            }
+            let remaining = self.session.budget.wall_remaining();
+            let Ok(answer) =
+                tokio::time::timeout(remaining, turn::ask(self.client, &self.messages, self.offer())).await
+            else {
+                continue; // the wall-time budget trips at the top of the loop
+            };
+            let answer = answer?;
+            self.account(&answer);
+            let done = match settings.mode {
+                EngineMode::Tools => self.on_tool_answer(answer).await?,
+                EngineMode::EditBlocks => self.on_block_answer(answer).await?,
+            };
+            if let Some(summary) = done {
+                return Ok(summary);
+            }
+        }
+    }
+
+    fn offer(&self) -> Offer {
+        match self.ctx.settings.mode {
+            EngineMode::Tools => Offer::Tools(definitions(self.tools.tests.is_some())),
+            EngineMode::EditBlocks => Offer::Nothing,
+        }
+    }
+
+    /// Adds an answer's usage to the round and the task budget, and records it.
+    fn account(&mut self, answer: &Turn) {
+        let prices = &self.ctx.settings.prices;
+        let price = prices.get(self.client.model()).or_else(|| prices.get(&answer.model));
+        let cost = price.map(|p| p.cost(answer.prompt_tokens, answer.completion_tokens));
+        self.session.budget.add_turn(answer.prompt_tokens, answer.completion_tokens, cost);
+        let r = &mut *self.result;
+        r.llm_model = answer.model.clone();
+        r.prompt_tokens = r.prompt_tokens.saturating_add(answer.prompt_tokens);
+        r.completion_tokens = r.completion_tokens.saturating_add(answer.completion_tokens);
+        r.tokens_used = r.prompt_tokens.saturating_add(r.completion_tokens);
+        r.turns += 1;
+        if let Some(cost) = cost {
+            r.estimated_cost_usd = Some(r.estimated_cost_usd.unwrap_or(0.0) + cost);
+        }
+        let entry = Entry {
+            round: self.session.rounds,
+            turn: self.session.budget.turns,
+            speaker: Speaker::Assistant,
+            text: answer.content.clone(),
+            tool_calls: answer.calls.clone(),
+            tool: None,
+            ok: None,
+            tokens: Some(answer.prompt_tokens.saturating_add(answer.completion_tokens)),
+        };
+        self.session.transcript.push(entry);
+        self.messages.push(turn::assistant(answer));
+    }
+
+    async fn on_tool_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
+        if answer.calls.is_empty() {
+            return self.on_plain_answer(answer).await;
+        }
+        let mut changed = false;
+        let mut finish = None;
+        for call in &answer.calls {
+            self.session.budget.note_call(format!("{}({})", call.name, call.arguments.trim()));
+            let outcome = self.tools.call(&call.name, &call.arguments).await;
+            changed |= outcome.changed.is_some();
+            finish = finish.or(outcome.finish.clone());
+            self.record_tool(&call.name, &outcome);
+            self.messages.push(turn::tool_result(&call.id, outcome.text));
+        }
+        self.session.budget.note_progress(changed);
+        Ok(finish)
+    }
+
+    /// An answer without tool calls: the single-shot JSON, a closing summary, or a nudge.
+    async fn on_plain_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
+        if answer.content.contains("\"code_changes\"") {
+            return self.apply_single_shot(&answer);
+        }
+        if !self.result.files_changed.is_empty() {
+            return Ok(Some(answer.content));
+        }
+        self.tell(NUDGE.to_string());
+        self.session.budget.note_progress(false);
+        Ok(None)
+    }
+
+    /// The original format, applied all-or-nothing as before; protected paths refuse the
+    /// whole answer and the model is told, like a refused tool call.
+    fn apply_single_shot(&mut self, answer: &Turn) -> Result<Option<String>, ImplementError> {
+        let changes = parse_code_changes(&answer.content).map_err(|e| match e {
+            ImplementError::Answer(reason) if answer.truncated => {
+                ImplementError::Answer(format!("{reason} (the answer was cut off at the token limit)"))
+            }
+            other => other,
+        })?;
+        let refused: Vec<WriteError> = changes
+            .code_changes
+            .iter()
+            .filter_map(|c| self.tools.workspace.check_protected(&c.file_path).err())
+            .collect();
+        if !refused.is_empty() {
+            for error in &refused {
+                if let WriteError::Protected(r) = error {
+                    self.refuse(r.path.clone(), r.pattern.clone());
+                }
+            }
+            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            self.tell(format!("Nothing was applied: {}", reasons.join("; ")));
+            self.session.budget.note_progress(false);
+            return Ok(None);
+        }
+        let files = apply_changes(self.tools.workspace.root(), &changes)?;
+        self.note(Speaker::Engine, &format!("applied the single-shot answer: {files:?}"));
+        self.add_changed(files);
+        Ok(Some(changes.explanation))
+    }
+
+    async fn on_block_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
+        if answer.content.contains("\"code_changes\"") {
+            return self.apply_single_shot(&answer);
+        }
+        let actions = match parse_actions(&answer.content) {
+            Ok(actions) => actions,
+            Err(reason) => {
+                self.tell(format!("error: {reason}. Nothing was applied; send the blocks again."));
+                self.session.budget.note_progress(false);
+                return Ok(None);
+            }
+        };
+        if actions.is_empty() {
+            return Ok(Some(answer.content));
+        }
+        let mut changed = false;
+        let mut feedback = Vec::new();
+        for (index, action) in actions.iter().enumerate() {
+            self.session.budget.note_call(format!("{action:?}"));
+            let (name, outcome) = self.perform(action).await;
+            changed |= outcome.changed.is_some();
+            self.record_tool(name, &outcome);
+            feedback.push(format!("[{}] {}", index + 1, outcome.text));
+        }
+        self.session.budget.note_progress(changed);
+        self.messages.push(turn::user(feedback.join("\n\n")));
+        Ok(None)
+    }
+
+    /// Carries out one edit-block action through the tools.
+    async fn perform(&self, action: &Action) -> (&'static str, ToolOutcome) {
+        let ws = &self.tools.workspace;
+        let mask = |mut o: ToolOutcome| {
+            o.text = self.ctx.masker.mask(&o.text);
+            o
+        };
+        match action {
+            Action::Edit { path, search, .. } if search.is_empty() && ws.exists(path) => (
+                "write_file",
+                ToolOutcome::from_write(
+                    Err(WriteError::Other(format!("{path} exists; use a SEARCH part with its current text"))),
+                    path.clone(),
+                ),
+            ),
+            Action::Edit { path, search, replace } if search.is_empty() => {
+                ("write_file", ToolOutcome::from_write(ws.write_file(path, replace), ws.shown(path)))
+            }
+            Action::Edit { path, search, replace } => {
+                ("edit_file", ToolOutcome::from_write(ws.edit_file(path, search, replace), ws.shown(path)))
+            }
+            Action::Delete { path } => {
+                ("delete_file", ToolOutcome::from_write(ws.delete_file(path), ws.shown(path)))
+            }
+            Action::Read { path } => {
+                ("read_file", mask(ToolOutcome::from_read(ws.read_file(path, None, None))))
+            }
+            Action::RunTests => ("run_tests", mask(self.tools.run_tests().await)),
+        }
+    }
+
+    /// Counts a tool call and records its result, its change and any refusal.
+    fn record_tool(&mut self, name: &str, outcome: &ToolOutcome) {
+        let counted = if super::TOOL_NAMES.contains(&name) { name } else { "unknown" };
+        *self.result.tool_calls.entry(counted.to_string()).or_default() += 1;
+        if let Some(path) = &outcome.changed {
+            self.add_changed(vec![path.clone()]);
+        }
+        if let Some(refusal) = &outcome.refusal {
+            self.refuse(refusal.path.clone(), refusal.pattern.clone());
+        }
+        let entry = Entry {
+            round: self.session.rounds,
+            turn: self.session.budget.turns,
+            speaker: Speaker::Tool,
+            text: outcome.text.clone(),
+            tool_calls: Vec::new(),
+            tool: Some(name.to_string()),
+            ok: Some(outcome.ok),
+            tokens: None,
+        };
+        self.session.transcript.push(entry);
+    }
+
+    fn add_changed(&mut self, files: Vec<String>) {
+        for file in files {
+            if !self.result.files_changed.contains(&file) {
+                self.result.files_changed.push(file);
+            }
+        }
+    }
+
+    fn refuse(&mut self, path: String, pattern: String) {
+        let text = format!("{path} (protected by `{pattern}`)");
+        self.note(Speaker::Engine, &format!("refused a write to {text}"));
+        tracing::warn!(path = %path, pattern = %pattern, "write to a protected path refused");
+        self.result.refusals.push(text);
+    }
+
+    /// A user message from the engine, recorded.
+    fn tell(&mut self, text: String) {
+        self.note(Speaker::User, &text);
+        self.messages.push(turn::user(text));
+    }
+
+    fn note(&mut self, speaker: Speaker, text: &str) {
+        let (round, turn) = (self.session.rounds, self.session.budget.turns);
+        self.session.transcript.say(round, turn, speaker, text);
+    }
+
+    /// The wrap-up turn after a trip: the model may only summarise.
+    async fn wrap_up(&mut self, trip: BudgetTrip) -> ImplementError {
+        self.note(Speaker::Engine, &format!("budget exhausted: {trip}"));
+        tracing::warn!(%trip, "implementation budget exhausted");
+        self.tell(wrap_up_message(&trip.to_string()));
+        let offer = match self.ctx.settings.mode {
+            EngineMode::Tools => Offer::ToolsDisabled(definitions(self.tools.tests.is_some())),
+            EngineMode::EditBlocks => Offer::Nothing,
+        };
+        match tokio::time::timeout(WRAP_UP_TIMEOUT, turn::ask(self.client, &self.messages, offer)).await {
+            Ok(Ok(answer)) => {
+                self.account(&answer);
+                self.result.explanation = answer.content;
+            }
+            Ok(Err(e)) => self.note(Speaker::Engine, &format!("the wrap-up turn failed: {e}")),
+            Err(_) => self.note(Speaker::Engine, "the wrap-up turn got no answer in time"),
+        }
+        ImplementError::BudgetExhausted { limit: trip.limit, detail: trip.detail }
+    }
+}

@@ -1,0 +1,188 @@
+//! Where a command runs: directly, under bubblewrap, or in a container. Each mode is
+//! turned into a plain command line (program, arguments, environment) built as data, so
+//! what a mode does can be read and unit-tested without running anything.
+//!
+//! - `LocalProcess`: `sh -c` as the worker's child; the limits and the scrubbed
+//!   environment apply, the file system and the network are shared with the worker.
+//! - `Sandbox`: bubblewrap with the whole root read-only, the working directory the one
+//!   writable tree (its `.git` read-only again), a private `/tmp`, new PID, IPC and UTS
+//!   namespaces (the worker's processes are invisible), no capabilities, and no network
+//!   unless the step opts in.
+//! - `Docker`: `docker run --rm` from the configured image, the working directory mounted
+//!   (its `.git` read-only), no network unless the step opts in, memory, CPU and process
+//!   limits enforced by the engine, read-only root, no capabilities.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::limits::ProcessLimits;
+
+/// The bubblewrap executable (Debian/Ubuntu package `bubblewrap`).
+pub const BWRAP_PROGRAM: &str = "bwrap";
+/// The docker CLI; any engine with a compatible CLI (podman's `docker` shim) works.
+pub const DOCKER_PROGRAM: &str = "docker";
+
+/// Variables of the worker the docker CLI itself needs to reach the engine. They are the
+/// CLI's, never the container's.
+const DOCKER_CLIENT_ENV_VARS: &[&str] =
+    &["DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH"];
+
+/// Variables passed into a container: only locale and terminal. The image decides `PATH`
+/// and `HOME`; the host's values would point at directories the image does not have.
+const CONTAINER_INHERITED_ENV_VARS: &[&str] = &["LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM"];
+
+/// How a command is isolated from the worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// A child process of the worker.
+    #[default]
+    LocalProcess,
+    /// Under bubblewrap.
+    Sandbox {
+        /// Share the host's network namespace (the step opted in).
+        network: bool,
+    },
+    /// In a container from `image`.
+    Docker {
+        image: String,
+        /// Use the engine's default bridge network (the step opted in).
+        network: bool,
+        /// `max_cpu_percent`: the engine can throttle a rate, which rlimits cannot.
+        cpu_percent: Option<u32>,
+    },
+}
+
+impl Isolation {
+    /// `local-process`, `sandbox` or `docker`, as in the configuration.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            Isolation::LocalProcess => "local-process",
+            Isolation::Sandbox { .. } => "sandbox",
+            Isolation::Docker { .. } => "docker",
+        }
+    }
+}
+
+/// A fully built command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The complete environment of `program` (nothing else is inherited).
+    pub env: BTreeMap<OsString, OsString>,
+}
+
+/// `sh -c <command>` with `env` as its whole environment.
+pub fn local_command_line(command: &str, env: BTreeMap<OsString, OsString>) -> CommandLine {
+    CommandLine { program: "sh".into(), args: vec!["-c".into(), command.into()], env }
+}
+
+/// bubblewrap around `sh -c <command>`; `child_env` (already scrubbed) is set inside with
+/// `--setenv` after `--clearenv`, with `TMPDIR` pointing at the private `/tmp`.
+pub fn sandbox_command_line(
+    command: &str,
+    workdir: &Path,
+    network: bool,
+    child_env: &BTreeMap<OsString, OsString>,
+) -> CommandLine {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+    push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+    if !network {
+        push(&["--unshare-net"]);
+    }
+    // Order matters: later mounts go on top of earlier ones. /tmp is replaced before the
+    // workspace is bound, so a workspace under /tmp stays visible.
+    push(&["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+    let dir = workdir.as_os_str();
+    args.extend(["--bind".into(), dir.to_owned(), dir.to_owned()]);
+    let git = workdir.join(".git");
+    if git.exists() {
+        args.extend(["--ro-bind".into(), git.clone().into_os_string(), git.into_os_string()]);
+    }
+    args.extend(["--chdir".into(), dir.to_owned(), "--clearenv".into()]);
+    let mut inside = child_env.clone();
+    inside.insert("TMPDIR".into(), "/tmp".into());
+    for (name, value) in &inside {
+        args.extend(["--setenv".into(), name.clone(), value.clone()]);
+    }
+    args.extend(["--".into(), "sh".into(), "-c".into(), command.into()]);
+    CommandLine { program: BWRAP_PROGRAM.into(), args, env: inside }
+}
+
+/// What a docker command line needs besides the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerRun<'a> {
+    pub image: &'a str,
+    pub network: bool,
+    /// `--name`, so the container can be removed even if the CLI is killed.
+    pub container_name: &'a str,
+    /// `uid:gid` the container runs as, so files it writes stay the worker's.
+    pub user: &'a str,
+    pub limits: ProcessLimits,
+    /// `max_cpu_percent` (100 per core), enforced as a rate with `--cpus`.
+    pub cpu_percent: Option<u32>,
+}
+
+/// `docker run` for `sh -c <command>` in `workdir`, mounted at the same path. `step_env`
+/// is the step's own variables; the container gets those plus locale and terminal.
+pub fn docker_command_line(
+    command: &str,
+    workdir: &Path,
+    run: &DockerRun<'_>,
+    step_env: &BTreeMap<String, String>,
+    parent: impl Fn(&str) -> Option<OsString>,
+) -> CommandLine {
+    let mut args: Vec<OsString> =
+        ["run", "--rm", "--init", "--name", run.container_name].map(OsString::from).into();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&["--network", if run.network { "bridge" } else { "none" }]);
+    push(&["--user", run.user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
+    push(&["--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--env", "TMPDIR=/tmp"]);
+    if let Some(mb) = run.limits.max_memory_mb {
+        // Equal memory and memory+swap: no swap to hide in.
+        push(&["--memory", &format!("{mb}m"), "--memory-swap", &format!("{mb}m")]);
+    }
+    if let Some(percent) = run.cpu_percent {
+        push(&["--cpus", &format!("{}.{:02}", percent / 100, percent % 100)]);
+    }
+    if let Some(max) = run.limits.max_processes {
+        push(&["--pids-limit", &max.to_string()]);
+    }
+    if let Some(seconds) = run.limits.cpu_seconds {
+        push(&["--ulimit", &format!("cpu={seconds}:{}", seconds + 1)]);
+    }
+    let dir = workdir.display().to_string();
+    push(&["--volume", &format!("{dir}:{dir}:rw"), "--workdir", &dir]);
+    if workdir.join(".git").exists() {
+        push(&["--volume", &format!("{dir}/.git:{dir}/.git:ro")]);
+    }
+    let mut container_env: BTreeMap<String, String> = CONTAINER_INHERITED_ENV_VARS
+        .iter()
+        .filter_map(|name| parent(name).map(|v| (name.to_string(), v.to_string_lossy().into_owned())))
+        .collect();
+    container_env.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (name, value) in &container_env {
+        push(&["--env", &format!("{name}={value}")]);
+    }
+    push(&["--", run.image, "sh", "-c", command]);
+    let env = super::env::INHERITED_ENV_VARS
+        .iter()
+        .chain(DOCKER_CLIENT_ENV_VARS)
+        .filter_map(|name| parent(name).map(|v| (OsString::from(name), v)))
+        .collect();
+    CommandLine { program: DOCKER_PROGRAM.into(), args, env }
+}
+
+/// `docker rm --force <name>`: stops a container whose CLI was killed (killing the CLI
+/// does not stop the container).
+/// `env` is the run's CLI environment (it says how to reach the engine).
+pub fn docker_cleanup_command_line(container_name: &str, env: &BTreeMap<OsString, OsString>) -> CommandLine {
+    CommandLine {
+        program: DOCKER_PROGRAM.into(),
+        args: ["rm", "--force", container_name].map(OsString::from).into(),
+        env: env.clone(),
+    }
+}

@@ -1,0 +1,231 @@
+//! The real `agent-runner` binary against hostile tasks: the token planted in a task and
+//! echoed by its tests in every encoding, and test commands hunting for secrets in the
+//! environment and in `/proc`. Every outward path of the run is scanned.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use agent_runner::amqp::{AmqpSession, TopologyNames, browse_queue};
+use agent_runner::demo::sample;
+use agent_runner::llm::scripted::{self, Script};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use serde_json::json;
+
+/// A token with characters that URL-encoding and JSON-escaping both change.
+fn planted_token(marker: &str) -> String {
+    format!("ghp_{marker}{}/+\"Zq", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn percent_encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// How a test would print the token: raw, URL-encoded, JSON-escaped, and base64 (both
+/// alphabets) with 0, 1 and 2 bytes in front so every alignment occurs.
+fn echoed_forms(token: &str) -> Vec<String> {
+    let mut forms = vec![token.to_string(), percent_encode(token), serde_json::to_string(token).unwrap()];
+    for prefix in ["", "a", "ab"] {
+        let bytes = format!("{prefix}{token}.");
+        forms.push(STANDARD.encode(&bytes));
+        forms.push(URL_SAFE_NO_PAD.encode(&bytes));
+    }
+    forms
+}
+
+/// What must never appear: the token and its encodings, base64 reduced to the characters
+/// that depend on the token's bits alone (at each alignment, both alphabets).
+fn needles(secret: &str) -> Vec<String> {
+    let mut needles = vec![secret.to_string(), percent_encode(secret)];
+    needles.push(serde_json::to_string(secret).unwrap().trim_matches('"').to_string());
+    for offset in 0..3usize {
+        let mut bytes = vec![0u8; offset];
+        bytes.extend_from_slice(secret.as_bytes());
+        let (first, end) = ((8 * offset).div_ceil(6), 8 * (offset + secret.len()) / 6);
+        needles.push(STANDARD_NO_PAD.encode(&bytes)[first..end].to_string());
+        needles.push(URL_SAFE_NO_PAD.encode(&bytes)[first..end].to_string());
+    }
+    needles
+}
+
+/// Every (source, needle) pair found.
+fn scan(sources: &[(String, String)], secrets: &[&str]) -> Vec<(String, String)> {
+    let mut hits = Vec::new();
+    for secret in secrets {
+        for needle in needles(secret) {
+            for (name, text) in sources {
+                if text.contains(&needle) {
+                    hits.push((name.clone(), needle.clone()));
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn files_under(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into(),
+            ));
+        }
+    }
+}
+
+fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("AMQP_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn topology_yaml(names: &TopologyNames) -> String {
+    format!(
+        "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
+         events_exchange: {}\n  control_exchange: {}\nplaybook:\n  repair_rounds: 0\n",
+        names.task_exchange,
+        names.work_queue,
+        names.dead_letter_exchange,
+        names.dead_letter_queue,
+        names.events_exchange,
+        names.control_exchange
+    )
+}
+
+#[tokio::test]
+async fn the_token_planted_in_the_task_and_echoed_in_every_encoding_is_masked_everywhere() {
+    let token = planted_token("PLANT");
+    let llm_key = format!("sk-test-{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin.git");
+    sample::create_origin(&origin, "main", sample::SAMPLE_FILES).unwrap();
+    // The model "read" the token in the task and writes it, in every encoding, into a file
+    // the tests print; its explanation quotes it too.
+    let answer = json!({
+        "code_changes": [{ "file_path": "leak.txt", "operation": "create", "content": echoed_forms(&token).join("\n") }],
+        "explanation": format!("I used the deploy token {token} as asked")
+    })
+    .to_string();
+    let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let names = TopologyNames::isolated(&format!("test.secmask.{suffix}"));
+    let session = AmqpSession::connect(common::AMQP_URL, "security-mask").await.unwrap();
+    session.declare(&names).await.unwrap();
+    let mut tap = session.tap(&names.events_exchange, "#").await.unwrap();
+
+    let mut task = sample::sample_task(&format!("file://{}", origin.display()), "9.1");
+    task["title"] = json!(format!("Deploy with {token}"));
+    task["description"] = json!(format!("Use the deploy token {token} (base64 too) in the tests."));
+    task["metadata"] = json!({ "token": token });
+    task["playbook"] = json!({ "name": "leak", "steps": [
+        { "name": "echo-token", "command": "cat leak.txt; echo; echo \"$(cat leak.txt)\" >&2; exit 1" }
+    ]});
+    std::fs::write(dir.path().join("config.yaml"), topology_yaml(&names)).unwrap();
+    std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+
+    let artifacts = format!("file://{}", dir.path().join("artifacts").display());
+    let (dir_path, base_url) = (dir.path().to_path_buf(), llm.base_url());
+    let (token_env, key_env) = (token.clone(), llm_key.clone());
+    let (published, worker) = tokio::task::spawn_blocking(move || {
+        let secrets = [("GIT_TOKEN", token_env.as_str()), ("OPENAI_API_KEY", key_env.as_str())];
+        let common_args = ["--config", "config.yaml", "--log-level", "debug", "--llm-endpoint", &base_url];
+        let published = binary(&dir_path, &[&common_args[..], &["publish", "task.json"]].concat(), &secrets);
+        let global =
+            [&common_args[..], &["--artifact-store-url", &artifacts, "--pool-dir", "slots"]].concat();
+        let worker = binary(&dir_path, &[&global[..], &["worker", "--once"]].concat(), &secrets);
+        (published, worker)
+    })
+    .await
+    .unwrap();
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    assert!(worker.status.success(), "{}", String::from_utf8_lossy(&worker.stderr));
+
+    let mut sources: Vec<(String, String)> = Vec::new();
+    for (n, line) in String::from_utf8_lossy(&worker.stderr).lines().enumerate() {
+        sources.push((format!("log line {n}"), line.to_string()));
+    }
+    sources.push(("worker stdout".into(), String::from_utf8_lossy(&worker.stdout).into()));
+    files_under(&dir.path().join("artifacts"), &mut sources);
+    let events = common::drain_events(&mut tap).await;
+    for event in &events {
+        sources.push((format!("event {}", event["type"]), event.to_string()));
+    }
+    let letters = browse_queue(&session, &names.dead_letter_queue, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    for (name, value) in letters[0].headers.iter() {
+        sources.push((format!("DLQ header {name}"), format!("{value:?}")));
+    }
+
+    // The content did flow out (masked), so zero hits is not zero coverage.
+    let tests = sources.iter().find(|(n, _)| n.ends_with("test-results.json")).unwrap();
+    assert!(tests.1.matches("****").count() >= 9, "{}", tests.1);
+    assert!(sources.iter().any(|(n, t)| n.starts_with("log line") && t.contains("****")));
+    assert!(events.iter().any(|e| e["type"] == "TaskStarted" && e["data"]["title"] == "Deploy with ****"));
+    assert_eq!(letters[0].header_text("x-failure-kind").as_deref(), Some("test_execution"));
+    assert!(letters[0].header_text("x-failure-message").unwrap().contains("****"));
+    assert_eq!(scan(&sources, &[&token, &llm_key]), Vec::<(String, String)>::new());
+    // Log lines, four artifacts, the task's events, the reason headers.
+    assert!(sources.len() > 30, "only {} sources scanned", sources.len());
+
+    session.delete(&names).await.unwrap();
+}
+
+/// The probe a hostile test runs: count the marker in its own environment and in every
+/// readable `/proc/*/environ`, and say whether its parent's environ is readable.
+const ENV_PROBE: &str = "env_hits=$(env | grep -c SECRETMARK); \
+    proc_hits=$(for f in /proc/[0-9]*/environ; do { tr '\\0' '\\n' < \"$f\"; } 2>/dev/null; done | grep -c SECRETMARK); \
+    parent=$(cat /proc/$PPID/environ > /dev/null 2>&1 && echo readable || echo denied); \
+    echo \"env=$env_hits proc=$proc_hits parent=$parent\"";
+
+async fn probe_environment(mode: &str) -> String {
+    let token = planted_token("SECRETMARK");
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin.git");
+    sample::create_origin(&origin, "main", sample::SAMPLE_FILES).unwrap();
+    let answer = sample::scripted_answer();
+    let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
+    let mut task = sample::sample_task(&format!("file://{}", origin.display()), "9.2");
+    task["playbook"] = json!({ "name": "probe", "steps": [{ "name": "probe", "command": ENV_PROBE }] });
+    std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+
+    let (dir_path, base_url, mode) = (dir.path().to_path_buf(), llm.base_url(), mode.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        let args = ["--llm-endpoint", &base_url, "--execution-mode", &mode, "run", "--task", "task.json"];
+        binary(&dir_path, &args, &[("GIT_TOKEN", &token), ("OPENAI_API_KEY", "sk-SECRETMARK-llm-key")])
+    })
+    .await
+    .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no summary: {}", String::from_utf8_lossy(&output.stderr)));
+    summary["test_result"]["steps"][0]["output_tail"].as_str().unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_test_command_dumping_env_and_proc_environ_finds_no_secret_in_local_mode() {
+    // The worker is non-dumpable and the child holds no capabilities, so even as root it
+    // cannot read its parent's environ.
+    assert_eq!(probe_environment("local-process").await, "env=0 proc=0 parent=denied");
+}
+
+#[tokio::test]
+async fn a_test_command_dumping_env_and_proc_environ_finds_no_secret_in_the_sandbox() {
+    // In the sandbox's PID namespace the worker does not even exist.
+    let seen = probe_environment("sandbox").await;
+    assert!(seen.starts_with("env=0 proc=0 "), "{seen}");
+}
