@@ -155,6 +155,10 @@ async fn a_task_whose_tests_keep_failing_is_dead_lettered_after_repair_rounds_wi
     let events = drain_events(&mut tap).await;
     let types: Vec<String> = event_outline(&events, "3.1").into_iter().map(|(t, _)| t).collect();
     assert_eq!(&types[types.len() - 2..], ["TaskFailed", "TaskDeadLettered"]);
+    // Steps repeated in repair rounds still get event ids of their own.
+    let ids: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len());
     let failed = events.iter().find(|e| e["type"] == "TaskFailed").unwrap();
     assert_eq!(failed["data"]["error_kind"], "test_execution");
     assert_eq!(failed["data"]["failed_step"], "test");

@@ -67,7 +67,14 @@ impl<'a> RunContext<'a> {
         if self.cancel.is_cancelled() {
             return Err(TaskFailure::new(crate::error::FailureKind::Timeout, name, "the task was stopped"));
         }
-        self.emit(EventType::StepStarted, name, serde_json::json!({ "step": name })).await;
+        // A step repeats in repair rounds; each run needs its own (still deterministic)
+        // event id, or the mirror would drop the later rounds as duplicates.
+        let earlier_runs = self.timings().iter().filter(|t| t.step == name).count();
+        let discriminator = match earlier_runs {
+            0 => name.to_string(),
+            n => format!("{name}#{}", n + 1),
+        };
+        self.emit(EventType::StepStarted, &discriminator, serde_json::json!({ "step": name })).await;
         self.log.record(name, "started");
         let started = Instant::now();
         let outcome = work.await;
@@ -83,7 +90,7 @@ impl<'a> RunContext<'a> {
             timings.push(StepTiming { step: name.to_string(), duration_ms, ok });
         }
         let data = serde_json::json!({ "step": name, "duration_ms": duration_ms, "ok": ok });
-        self.emit(EventType::StepCompleted, name, data).await;
+        self.emit(EventType::StepCompleted, &discriminator, data).await;
         outcome
     }
 
