@@ -29,6 +29,12 @@ pub enum FailureKind {
     ArtifactUpload,
     /// The task ran past its deadline (`TimeoutError`).
     Timeout,
+    /// An operator cancelled the task through the control exchange, or the worker stopped
+    /// it on shutdown (then it is left for redelivery, not dead-lettered).
+    Cancelled,
+    /// Delivered more often than `max_attempts` without ever settling: the worker died
+    /// (killed, out of memory, panicked) each time it ran this task.
+    Crashed,
 }
 
 impl FailureKind {
@@ -42,6 +48,8 @@ impl FailureKind {
             FailureKind::Push => "push",
             FailureKind::ArtifactUpload => "artifact_upload",
             FailureKind::Timeout => "timeout",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Crashed => "crashed",
         }
     }
 }

@@ -8,12 +8,14 @@
 mod dead_letter;
 mod headers;
 mod publisher;
+mod retry;
 mod session;
 mod topology;
 
 pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
 pub use headers::{HeaderMap, HeaderValue};
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};
+pub use retry::RetryQueues;
 pub use session::{AmqpSession, ExchangeTap, InboundDelivery, TaskConsumer};
 pub use topology::{TopologyNames, declare_topology};
 
@@ -29,6 +31,8 @@ pub enum AmqpError {
     Nacked { exchange: String, routing_key: String },
     #[error("no queue is bound to exchange '{exchange}' for key '{routing_key}': the message was returned")]
     Unroutable { exchange: String, routing_key: String },
+    #[error("{operation} came too late: the delivery's channel is gone and the broker has requeued it")]
+    StaleDelivery { operation: String },
 }
 
 impl AmqpError {

@@ -41,6 +41,17 @@ impl ArtifactStore for FileStore {
             Ok(format!("file://{}", path.display()))
         })
     }
+
+    fn get<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
+        Box::pin(async move {
+            let path = self.root.join(key.relative_path());
+            match tokio::fs::read(&path).await {
+                Ok(content) => Ok(Some(content)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(ArtifactError::Io { path: path.display().to_string(), source }),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +70,9 @@ mod tests {
         assert_eq!(first, second);
         assert_eq!(first, format!("file://{}/chat/1.1/diff.patch", dir.path().display()));
         assert_eq!(std::fs::read(dir.path().join("chat/1.1/diff.patch")).unwrap(), b"two");
+        assert_eq!(store.get(&key).await.unwrap().as_deref(), Some(&b"two"[..]));
+        let absent = ArtifactKey { kind: ArtifactKind::Log, ..key };
+        assert_eq!(store.get(&absent).await.unwrap(), None);
         assert!(open_store("s3://bucket").is_err());
         assert!(open_store("file://relative").is_err());
     }

@@ -97,6 +97,13 @@ pub trait ArtifactStore: Send + Sync {
         key: &'a ArtifactKey,
         content: &'a [u8],
     ) -> BoxFuture<'a, Result<String, ArtifactError>>;
+
+    /// What is stored under `key`, if anything. A redelivered task reads back what an
+    /// earlier attempt stored (the test report); a store that cannot read back answers
+    /// `None`, and the task regenerates what it can.
+    fn get<'a>(&'a self, _key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Opens the store named by `url`. Only `file://` is embedded so far.

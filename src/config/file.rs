@@ -63,6 +63,8 @@ pub struct RawConfig {
     pub git: Option<RawGit>,
     /// Playbook limits.
     pub playbook: Option<RawPlaybook>,
+    /// Retries, dead-lettering, shutdown and reconnection.
+    pub reliability: Option<RawReliability>,
     /// Settings for `execution_mode: docker`.
     pub docker: Option<RawDocker>,
     /// Refused: the seed's flat key; use `docker.image`.
@@ -156,6 +158,20 @@ pub struct RawPlaybook {
     pub repair_rounds: Option<u64>,
     /// Variables for step conditions (`lint_enabled: true`); scalars only.
     pub variables: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+}
+
+/// `reliability:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReliability {
+    /// Attempts (first run included) before a transiently failing task is dead-lettered.
+    pub max_attempts: Option<u64>,
+    /// Waits before attempt 2, 3, ...; the last one repeats. One retry queue each.
+    pub retry_delays_seconds: Option<Vec<u64>>,
+    /// How long running tasks may finish after SIGTERM before they are stopped.
+    pub shutdown_grace_seconds: Option<u64>,
+    /// The longest wait between two reconnection attempts to the broker.
+    pub reconnect_max_delay_seconds: Option<u64>,
 }
 
 /// `docker:`.

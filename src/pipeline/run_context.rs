@@ -65,7 +65,7 @@ impl<'a> RunContext<'a> {
             *current = name.to_string();
         }
         if self.cancel.is_cancelled() {
-            return Err(TaskFailure::new(crate::error::FailureKind::Timeout, name, "the task was stopped"));
+            return Err(TaskFailure::new(crate::error::FailureKind::Cancelled, name, "the task was stopped"));
         }
         self.emit(EventType::StepStarted, name, serde_json::json!({ "step": name })).await;
         self.log.record(name, "started");

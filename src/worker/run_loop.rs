@@ -1,0 +1,199 @@
+//! Consuming until told to stop, surviving the broker going away, and stopping
+//! gracefully.
+//!
+//! - Broker loss: when the consumer stream ends (connection lost, channel closed, or
+//!   the broker cancelled the consumer because its queue was deleted), the loop
+//!   re-declares the topology and consumes again, reconnecting first if the connection
+//!   is down, with exponential backoff. Running tasks keep running; their acks on the
+//!   old channel fail as stale and the broker redelivers those messages, which
+//!   idempotent redelivery turns into a cheap finish.
+//! - Shutdown: consumption stops at once (`basic.cancel`); running tasks get
+//!   `shutdown_grace` to finish; then they are stopped (their process groups killed)
+//!   and left unacked, and the consumer channel is closed so the broker redelivers them.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Settlement, Worker, WorkerOptions, WorkerReport, settle};
+use crate::amqp::{AmqpError, ExchangeTap, TaskConsumer};
+use crate::events::EventType;
+use std::sync::Arc;
+
+/// The first wait before reconnecting; doubled each failed try up to
+/// `reliability.reconnect_max_delay`.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
+/// How long stopped tasks get to return after their tokens fired. They drop their work
+/// at once; this only bounds a task stuck somewhere that ignores cancellation.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// What the loop consumes from: tasks, and control messages.
+struct Link {
+    consumer: TaskConsumer,
+    control: ExchangeTap,
+}
+
+impl Worker {
+    /// Consumes until `shutdown` fires (or `stop_after` deliveries were handled), then
+    /// drains the running tasks (see the module docs).
+    pub async fn run(
+        self: Arc<Self>,
+        options: WorkerOptions,
+        shutdown: CancellationToken,
+    ) -> Result<WorkerReport, AmqpError> {
+        let concurrency = options.concurrency.max(1);
+        let mut link = Some(self.open_link(concurrency, &options.consumer_tag).await?);
+        self.runner_event(EventType::RunnerStarted, serde_json::json!({ "concurrency": concurrency })).await;
+        tracing::info!(queue = %self.names.work_queue, concurrency, "consuming");
+
+        let mut running: JoinSet<Settlement> = JoinSet::new();
+        let mut received = 0usize;
+        let mut report = WorkerReport::default();
+        let wants_more = |received: usize| options.stop_after.is_none_or(|limit| received < limit);
+        loop {
+            let Some(current) = link.as_mut() else {
+                report.reconnects += 1;
+                match self.relink(concurrency, &options.consumer_tag, &shutdown).await {
+                    Some(fresh) => link = Some(fresh),
+                    None => break,
+                }
+                continue;
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    count(&mut report, joined);
+                    if !wants_more(received) && running.is_empty() {
+                        break;
+                    }
+                }
+                command = current.control.next_message() => match command {
+                    Some(body) => self.controls.apply(&body),
+                    None => {
+                        tracing::warn!("control channel lost; re-establishing");
+                        link = None;
+                    }
+                },
+                next = current.consumer.next(), if running.len() < usize::from(concurrency) && wants_more(received) => {
+                    match next {
+                        Some(Ok(delivery)) => {
+                            received += 1;
+                            let worker = self.clone();
+                            let handle = self.controls.register();
+                            running.spawn(async move { settle(&worker, delivery, &handle).await });
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, "consumer failed; re-establishing");
+                            link = None;
+                        }
+                        None => {
+                            tracing::warn!("the broker cancelled the consumer; re-establishing");
+                            link = None;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(current) = &link {
+            // Stop deliveries at once; running tasks still settle on this channel.
+            let _ = current.consumer.cancel().await;
+        }
+        self.drain(&mut running, &mut report, shutdown.is_cancelled()).await;
+        self.runner_event(
+            EventType::RunnerStopping,
+            serde_json::json!({
+                "acked": report.acked, "dead_lettered": report.dead_lettered, "retried": report.retried,
+                "left_for_redelivery": report.unsettled,
+            }),
+        )
+        .await;
+        if let Some(current) = &link {
+            // Whatever is still unacked (stopped tasks) goes back to the queue now.
+            current.consumer.close().await;
+        }
+        Ok(report)
+    }
+
+    /// Declares the topology and starts consuming tasks and control messages.
+    async fn open_link(&self, concurrency: u16, tag: &str) -> Result<Link, AmqpError> {
+        self.session.declare(&self.names).await?;
+        self.retry.declare(&self.session).await?;
+        let consumer = self.session.consume(&self.names.work_queue, concurrency, tag).await?;
+        let control = self.session.tap(&self.names.control_exchange, "#").await?;
+        Ok(Link { consumer, control })
+    }
+
+    /// Re-establishes consumption, reconnecting when the connection is down, with
+    /// exponential backoff; `None` when shutdown fired meanwhile.
+    async fn relink(&self, concurrency: u16, tag: &str, shutdown: &CancellationToken) -> Option<Link> {
+        let mut delay = FIRST_RECONNECT_DELAY;
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            let attempt = async {
+                if !self.session.is_connected() {
+                    self.session.reconnect().await?;
+                }
+                self.open_link(concurrency, tag).await
+            };
+            match attempt.await {
+                Ok(link) => {
+                    tracing::info!(queue = %self.names.work_queue, "consuming again");
+                    return Some(link);
+                }
+                Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker unavailable"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(self.reliability.reconnect_max_delay);
+        }
+    }
+
+    /// Waits for the running tasks; on shutdown only for `shutdown_grace`, then stops
+    /// the rest, which end unsettled.
+    async fn drain(&self, running: &mut JoinSet<Settlement>, report: &mut WorkerReport, shutting_down: bool) {
+        if running.is_empty() {
+            return;
+        }
+        let grace = if shutting_down { self.reliability.shutdown_grace } else { Duration::MAX };
+        tracing::info!(running = running.len(), grace_seconds = grace.as_secs(), "draining");
+        let finished = tokio::time::timeout(grace, async {
+            while let Some(joined) = running.join_next().await {
+                count(report, joined);
+            }
+        })
+        .await;
+        if finished.is_ok() {
+            return;
+        }
+        let stopped = self.controls.stop_all();
+        tracing::warn!(stopped, "shutdown grace period over; stopping running tasks for redelivery");
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            while let Some(joined) = running.join_next().await {
+                count(report, joined);
+            }
+        })
+        .await;
+        report.unsettled += running.len();
+        running.abort_all();
+    }
+}
+
+fn count(report: &mut WorkerReport, joined: Result<Settlement, tokio::task::JoinError>) {
+    match joined {
+        Ok(Settlement::Acked) => report.acked += 1,
+        Ok(Settlement::DeadLettered) => report.dead_lettered += 1,
+        Ok(Settlement::Retried) => report.retried += 1,
+        Ok(Settlement::Unsettled) => report.unsettled += 1,
+        Err(error) => {
+            // `settle` catches panics in the task itself; this is a panic in settling.
+            // The delivery stays unacked until the channel closes, then is redelivered.
+            tracing::error!(%error, "settling a delivery panicked");
+            report.unsettled += 1;
+        }
+    }
+}
