@@ -128,7 +128,13 @@ impl InboundDelivery {
         headers.insert(header::LAST_KIND.into(), HeaderValue::Text(reason.kind.clone()));
         headers.insert(header::LAST_STEP.into(), HeaderValue::Text(reason.step.clone()));
         publisher
-            .publish(Outgoing { exchange: "", routing_key: &queue, body: self.body(), headers: &headers, mandatory: true })
+            .publish(Outgoing {
+                exchange: "",
+                routing_key: &queue,
+                body: self.body(),
+                headers: &headers,
+                mandatory: true,
+            })
             .await?;
         self.ack().await?;
         Ok(delay)

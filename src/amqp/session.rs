@@ -178,7 +178,8 @@ impl InboundDelivery {
 
     /// Acknowledges: the broker forgets the message.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        let acked = self.delivery.ack(BasicAckOptions::default()).await.map_err(AmqpError::protocol("ack"))?;
+        let acked =
+            self.delivery.ack(BasicAckOptions::default()).await.map_err(AmqpError::protocol("ack"))?;
         stale_if_not("ack", acked)
     }
 
@@ -278,6 +279,34 @@ impl ExchangeTap {
 }
 
 impl AmqpSession {
+    /// Consumers on `queue`, via a passive declare (an error when the queue is absent).
+    pub async fn consumer_count(&self, queue: &str) -> Result<u32, AmqpError> {
+        use lapin::options::QueueDeclareOptions;
+        let channel = self.channel().await?;
+        let declared = channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(AmqpError::protocol(format!("inspecting queue '{queue}'")))?;
+        let _ = channel.close(200, ShortString::from("inspected")).await;
+        Ok(declared.consumer_count())
+    }
+
+    /// Deletes one queue (tests: the broker then cancels its consumers).
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), AmqpError> {
+        use lapin::options::QueueDeleteOptions;
+        let channel = self.channel().await?;
+        channel
+            .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
+            .await
+            .map_err(AmqpError::protocol(format!("deleting queue '{queue}'")))?;
+        let _ = channel.close(200, ShortString::from("deleted")).await;
+        Ok(())
+    }
+
     /// Messages ready in `queue` (not counting unacked ones), via a passive declare.
     pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
         use lapin::options::QueueDeclareOptions;

@@ -202,7 +202,8 @@ impl Runner {
         result.success = result.error.is_none();
         result.metrics = sampler.finish().await;
         result.duration_seconds = started.elapsed().as_secs_f64();
-        let stopped_by = result.error.as_ref().filter(|f| f.kind == FailureKind::Cancelled).map(|_| cause.reason());
+        let stopped_by =
+            result.error.as_ref().filter(|f| f.kind == FailureKind::Cancelled).map(|_| cause.reason());
         if stopped_by == Some(StopReason::Shutdown) {
             // The delivery goes back to the broker; the next attempt writes the artifacts.
             return result;

@@ -56,7 +56,8 @@ pub async fn adopt_after_rejection(
 ) -> Option<CommitInfo> {
     let (fetch_path, fetch_remote, fetch_branch) = (path.to_path_buf(), remote.clone(), branch.to_string());
     let fetched =
-        tokio::task::spawn_blocking(move || git::fetch_branch(&fetch_path, &fetch_remote, &fetch_branch)).await;
+        tokio::task::spawn_blocking(move || git::fetch_branch(&fetch_path, &fetch_remote, &fetch_branch))
+            .await;
     if !matches!(fetched, Ok(Ok(()))) {
         return None;
     }
@@ -95,7 +96,10 @@ async fn adopt_if_ours(
     if let Some(info) = &adopted {
         ctx.log.record(
             "resume",
-            &format!("the remote branch already carries this task's commit {}; not implementing again", info.id),
+            &format!(
+                "the remote branch already carries this task's commit {}; not implementing again",
+                info.id
+            ),
         );
     }
     Ok((state, adopted))

@@ -294,9 +294,12 @@ async fn push(
     base: String,
 ) -> Result<Option<CommitInfo>, TaskFailure> {
     let (push_path, push_remote, push_branch) = (path.clone(), remote.clone(), branch.clone());
-    let pushed = tokio::task::spawn_blocking(move || git::push_branch(&push_path, &push_remote, &push_branch))
-        .await
-        .map_err(|join| TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}")))?;
+    let pushed =
+        tokio::task::spawn_blocking(move || git::push_branch(&push_path, &push_remote, &push_branch))
+            .await
+            .map_err(|join| {
+            TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}"))
+        })?;
     match pushed {
         Ok(outcome) => {
             ctx.log.record("push", &format!("pushed {outcome:?}"));

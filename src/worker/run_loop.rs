@@ -143,7 +143,9 @@ impl Worker {
                     tracing::info!(queue = %self.names.work_queue, "consuming again");
                     return Some(link);
                 }
-                Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker unavailable"),
+                Err(error) => {
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker unavailable")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return None,

@@ -47,7 +47,8 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
             let (task_id, spec_name) = loose_identity(delivery.body());
             tracing::warn!(error = %invalid, task_id = task_id.as_deref(), "invalid task message");
             let failure = invalid.to_failure("validate");
-            return refuse(worker, &delivery, &subject(task_id, spec_name), EventType::TaskFailed, &failure).await;
+            return refuse(worker, &delivery, &subject(task_id, spec_name), EventType::TaskFailed, &failure)
+                .await;
         }
     };
     let subject = subject(Some(task.task_id.clone()), Some(task.spec_name.clone()));
@@ -67,7 +68,9 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
                 Settlement::Unsettled
             }
         },
-        Some(failure) if failure.kind == FailureKind::Cancelled && handle.cause.reason() == StopReason::Shutdown => {
+        Some(failure)
+            if failure.kind == FailureKind::Cancelled && handle.cause.reason() == StopReason::Shutdown =>
+        {
             tracing::info!(task_id = %task.task_id, "stopped by shutdown; left unacked for redelivery");
             Settlement::Unsettled
         }
@@ -84,7 +87,12 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
 
 /// Why a parsed task must not run at all: delivered too often (the worker died every
 /// time), or cancelled before it arrived.
-fn refusal(worker: &Worker, task: &Task, handle: &TaskHandle, attempt: u32) -> Option<(EventType, TaskFailure)> {
+fn refusal(
+    worker: &Worker,
+    task: &Task,
+    handle: &TaskHandle,
+    attempt: u32,
+) -> Option<(EventType, TaskFailure)> {
     let max_attempts = worker.reliability.max_attempts;
     if attempt > max_attempts {
         let message = format!(
@@ -94,7 +102,8 @@ fn refusal(worker: &Worker, task: &Task, handle: &TaskHandle, attempt: u32) -> O
         return Some((EventType::TaskFailed, TaskFailure::new(FailureKind::Crashed, "validate", message)));
     }
     if !handle.identify(&task.task_id) {
-        let failure = TaskFailure::new(FailureKind::Cancelled, "validate", "cancelled by an operator before it ran");
+        let failure =
+            TaskFailure::new(FailureKind::Cancelled, "validate", "cancelled by an operator before it ran");
         return Some((EventType::TaskCancelled, failure));
     }
     None
