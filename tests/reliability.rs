@@ -110,7 +110,7 @@ async fn an_artifact_store_down_for_a_while_is_retried_later_and_the_retry_does_
         (&summary["resumed"], &summary["commit"], &summary["attempt"]),
         (&json!(true), &json!(commit), &json!(2))
     );
-    assert_eq!(harness.depths().await, (0, 0));
+    reliability_support::assert_depths(&harness, (0, 0)).await;
     delete_retry_queues(&harness, &config).await;
     harness.cleanup().await;
 }
@@ -145,7 +145,7 @@ async fn a_transient_failure_that_persists_is_dead_lettered_with_its_reason_afte
     );
     // The Dispatcher's routing key survives the trip through the retry queue, for replay.
     assert_eq!(letters[0].routing_key, "task.backend");
-    assert_eq!(harness.depths().await, (0, 1));
+    reliability_support::assert_depths(&harness, (0, 1)).await;
     delete_retry_queues(&harness, &config).await;
     harness.cleanup().await;
 }

@@ -6,6 +6,7 @@
 //! settlement.
 
 mod dead_letter;
+mod dlq;
 mod headers;
 mod publisher;
 mod retry;
@@ -13,6 +14,7 @@ mod session;
 mod topology;
 
 pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
+pub use dlq::{DlqCursor, HeldLetter, MAX_SCAN};
 pub use headers::{HeaderMap, HeaderValue};
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};
 pub use retry::RetryQueues;

@@ -31,3 +31,50 @@ pub fn commits_on_branch(origin: &Path, base: &str, branch: &str) -> Option<Vec<
         walk.map(|oid| repo.find_commit(oid.unwrap()).unwrap().message().unwrap_or("").to_string()).collect(),
     )
 }
+
+/// A config file for the binary on `names`' private topology, with `extra` YAML lines
+/// appended (top-level keys other than `amqp`).
+pub fn binary_config(names: &agent_runner::amqp::TopologyNames, amqp_url: &str, extra: &str) -> String {
+    format!(
+        "amqp:\n  url: {amqp_url}\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  \
+         dead_letter_queue: {}\n  events_exchange: {}\n  control_exchange: {}\n{extra}",
+        names.task_exchange,
+        names.work_queue,
+        names.dead_letter_exchange,
+        names.dead_letter_queue,
+        names.events_exchange,
+        names.control_exchange
+    )
+}
+
+/// Runs the binary to completion in `dir` with `args`, off the async runtime.
+pub async fn agent_runner(dir: &Path, args: &[&str]) -> std::process::Output {
+    let (dir, args): (std::path::PathBuf, Vec<String>) =
+        (dir.to_path_buf(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+            .args(&args)
+            .current_dir(&dir)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("AMQP_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the ready counts of the work queue and the DLQ are `expected`, then
+/// asserts them. Quorum queues settle requeues (a closed browsing channel) and counts a
+/// moment after the operation returned, so a single read could see the message missing.
+pub async fn assert_depths(harness: &crate::common::Harness, expected: (u32, u32)) {
+    let mut depths = harness.depths().await;
+    for _ in 0..250 {
+        if depths == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        depths = harness.depths().await;
+    }
+    assert_eq!(depths, expected, "(work queue, dead-letter queue) ready messages");
+}
