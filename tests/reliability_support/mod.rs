@@ -78,3 +78,86 @@ pub async fn assert_depths(harness: &crate::common::Harness, expected: (u32, u32
     }
     assert_eq!(depths, expected, "(work queue, dead-letter queue) ready messages");
 }
+
+/// A worker process of the real binary, started with `--config c.yaml` in `dir`. Its
+/// output goes to `worker-<n>.log` there, for post-mortems.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+}
+
+impl WorkerProcess {
+    pub fn start(dir: &Path, label: &str, extra_args: &[&str]) -> WorkerProcess {
+        let log = std::fs::File::create(dir.join(format!("worker-{label}.log"))).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+            .args(["--config", "c.yaml", "--text-logs", "worker"])
+            .args(extra_args)
+            .current_dir(dir)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("AMQP_URL")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        WorkerProcess { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL: the worker gets no chance to settle anything.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn terminate(&self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit (bounded by `limit`), off the runtime.
+    pub async fn wait(mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let waited = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return Some(status);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        waited.await.unwrap().expect("the worker exited in time")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms for at most `seconds`; panics naming `what` otherwise.
+pub async fn eventually(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition never became true: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Kills a process group left behind by a killed worker (its test step's sleep).
+pub fn kill_group_of(pid_file: &Path) {
+    if let Ok(text) = std::fs::read_to_string(pid_file)
+        && let Ok(pid) = text.trim().parse::<i32>()
+    {
+        // SAFETY: kill(2) on a process group our test step created; it is ours to end.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+}
