@@ -274,3 +274,37 @@ async fn wait_until_consumed(harness: &Harness, queue: &str) {
     }
     panic!("no consumer on {queue}");
 }
+
+#[tokio::test]
+async fn git_locks_left_in_a_slot_by_a_killed_worker_do_not_fail_the_next_task() {
+    let harness = Harness::new("stale-locks", answer()).await;
+    harness
+        .publish(
+            "task.backend",
+            &serde_json::to_vec(&sample::sample_task(&harness.repo_url(), "l.1")).unwrap(),
+        )
+        .await;
+    assert_eq!(harness.run_worker(harness.config(), 1, 1).await.acked, 1);
+    // What a worker SIGKILLed mid-fetch or mid-commit leaves behind.
+    let repo_dir =
+        std::fs::read_dir(harness.dir.path().join("slots")).unwrap().flatten().find(|e| e.path().is_dir());
+    let git_dir = repo_dir.unwrap().path().join("slot-0/.git");
+    let branch_lock = git_dir.join("refs/remotes/origin/feature/task-greeter-l.1.lock");
+    std::fs::create_dir_all(branch_lock.parent().unwrap()).unwrap();
+    // The fetch must write the tracking ref again, so it meets the lock.
+    let _ = std::fs::remove_file(git_dir.join("refs/remotes/origin/feature/task-greeter-l.1"));
+    for lock in [&git_dir.join("index.lock"), &git_dir.join("packed-refs.lock"), &branch_lock] {
+        std::fs::write(lock, "").unwrap();
+    }
+
+    harness
+        .publish(
+            "task.backend",
+            &serde_json::to_vec(&sample::sample_task(&harness.repo_url(), "l.2")).unwrap(),
+        )
+        .await;
+    let report = harness.run_worker(harness.config(), 1, 1).await;
+    assert_eq!((report.acked, report.dead_lettered), (1, 0));
+    assert!(!branch_lock.exists());
+    harness.cleanup().await;
+}

@@ -165,7 +165,18 @@ async fn a_batch_survives_a_broker_restart_and_a_worker_kill_with_nothing_lost_o
     eventually("half the batch completed", BATCH_SECONDS, || completed(&artifacts) >= TASKS / 2).await;
     worker.kill_hard();
     let worker = WorkerProcess::start(dir.path(), "2", &["--concurrency", "2"]);
-    eventually("the whole batch completed", BATCH_SECONDS, || completed(&artifacts) == TASKS).await;
+    let done = tokio::time::timeout(
+        Duration::from_secs(BATCH_SECONDS),
+        eventually("the whole batch completed", BATCH_SECONDS + 1, || completed(&artifacts) == TASKS),
+    )
+    .await;
+    if done.is_err() {
+        let logs: Vec<String> = ["1", "2"]
+            .iter()
+            .map(|n| std::fs::read_to_string(dir.path().join(format!("worker-{n}.log"))).unwrap_or_default())
+            .collect();
+        panic!("the batch did not complete; worker logs:\n{}\n-----\n{}", logs[0], logs[1]);
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(BATCH_SECONDS);
     while broker.messages_in(&names.work_queue).await != Some(0) {
         assert!(std::time::Instant::now() < deadline, "the work queue never emptied");

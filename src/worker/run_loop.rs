@@ -28,10 +28,21 @@ const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// at once; this only bounds a task stuck somewhere that ignores cancellation.
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
-/// What the loop consumes from: tasks, and control messages.
+/// What the loop consumes from: tasks, and control messages. Each part is re-established
+/// on its own when it ends; both when the connection was lost.
+#[derive(Default)]
 struct Link {
-    consumer: TaskConsumer,
-    control: ExchangeTap,
+    consumer: Option<TaskConsumer>,
+    control: Option<ExchangeTap>,
+    /// Consumers replaced while the connection stayed up: tasks may still settle on
+    /// their channels, which are closed when the loop ends.
+    retired: Vec<TaskConsumer>,
+}
+
+impl Link {
+    fn complete(&self) -> bool {
+        self.consumer.is_some() && self.control.is_some()
+    }
 }
 
 impl Worker {
@@ -43,7 +54,8 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Result<WorkerReport, AmqpError> {
         let concurrency = options.concurrency.max(1);
-        let mut link = Some(self.open_link(concurrency, &options.consumer_tag).await?);
+        let mut link = Link::default();
+        self.complete_link(&mut link, concurrency, &options.consumer_tag).await?;
         self.runner_event(EventType::RunnerStarted, serde_json::json!({ "concurrency": concurrency })).await;
         tracing::info!(queue = %self.names.work_queue, concurrency, "consuming");
 
@@ -52,12 +64,13 @@ impl Worker {
         let mut report = WorkerReport::default();
         let wants_more = |received: usize| options.stop_after.is_none_or(|limit| received < limit);
         loop {
-            let Some(current) = link.as_mut() else {
+            if !link.complete() {
                 report.reconnects += 1;
-                match self.relink(concurrency, &options.consumer_tag, &shutdown).await {
-                    Some(fresh) => link = Some(fresh),
-                    None => break,
+                if !self.relink(&mut link, concurrency, &options.consumer_tag, &shutdown).await {
+                    break;
                 }
+            }
+            let (Some(consumer), Some(control)) = (link.consumer.as_mut(), link.control.as_mut()) else {
                 continue;
             };
             tokio::select! {
@@ -68,14 +81,14 @@ impl Worker {
                         break;
                     }
                 }
-                command = current.control.next_message() => match command {
+                command = control.next_message() => match command {
                     Some(body) => self.controls.apply(&body),
                     None => {
                         tracing::warn!("control channel lost; re-establishing");
-                        link = None;
+                        link.control = None;
                     }
                 },
-                next = current.consumer.next(), if running.len() < usize::from(concurrency) && wants_more(received) => {
+                next = consumer.next(), if running.len() < usize::from(concurrency) && wants_more(received) => {
                     match next {
                         Some(Ok(delivery)) => {
                             received += 1;
@@ -85,19 +98,19 @@ impl Worker {
                         }
                         Some(Err(error)) => {
                             tracing::warn!(%error, "consumer failed; re-establishing");
-                            link = None;
+                            link.retired.extend(link.consumer.take());
                         }
                         None => {
                             tracing::warn!("the broker cancelled the consumer; re-establishing");
-                            link = None;
+                            link.retired.extend(link.consumer.take());
                         }
                     }
                 }
             }
         }
-        if let Some(current) = &link {
+        if let Some(consumer) = &link.consumer {
             // Stop deliveries at once; running tasks still settle on this channel.
-            let _ = current.consumer.cancel().await;
+            let _ = consumer.cancel().await;
         }
         self.drain(&mut running, &mut report, shutdown.is_cancelled()).await;
         self.runner_event(
@@ -108,47 +121,62 @@ impl Worker {
             }),
         )
         .await;
-        if let Some(current) = &link {
-            // Whatever is still unacked (stopped tasks) goes back to the queue now.
-            current.consumer.close().await;
+        // Whatever is still unacked (stopped tasks) goes back to the queue now.
+        for consumer in link.consumer.iter().chain(&link.retired) {
+            consumer.close().await;
         }
         Ok(report)
     }
 
-    /// Declares the topology and starts consuming tasks and control messages.
-    async fn open_link(&self, concurrency: u16, tag: &str) -> Result<Link, AmqpError> {
+    /// Declares the topology and starts whichever of the consumer and the control tap
+    /// is missing.
+    async fn complete_link(&self, link: &mut Link, concurrency: u16, tag: &str) -> Result<(), AmqpError> {
         self.session.declare(&self.names).await?;
         self.retry.declare(&self.session).await?;
-        let consumer = self.session.consume(&self.names.work_queue, concurrency, tag).await?;
-        let control = self.session.tap(&self.names.control_exchange, "#").await?;
-        Ok(Link { consumer, control })
+        if link.consumer.is_none() {
+            link.consumer = Some(self.session.consume(&self.names.work_queue, concurrency, tag).await?);
+        }
+        if link.control.is_none() {
+            link.control = Some(self.session.tap(&self.names.control_exchange, "#").await?);
+        }
+        Ok(())
     }
 
-    /// Re-establishes consumption, reconnecting when the connection is down, with
-    /// exponential backoff; `None` when shutdown fired meanwhile.
-    async fn relink(&self, concurrency: u16, tag: &str, shutdown: &CancellationToken) -> Option<Link> {
+    /// Re-establishes consumption, reconnecting when the connection is down (then both
+    /// parts start over), with exponential backoff; false when shutdown fired meanwhile.
+    async fn relink(
+        &self,
+        link: &mut Link,
+        concurrency: u16,
+        tag: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut delay = FIRST_RECONNECT_DELAY;
         loop {
             if shutdown.is_cancelled() {
-                return None;
+                return false;
+            }
+            if !self.session.is_connected() {
+                // Everything on the old connection is gone, settled or not.
+                *link = Link::default();
             }
             let attempt = async {
                 if !self.session.is_connected() {
                     self.session.reconnect().await?;
                 }
-                self.open_link(concurrency, tag).await
+                self.complete_link(link, concurrency, tag).await
             };
             match attempt.await {
-                Ok(link) => {
+                Ok(()) => {
                     tracing::info!(queue = %self.names.work_queue, "consuming again");
-                    return Some(link);
+                    return true;
                 }
                 Err(error) => {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "broker unavailable")
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => return None,
+                () = shutdown.cancelled() => return false,
                 () = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(self.reliability.reconnect_max_delay);
