@@ -32,6 +32,12 @@ pub enum FailureKind {
     /// The implementation engine used up a per-task budget (turns, tokens, cost, wall
     /// time) or stalled; the partial diff and transcript are uploaded.
     BudgetExhausted,
+    /// An operator cancelled the task through the control exchange, or the worker stopped
+    /// it on shutdown (then it is left for redelivery, not dead-lettered).
+    Cancelled,
+    /// Delivered more often than `max_attempts` without ever settling: the worker died
+    /// (killed, out of memory, panicked) each time it ran this task.
+    Crashed,
 }
 
 impl FailureKind {
@@ -46,6 +52,8 @@ impl FailureKind {
             FailureKind::ArtifactUpload => "artifact_upload",
             FailureKind::Timeout => "timeout",
             FailureKind::BudgetExhausted => "budget_exhausted",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Crashed => "crashed",
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Event ids are deterministic (a hash of task, attempt, type and discriminator), never
 //! random or time-based, so a redelivered task that emits the same event again produces
-//! the same id and the registry mirror can deduplicate.
+//! the same id and the registry mirror can deduplicate. `TaskCompleted` leaves the
+//! attempt out: a task completes once, and an attempt that only finishes what an earlier
+//! one pushed (idempotent redelivery) must announce the same completion, not a second.
 
 use std::sync::{Arc, Mutex};
 
@@ -96,10 +98,11 @@ impl EventSubject {
     /// (the step name for `StepStarted`, the artifact type for `ArtifactUploaded`).
     pub fn event(&self, event_type: EventType, discriminator: &str, data: serde_json::Value) -> Event {
         let mut hasher = Sha256::new();
+        let attempt = if event_type == EventType::TaskCompleted { 0 } else { self.attempt };
         for part in [
             self.spec_name.as_deref().unwrap_or(""),
             self.task_id.as_deref().unwrap_or(&self.runner_id),
-            &self.attempt.to_string(),
+            &attempt.to_string(),
             event_type.name(),
             discriminator,
         ] {
@@ -180,6 +183,8 @@ mod tests {
         assert_ne!(a.event_id, c.event_id);
         assert_ne!(a.event_id, d.event_id);
         assert_eq!(a.event_id.len(), 32);
+        let done = |attempt| subject(attempt).event(EventType::TaskCompleted, "", serde_json::json!({}));
+        assert_eq!(done(1).event_id, done(3).event_id, "a task completes once, whatever the attempt");
     }
 
     #[test]

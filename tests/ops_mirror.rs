@@ -195,7 +195,7 @@ async fn a_registry_outage_delays_the_mirror_but_loses_nothing_across_a_restart(
     assert_eq!(report.unwrap(), MirrorReport::default());
     assert!(registry.accepted().is_empty());
     // Nothing was acked: all of it is still in the queue once the first mirror is gone.
-    first.session.connection.close(200, "stopped".into()).await.unwrap();
+    first.session.close().await;
     assert_eq!(harness.session.ready_count(&topology.queue).await.unwrap(), events.len() as u32);
 
     // The registry comes back; a new mirror applies everything, once.

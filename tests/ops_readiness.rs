@@ -72,8 +72,15 @@ async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
 
     close_connection_named(&config.runner_id);
     let reason = wait_for_readyz(&base, 503).await;
-    assert_eq!(reason, "not ready: not consuming: stopped or lost the broker connection\n");
+    assert_eq!(reason, "not ready: not consuming: re-establishing the broker link\n");
     assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
+    // The worker reconnects, consumes again, and says so.
+    assert_eq!(wait_for_readyz(&base, 200).await, "ready\n");
+    let metrics = get(&base, "/metrics").await.1;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("agent_runner_broker_reconnects_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), running).await.expect("worker stopped");

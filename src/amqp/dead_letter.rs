@@ -28,6 +28,16 @@ pub mod header {
     pub const TASK_ID: &str = "x-task-id";
     pub const SPEC: &str = "x-spec-name";
     pub const FAILED_AT: &str = "x-failed-at";
+    /// The attempt a delivery is (1 for the first run); set on retry copies.
+    pub const ATTEMPT: &str = "x-attempt";
+    /// The Dispatcher's routing key, kept when a retry travels by queue name.
+    pub const ORIGINAL_ROUTING_KEY: &str = "x-original-routing-key";
+    /// Why the previous attempt failed (on retry copies).
+    pub const LAST_KIND: &str = "x-last-failure-kind";
+    pub const LAST_STEP: &str = "x-last-failed-step";
+    /// Set by `dlq replay`: when, and how many times this message was replayed.
+    pub const REPLAYED_AT: &str = "x-replayed-at";
+    pub const REPLAY_COUNT: &str = "x-replay-count";
 }
 
 /// Why a message is being dead-lettered; becomes the `x-failure-*` headers.
@@ -95,12 +105,13 @@ impl InboundDelivery {
         dead_letter_exchange: &str,
         reason: &DeadLetterReason,
     ) -> Result<DeadLetterPath, AmqpError> {
-        let mut headers = self.headers();
+        let mut headers = super::retry::without_broker_headers(self.headers());
         reason.apply_to(&mut headers);
+        let routing_key = self.original_routing_key();
         let published = publisher
             .publish(Outgoing {
                 exchange: dead_letter_exchange,
-                routing_key: self.routing_key(),
+                routing_key: &routing_key,
                 body: self.body(),
                 headers: &headers,
                 mandatory: true,

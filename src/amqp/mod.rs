@@ -6,16 +6,20 @@
 //! settlement.
 
 mod dead_letter;
+mod dlq;
 mod headers;
 mod mirror_topology;
 mod publisher;
+mod retry;
 mod session;
 mod topology;
 
 pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
+pub use dlq::{DlqCursor, HeldLetter, MAX_SCAN};
 pub use headers::{HeaderMap, HeaderValue};
 pub use mirror_topology::MirrorTopology;
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};
+pub use retry::RetryQueues;
 pub use session::{AmqpSession, ExchangeTap, InboundDelivery, TaskConsumer};
 pub use topology::{TopologyNames, declare_topology};
 
@@ -31,6 +35,8 @@ pub enum AmqpError {
     Nacked { exchange: String, routing_key: String },
     #[error("no queue is bound to exchange '{exchange}' for key '{routing_key}': the message was returned")]
     Unroutable { exchange: String, routing_key: String },
+    #[error("{operation} came too late: the delivery's channel is gone and the broker has requeued it")]
+    StaleDelivery { operation: String },
 }
 
 impl AmqpError {

@@ -1,6 +1,8 @@
 //! Publishing with publisher confirms: a publish returns only once the broker has taken
 //! responsibility for the message (and, when `mandatory`, routed it somewhere).
 
+use std::sync::{Arc, RwLock};
+
 use futures_util::future::BoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
@@ -14,10 +16,12 @@ use crate::events::{Event, EventError, EventSink};
 const PERSISTENT: u8 = 2;
 
 /// A channel in confirm mode. Clones share the channel; lapin tracks each publish's
-/// confirm separately, so concurrent tasks can publish through one publisher.
+/// confirm separately, so concurrent tasks can publish through one publisher. After a
+/// reconnect the session swaps a fresh channel in, and every clone (the event sink's
+/// included) publishes on it from then on.
 #[derive(Clone)]
 pub struct ConfirmedPublisher {
-    channel: Channel,
+    channel: Arc<RwLock<Channel>>,
 }
 
 /// One message to publish.
@@ -38,7 +42,23 @@ impl ConfirmedPublisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(AmqpError::protocol("enabling publisher confirms"))?;
-        Ok(ConfirmedPublisher { channel })
+        Ok(ConfirmedPublisher { channel: Arc::new(RwLock::new(channel)) })
+    }
+
+    /// Puts `fresh`'s channel in place of this one's, for every clone.
+    pub(crate) fn replace_with(&self, fresh: ConfirmedPublisher) {
+        let channel = fresh.current();
+        if let Ok(mut slot) = self.channel.write() {
+            *slot = channel;
+        }
+    }
+
+    fn current(&self) -> Channel {
+        // A poisoned lock still holds a valid channel: a panic cannot half-write a clone.
+        match self.channel.read() {
+            Ok(channel) => channel.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Publishes a persistent JSON message and waits for the broker's confirm.
@@ -49,7 +69,7 @@ impl ConfirmedPublisher {
             .with_headers(to_field_table(message.headers));
         let operation = format!("publishing to exchange '{}'", message.exchange);
         let confirm = self
-            .channel
+            .current()
             .basic_publish(
                 ShortString::from(message.exchange),
                 ShortString::from(message.routing_key),

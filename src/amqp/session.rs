@@ -1,8 +1,17 @@
 //! A connection to the broker with the channels the worker needs: one to consume and
 //! settle on (with prefetch), one in confirm mode to publish on.
+//!
+//! The connection can be replaced ([`AmqpSession::reconnect`]) after the broker went
+//! away: the publish channel is swapped under every clone of the publisher, so the
+//! event sink and the dead-letter path follow without being rebuilt.
+
+use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
@@ -11,25 +20,75 @@ use super::{AmqpError, ConfirmedPublisher, TopologyNames, declare_topology, reda
 
 /// An open connection with its publish channel.
 pub struct AmqpSession {
-    pub connection: Connection,
+    /// Kept to reconnect; holds the password, so the session has no `Debug`.
+    url: String,
+    name: String,
+    connection: RwLock<Arc<Connection>>,
     pub publisher: ConfirmedPublisher,
 }
 
+async fn open_connection(url: &str, name: &str) -> Result<Connection, AmqpError> {
+    let properties =
+        ConnectionProperties::default().with_connection_name(lapin::types::LongString::from(name));
+    Connection::connect(url, properties)
+        .await
+        .map_err(|source| AmqpError::Connect { url: redact_amqp_url(url), source })
+}
+
 impl AmqpSession {
-    /// Connects and opens the publish channel. `name` shows in the management UI.
+    /// Connects and opens the publish channel. `name` shows in the management UI (and is
+    /// how `rabbitmqctl close_connection` finds this connection).
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
-        let properties =
-            ConnectionProperties::default().with_connection_name(lapin::types::LongString::from(name));
-        let connection = Connection::connect(url, properties)
-            .await
-            .map_err(|source| AmqpError::Connect { url: redact_amqp_url(url), source })?;
+        let connection = open_connection(url, name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
-        Ok(AmqpSession { connection, publisher })
+        Ok(AmqpSession {
+            url: url.to_string(),
+            name: name.to_string(),
+            connection: RwLock::new(Arc::new(connection)),
+            publisher,
+        })
+    }
+
+    /// Opens a new connection and publish channel in place of the current ones (which
+    /// are closed if they still can be). Deliveries received on the old connection can
+    /// no longer be settled: the broker has requeued them.
+    pub async fn reconnect(&self) -> Result<(), AmqpError> {
+        let connection = open_connection(&self.url, &self.name).await?;
+        let publisher = ConfirmedPublisher::open(&connection).await?;
+        self.publisher.replace_with(publisher);
+        let old = match self.connection.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, Arc::new(connection)),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(connection)),
+        };
+        if old.status().connected() {
+            let _ = old.close(200, ShortString::from("replaced")).await;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Connection> {
+        match self.connection.read() {
+            Ok(connection) => connection.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Whether the connection is up (false after the broker closed it or the socket died).
+    pub fn is_connected(&self) -> bool {
+        self.current().status().connected()
+    }
+
+    /// Closes the connection; the broker requeues every delivery still unacked on it.
+    pub async fn close(&self) {
+        let connection = self.current();
+        if connection.status().connected() {
+            let _ = connection.close(200, ShortString::from("worker stopped")).await;
+        }
     }
 
     /// Opens a plain channel (for declarations and browsing).
     pub async fn channel(&self) -> Result<Channel, AmqpError> {
-        self.connection.create_channel().await.map_err(AmqpError::protocol("opening a channel"))
+        self.current().create_channel().await.map_err(AmqpError::protocol("opening a channel"))
     }
 
     /// Declares the topology on a fresh channel.
@@ -56,15 +115,16 @@ impl AmqpSession {
             )
             .await
             .map_err(AmqpError::protocol(format!("consuming from queue '{queue}'")))?;
-        Ok(TaskConsumer { consumer, _channel: channel })
+        Ok(TaskConsumer { consumer, channel, tag: tag.to_string() })
     }
 }
 
 /// A stream of deliveries from the work queue.
 pub struct TaskConsumer {
     consumer: Consumer,
-    /// Kept so the channel lives as long as the consumer.
-    _channel: Channel,
+    /// Kept so the channel lives as long as the consumer; deliveries settle on it.
+    channel: Channel,
+    tag: String,
 }
 
 impl TaskConsumer {
@@ -75,6 +135,21 @@ impl TaskConsumer {
             next.map(|delivery| InboundDelivery { delivery })
                 .map_err(AmqpError::protocol("receiving a delivery")),
         )
+    }
+
+    /// Closes the consumer's channel: every delivery still unacked on it goes back to the
+    /// queue at once (the end of a shutdown that stopped running tasks).
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, ShortString::from("worker stopping")).await;
+    }
+
+    /// Stops the broker sending more deliveries (`basic.cancel`). Deliveries already
+    /// received stay valid: running tasks still settle on this channel.
+    pub async fn cancel(&self) -> Result<(), AmqpError> {
+        self.channel
+            .basic_cancel(ShortString::from(self.tag.as_str()), BasicCancelOptions::default())
+            .await
+            .map_err(AmqpError::protocol("cancelling the consumer"))
     }
 }
 
@@ -103,18 +178,35 @@ impl InboundDelivery {
 
     /// Acknowledges: the broker forgets the message.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        self.delivery.ack(BasicAckOptions::default()).await.map(drop).map_err(AmqpError::protocol("ack"))
+        let acked =
+            self.delivery.ack(BasicAckOptions::default()).await.map_err(AmqpError::protocol("ack"))?;
+        stale_if_not("ack", acked)
+    }
+
+    /// Returns the message to the queue for immediate redelivery (`basic.nack`, requeue):
+    /// the fallback when a delayed retry could not be scheduled.
+    pub async fn requeue(&self) -> Result<(), AmqpError> {
+        let options = BasicNackOptions { requeue: true, ..Default::default() };
+        let nacked = self.delivery.nack(options).await.map_err(AmqpError::protocol("nack"))?;
+        stale_if_not("nack", nacked)
     }
 
     /// Rejects without requeue: the broker dead-letters the message itself (with `x-death`
     /// but without our reason headers). The fallback when our own dead-letter publish fails.
     pub async fn reject_to_dead_letter(&self) -> Result<(), AmqpError> {
-        self.delivery
+        let rejected = self
+            .delivery
             .reject(BasicRejectOptions { requeue: false })
             .await
-            .map(drop)
-            .map_err(AmqpError::protocol("reject"))
+            .map_err(AmqpError::protocol("reject"))?;
+        stale_if_not("reject", rejected)
     }
+}
+
+/// lapin answers `false` when the delivery's channel is gone (a reconnect happened while
+/// the task ran): the broker has already requeued the message, nothing was settled.
+fn stale_if_not(operation: &str, settled: bool) -> Result<(), AmqpError> {
+    if settled { Ok(()) } else { Err(AmqpError::StaleDelivery { operation: operation.to_string() }) }
 }
 
 impl AmqpSession {
@@ -169,6 +261,14 @@ pub struct ExchangeTap {
 }
 
 impl ExchangeTap {
+    /// The next message body; `None` once the tap's channel or connection is gone.
+    pub async fn next_message(&mut self) -> Option<Vec<u8>> {
+        match self.consumer.next().await {
+            Some(Ok(delivery)) => Some(delivery.data),
+            _ => None,
+        }
+    }
+
     /// The next message body, waiting at most `timeout`.
     pub async fn next_body(&mut self, timeout: std::time::Duration) -> Option<Vec<u8>> {
         match tokio::time::timeout(timeout, self.consumer.next()).await {
@@ -179,6 +279,18 @@ impl ExchangeTap {
 }
 
 impl AmqpSession {
+    /// Deletes one queue (tests: the broker then cancels its consumers).
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), AmqpError> {
+        use lapin::options::QueueDeleteOptions;
+        let channel = self.channel().await?;
+        channel
+            .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
+            .await
+            .map_err(AmqpError::protocol(format!("deleting queue '{queue}'")))?;
+        let _ = channel.close(200, ShortString::from("deleted")).await;
+        Ok(())
+    }
+
     /// Messages ready in `queue` (not counting unacked ones).
     pub async fn ready_count(&self, queue: &str) -> Result<u32, AmqpError> {
         Ok(self.inspect(queue).await?.message_count())

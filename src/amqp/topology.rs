@@ -120,11 +120,18 @@ impl From<&crate::config::AmqpConfig> for TopologyNames {
     }
 }
 
-/// Deletes everything [`declare_topology`] declares. For the demo and tests, which use
+/// Deletes everything [`declare_topology`] declares, and the default retry queues. For the demo and tests, which use
 /// names of their own; never called on a production topology.
 pub async fn delete_topology(channel: &Channel, names: &TopologyNames) -> Result<(), AmqpError> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    for queue in [&names.work_queue, &names.dead_letter_queue] {
+    // Private topologies run with the default retry delays; a test with other delays
+    // deletes its own (`RetryQueues::delete`). Deleting a queue that is absent is a no-op.
+    let retry = super::RetryQueues {
+        work_queue: names.work_queue.clone(),
+        delays: crate::config::ReliabilityConfig::default().retry_delays,
+    };
+    let retry_queues: Vec<String> = retry.delays.iter().map(|d| retry.queue_for(*d)).collect();
+    for queue in [&names.work_queue, &names.dead_letter_queue].into_iter().chain(&retry_queues) {
         channel
             .queue_delete(ShortString::from(queue.as_str()), QueueDeleteOptions::default())
             .await

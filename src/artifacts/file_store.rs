@@ -42,6 +42,17 @@ impl ArtifactStore for FileStore {
         })
     }
 
+    fn find<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
+        Box::pin(async move {
+            let path = self.root.join(key.relative_path());
+            match tokio::fs::read(&path).await {
+                Ok(content) => Ok(Some(content)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(ArtifactError::Io { path: path.display().to_string(), source }),
+            }
+        })
+    }
+
     fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
         Box::pin(async move {
             let path = uri.strip_prefix("file://").map(Path::new).filter(|p| {
@@ -79,6 +90,9 @@ mod tests {
         assert_eq!(store.get(&first).await.unwrap(), b"two");
         assert!(store.get("file:///etc/passwd").await.is_err());
         assert!(open_store("ftp://host/artifacts").is_err());
+        assert_eq!(store.find(&key).await.unwrap().as_deref(), Some(&b"two"[..]));
+        let absent = ArtifactKey { kind: ArtifactKind::Log, ..key };
+        assert_eq!(store.find(&absent).await.unwrap(), None);
         assert!(open_store("file://relative").is_err());
     }
 }

@@ -123,6 +123,13 @@ pub trait ArtifactStore: Send + Sync {
         content: &'a [u8],
     ) -> BoxFuture<'a, Result<String, ArtifactError>>;
 
+    /// What is stored under `key`, if anything. A redelivered task reads back what an
+    /// earlier attempt stored (the test report); a store that cannot look up by key
+    /// answers `None`, and the task regenerates what it can.
+    fn find<'a>(&'a self, _key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Reads back the artifact `put` stored at `uri` (operators, tests, and redelivered
     /// tasks checking what is already there).
     fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {

@@ -1,6 +1,7 @@
 //! The command line: `main` calls [`main`], which parses arguments, loads the
 //! configuration (file < environment < flags) and runs one subcommand, one file each.
 
+mod cancel;
 mod demo;
 mod dlq;
 mod mirror;
@@ -82,9 +83,11 @@ enum Command {
     /// Playbook tools.
     #[command(subcommand)]
     Playbook(playbook::PlaybookCommand),
-    /// Inspect the dead-letter queue.
+    /// Inspect, replay and purge the dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Cancel a task wherever it runs (through the control exchange).
+    Cancel(cancel::CancelArgs),
     /// The whole product on embedded defaults: sample repository, task, worker, results.
     Demo(demo::DemoArgs),
     /// Apply lifecycle events from the events exchange to the Task Registry.
@@ -146,6 +149,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(global.load(None)?, args).await,
         Command::Playbook(command) => playbook::run(command),
         Command::Dlq(command) => dlq::run(global.load(None)?, command).await,
+        Command::Cancel(args) => cancel::run(global.load(None)?, args).await,
         Command::Demo(args) => demo::run(global.load(None)?, args).await,
         Command::Mirror(args) => mirror::run(global.load(None)?, args).await,
     }

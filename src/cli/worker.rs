@@ -13,7 +13,8 @@ pub struct WorkerArgs {
     /// Tasks run at once (and the prefetch count).
     #[arg(long)]
     pub concurrency: Option<u64>,
-    /// Take one task, finish it, exit (for Kubernetes Jobs).
+    /// Take one task, finish it, exit (for Kubernetes Jobs and KEDA ScaledJobs, where
+    /// scale-in must never kill a running task).
     #[arg(long)]
     pub once: bool,
 }
@@ -26,9 +27,18 @@ pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitC
         stop_after: args.once.then_some(1),
         consumer_tag: config.runner_id.clone(),
     };
+    // A signal ends the loop gracefully (see `worker::run_loop`); stopping on a signal is
+    // success, even when running tasks had to be left for redelivery.
     let shutdown = super::shutdown_signal();
     super::serve_http(&config, &shutdown).await?;
     let report = Arc::new(worker).run(options, shutdown).await?;
-    tracing::info!(acked = report.acked, dead_lettered = report.dead_lettered, "worker stopped");
+    tracing::info!(
+        acked = report.acked,
+        dead_lettered = report.dead_lettered,
+        retried = report.retried,
+        left_for_redelivery = report.unsettled,
+        reconnects = report.reconnects,
+        "worker stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }

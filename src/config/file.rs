@@ -63,6 +63,8 @@ pub struct RawConfig {
     pub git: Option<RawGit>,
     /// Playbook limits.
     pub playbook: Option<RawPlaybook>,
+    /// Retries, dead-lettering, shutdown and reconnection.
+    pub reliability: Option<RawReliability>,
     /// Settings for `execution_mode: docker`.
     pub docker: Option<RawDocker>,
     /// Health and metrics endpoints.
@@ -198,6 +200,20 @@ pub struct RawPrice {
     pub prompt_per_1k: f64,
     /// Dollars per 1000 completion tokens.
     pub completion_per_1k: f64,
+}
+
+/// `reliability:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReliability {
+    /// Attempts (first run included) before a transiently failing task is dead-lettered.
+    pub max_attempts: Option<u64>,
+    /// Waits before attempt 2, 3, ...; the last one repeats. One retry queue each.
+    pub retry_delays_seconds: Option<Vec<u64>>,
+    /// How long running tasks may finish after SIGTERM before they are stopped.
+    pub shutdown_grace_seconds: Option<u64>,
+    /// The longest wait between two reconnection attempts to the broker.
+    pub reconnect_max_delay_seconds: Option<u64>,
 }
 
 /// `docker:`.

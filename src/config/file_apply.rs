@@ -1,7 +1,9 @@
 //! The file layer's values laid over the defaults: each raw field checked by the
 //! shared rules in `values`, errors naming the file and the dotted key.
 
-use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook};
+use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook, RawReliability};
+use std::time::Duration;
+
 use super::layer::Layered;
 use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel};
 use super::{
@@ -86,7 +88,8 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_git(raw.git.unwrap_or_default(), src, l)?;
     apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
     apply_limits(raw.limits.unwrap_or_default(), src, l)?;
-    super::engine::apply(raw.engine.unwrap_or_default(), src, l)
+    super::engine::apply(raw.engine.unwrap_or_default(), src, l)?;
+    apply_reliability(raw.reliability.unwrap_or_default(), src, l)
 }
 
 fn apply_limits(raw: RawLimits, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
@@ -195,3 +198,59 @@ fn apply_playbook(raw: RawPlaybook, src: &ConfigSource, l: &mut Layered) -> Resu
 /// Each repair round is a full model call and test run; past ten, a task is not
 /// converging and the budget is better spent elsewhere.
 const MAX_REPAIR_ROUNDS: u64 = 10;
+
+fn apply_reliability(raw: RawReliability, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "reliability.max_attempts",
+        raw.max_attempts,
+        |n| v::in_range(n, 1, MAX_ATTEMPTS),
+        |c| &mut c.reliability.max_attempts,
+    )?;
+    l.set(src, "reliability.retry_delays_seconds", raw.retry_delays_seconds, retry_delays, |c| {
+        &mut c.reliability.retry_delays
+    })?;
+    l.set(
+        src,
+        "reliability.shutdown_grace_seconds",
+        raw.shutdown_grace_seconds,
+        |n| v::in_range(n, 0, MAX_SHUTDOWN_GRACE_SECONDS).map(Duration::from_secs),
+        |c| &mut c.reliability.shutdown_grace,
+    )?;
+    l.set(
+        src,
+        "reliability.reconnect_max_delay_seconds",
+        raw.reconnect_max_delay_seconds,
+        |n| v::in_range(n, 1, MAX_RECONNECT_DELAY_SECONDS).map(Duration::from_secs),
+        |c| &mut c.reliability.reconnect_max_delay,
+    )
+}
+
+/// Each attempt may call the model again; past twenty, a task is failing for a reason
+/// retrying will not fix, and an operator should look at it.
+const MAX_ATTEMPTS: u64 = 20;
+/// Each delay is a queue on the broker; a handful covers any sensible backoff curve.
+const MAX_RETRY_DELAYS: usize = 10;
+/// A retry parked longer than a day is better replayed by an operator from the DLQ.
+const MAX_RETRY_DELAY_SECONDS: u64 = 24 * 3600;
+/// Kubernetes' terminationGracePeriodSeconds must cover this; an hour is already long.
+const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 3600;
+/// Beyond five minutes between attempts, a recovered broker sits idle too long.
+const MAX_RECONNECT_DELAY_SECONDS: u64 = 300;
+
+/// Retry delays: one to ten, each between one second and a day, strictly growing (each
+/// one is a queue named after its length, and backoff that shrinks is a tight loop).
+fn retry_delays(delays: Vec<u64>) -> Result<Vec<Duration>, String> {
+    if delays.is_empty() || delays.len() > MAX_RETRY_DELAYS {
+        return Err(format!("must list 1 to {MAX_RETRY_DELAYS} delays, not {}", delays.len()));
+    }
+    let mut checked: Vec<Duration> = Vec::with_capacity(delays.len());
+    for seconds in delays {
+        let delay = v::in_range::<u64>(seconds, 1, MAX_RETRY_DELAY_SECONDS).map(Duration::from_secs)?;
+        if checked.last().is_some_and(|previous| *previous >= delay) {
+            return Err(format!("{seconds} does not grow from the delay before it"));
+        }
+        checked.push(delay);
+    }
+    Ok(checked)
+}

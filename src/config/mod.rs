@@ -72,6 +72,7 @@ pub struct RunnerConfig {
     pub git: GitConfig,
     pub playbook: PlaybookConfig,
     pub retry: RetryConfig,
+    pub reliability: ReliabilityConfig,
     pub limits: ResourceLimits,
     pub logging: LoggingConfig,
     /// Health and metrics endpoints.
@@ -166,6 +167,33 @@ pub struct RetryConfig {
     pub llm: u32,
 }
 
+/// Delivery reliability: delayed retries, shutdown and reconnection (README "Reliability
+/// and the dead-letter queue").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReliabilityConfig {
+    /// Attempts (the first run included) before a transient failure is dead-lettered.
+    pub max_attempts: u32,
+    /// The wait before attempt 2, 3, ...; the last one repeats. Strictly growing.
+    pub retry_delays: Vec<Duration>,
+    /// After SIGTERM, how long running tasks may finish before they are stopped and left
+    /// for redelivery.
+    pub shutdown_grace: Duration,
+    /// The longest wait between two reconnection attempts (the backoff's ceiling).
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for ReliabilityConfig {
+    fn default() -> Self {
+        ReliabilityConfig {
+            max_attempts: 5,
+            // Ten seconds rides out a blip, five minutes a deploy of the remote service.
+            retry_delays: [10, 60, 300].into_iter().map(Duration::from_secs).collect(),
+            shutdown_grace: Duration::from_secs(60),
+            reconnect_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Resource limits applied to playbook processes; `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceLimits {
@@ -235,6 +263,7 @@ impl RunnerConfig {
                 variables: std::collections::BTreeMap::new(),
             },
             retry: RetryConfig { git: 3, network: 3, llm: 3 },
+            reliability: ReliabilityConfig::default(),
             limits: ResourceLimits {
                 max_memory_mb: None,
                 max_cpu_percent: None,

@@ -95,6 +95,7 @@ fn defaults_are_the_documented_ones() {
             variables: BTreeMap::new(),
         },
         retry: RetryConfig { git: 3, network: 3, llm: 3 },
+        reliability: ReliabilityConfig::default(),
         limits: ResourceLimits {
             max_memory_mb: None,
             max_cpu_percent: None,
@@ -496,5 +497,31 @@ fn bad_engine_values_name_the_key_and_reason() {
     assert_eq!(
         file_error("engine: { prices: { m: { prompt_per_1k: -0.5, completion_per_1k: 1 } } }\n"),
         "invalid engine.prices from FILE: m.prompt_per_1k must be a price of 0 or more, got -0.5"
+    );
+}
+
+#[test]
+fn reliability_comes_from_the_file_and_bad_delays_are_named() {
+    let yaml = "reliability:\n  max_attempts: 3\n  retry_delays_seconds: [1, 5]\n  shutdown_grace_seconds: 0\n  \
+                reconnect_max_delay_seconds: 4\n";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let expected = ReliabilityConfig {
+        max_attempts: 3,
+        retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
+        shutdown_grace: Duration::ZERO,
+        reconnect_max_delay: Duration::from_secs(4),
+    };
+    assert_eq!(config.reliability, expected);
+    assert_eq!(
+        file_error("reliability:\n  retry_delays_seconds: [5, 5]\n"),
+        "invalid reliability.retry_delays_seconds from FILE: 5 does not grow from the delay before it"
+    );
+    assert_eq!(
+        file_error("reliability:\n  retry_delays_seconds: []\n"),
+        "invalid reliability.retry_delays_seconds from FILE: must list 1 to 10 delays, not 0"
+    );
+    assert_eq!(
+        file_error("reliability:\n  max_attempts: 0\n"),
+        "invalid reliability.max_attempts from FILE: must be between 1 and 20, got 0"
     );
 }

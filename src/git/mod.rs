@@ -27,6 +27,9 @@ pub use commit::{CommitInfo, CommitRequest, GitAuthor, changed_files, commit_all
 pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};
 pub use error::{GitDetail, GitError, redact_text, redact_url};
 pub use harden::harden_repository;
-pub use push::{PushOutcome, push_branch, remote_branch_commit};
+pub use push::{
+    BranchOnRemote, PushOutcome, adopt_commit, branch_on_remote, fetch_branch, push_branch,
+    remote_branch_commit,
+};
 pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};
 pub use workspace::{PreparedWorkspace, origin_url, prepare_workspace};

@@ -82,3 +82,89 @@ pub fn remote_branch_commit(remote: &GitRemote, branch: &str) -> Result<Option<S
     let heads = connection.list().map_err(query_error)?;
     Ok(heads.iter().find(|head| head.name() == wanted).map(|head| head.oid().to_string()))
 }
+
+/// What a task branch holds on the remote, as the slot's last fetch saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchOnRemote {
+    /// No such branch: nothing was pushed yet.
+    Absent,
+    /// The branch carries a commit with this task's `Task-Id` trailer: an earlier attempt
+    /// pushed this task's work. `commit` is the branch tip.
+    ThisTask { commit: String },
+    /// The branch exists but none of its commits since the base is this task's: someone
+    /// else's work, which a push must never replace.
+    Other { commit: String },
+}
+
+/// Commits walked back from a branch tip looking for the task's trailer. A task branch
+/// holds one commit per task (plus any a human added on top); a hundred is generous.
+const MAX_TRAILER_WALK: usize = 100;
+
+/// Reads `refs/remotes/origin/<branch>` (left by the workspace fetch or
+/// [`fetch_branch`]) and looks for a commit since `base_commit` whose message carries
+/// the trailer `Task-Id: <task_id>`.
+pub fn branch_on_remote(
+    path: &Path,
+    branch: &str,
+    base_commit: &str,
+    task_id: &str,
+) -> Result<BranchOnRemote, GitError> {
+    let repo = open(path)?;
+    let tracking = format!("refs/remotes/origin/{branch}");
+    let read_error = |e: git2::Error| GitError::Checkout { what: tracking.clone(), detail: e.into() };
+    let tip = match repo.find_reference(&tracking) {
+        Ok(reference) => reference.peel_to_commit().map_err(read_error)?.id(),
+        Err(e) if e.code() == ErrorCode::NotFound => return Ok(BranchOnRemote::Absent),
+        Err(e) => return Err(read_error(e)),
+    };
+    let trailer = format!("Task-Id: {task_id}");
+    let mut walk = repo.revwalk().map_err(read_error)?;
+    walk.push(tip).map_err(read_error)?;
+    if let Ok(base) = git2::Oid::from_str(base_commit) {
+        // A base the branch does not descend from cannot be hidden; the walk stays bounded.
+        let _ = walk.hide(base);
+    }
+    for oid in walk.take(MAX_TRAILER_WALK) {
+        let commit = repo.find_commit(oid.map_err(read_error)?).map_err(read_error)?;
+        let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+        if message.lines().any(|line| line.trim_end() == trailer) {
+            return Ok(BranchOnRemote::ThisTask { commit: tip.to_string() });
+        }
+    }
+    Ok(BranchOnRemote::Other { commit: tip.to_string() })
+}
+
+/// Fetches the remote's `refs/heads/<branch>` into `refs/remotes/origin/<branch>`; a
+/// branch that does not exist (any more) removes the tracking ref.
+pub fn fetch_branch(path: &Path, remote: &GitRemote, branch: &str) -> Result<(), GitError> {
+    let repo = open(path)?;
+    let fetch_error = |e: git2::Error| GitError::Fetch { url: remote.redacted_url(), detail: e.into() };
+    let tracking = format!("refs/remotes/origin/{branch}");
+    match remote_branch_commit(remote, branch)? {
+        None => {
+            if let Ok(mut stale) = repo.find_reference(&tracking) {
+                stale.delete().map_err(fetch_error)?;
+            }
+            Ok(())
+        }
+        Some(_) => {
+            let mut origin = pin_origin(&repo, remote).map_err(fetch_error)?;
+            let mut options = git2::FetchOptions::new();
+            options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None);
+            let refspec = format!("+refs/heads/{branch}:{tracking}");
+            origin.fetch(&[refspec], Some(&mut options), None).map_err(fetch_error)
+        }
+    }
+}
+
+/// Moves the checked-out task branch, index and tree to `commit` (already fetched): the
+/// slot then holds exactly what an earlier attempt pushed, for the diff artifact.
+pub fn adopt_commit(path: &Path, commit: &str) -> Result<(), GitError> {
+    let repo = open(path)?;
+    let checkout_error = |e: git2::Error| GitError::Checkout { what: commit.to_string(), detail: e.into() };
+    let oid = git2::Oid::from_str(commit).map_err(checkout_error)?;
+    let target = repo.find_commit(oid).map_err(checkout_error)?;
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.force().remove_untracked(true);
+    repo.reset(target.as_object(), git2::ResetType::Hard, Some(&mut checkout)).map_err(checkout_error)
+}

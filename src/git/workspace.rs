@@ -105,12 +105,31 @@ pub(crate) fn pin_origin<'r>(
     }
 }
 
-/// A crash during an index write leaves `index.lock`, which blocks every later write. The
-/// slot lock guarantees nobody else is using this clone, so any index lock is stale.
+/// A worker killed mid-write leaves git lock files behind (`index.lock`, a ref's `.lock`
+/// during a fetch, `packed-refs.lock`, `config.lock`), and each blocks every later write
+/// of that file: the redelivered task would fail on them for good. The slot lock
+/// guarantees nobody else is using this clone, so every lock in it is stale.
 fn remove_stale_index_lock(repo: &Repository) {
-    let lock = repo.path().join("index.lock");
-    if lock.exists() && std::fs::remove_file(&lock).is_ok() {
-        tracing::warn!(path = %lock.display(), "removed stale index lock");
+    remove_locks_under(repo.path(), 0);
+}
+
+/// Ref namespaces nest a few levels (`refs/remotes/origin/feature/x`); deeper is not git.
+const MAX_LOCK_SEARCH_DEPTH: usize = 16;
+
+fn remove_locks_under(dir: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        // Objects are written to temporary names and renamed, never locked.
+        if kind.is_dir() && entry.file_name() != "objects" && depth < MAX_LOCK_SEARCH_DEPTH {
+            remove_locks_under(&path, depth + 1);
+        } else if kind.is_file()
+            && path.extension().is_some_and(|e| e == "lock")
+            && std::fs::remove_file(&path).is_ok()
+        {
+            tracing::warn!(path = %path.display(), "removed stale git lock");
+        }
     }
 }
 

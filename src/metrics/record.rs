@@ -18,6 +18,8 @@ pub enum TaskOutcome {
     Completed,
     /// Dead-lettered with its reason.
     Failed,
+    /// Parked in a retry queue after a transient failure.
+    Retried,
     /// Neither acked nor dead-lettered: the broker redelivers it.
     Unsettled,
 }
@@ -27,6 +29,7 @@ impl TaskOutcome {
         match self {
             TaskOutcome::Completed => "completed",
             TaskOutcome::Failed => "failed",
+            TaskOutcome::Retried => "retried",
             TaskOutcome::Unsettled => "unsettled",
         }
     }

@@ -22,6 +22,9 @@ pub async fn upload_all(
 
     let tests = match &state.test_report {
         Some(report) => serde_json::to_string_pretty(report),
+        None if state.resumed => {
+            Ok(String::from_utf8_lossy(&super::resume::previous_test_report(ctx).await).into_owned())
+        }
         None => serde_json::to_string_pretty(
             &serde_json::json!({ "success": false, "steps": [], "not_run": true }),
         ),

@@ -14,6 +14,7 @@ mod assemble;
 mod log;
 mod metrics;
 mod result;
+mod resume;
 mod run_context;
 mod steps;
 
@@ -24,7 +25,7 @@ pub use result::{RunResult, StepTiming};
 pub use run_context::RunContext;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -82,9 +83,46 @@ pub struct Runner {
     pub settings: RunnerSettings,
 }
 
+/// Why a run's cancellation token fired. The worker records it before cancelling, so the
+/// run can end the right way: left for redelivery (shutdown) or dead-lettered as
+/// `cancelled` with a `TaskCancelled` event (operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The worker is shutting down: stop now, publish nothing final, let the broker
+    /// redeliver. Also what a cancelled token without a recorded reason means.
+    Shutdown,
+    /// An operator cancelled the task (control exchange).
+    Cancelled,
+}
+
+/// Where the worker records a [`StopReason`]; the first one recorded wins.
+#[derive(Debug, Clone, Default)]
+pub struct StopCause(Arc<OnceLock<StopReason>>);
+
+impl StopCause {
+    /// Records `reason` unless one was recorded already.
+    pub fn set(&self, reason: StopReason) {
+        let _ = self.0.set(reason);
+    }
+
+    /// The recorded reason, [`StopReason::Shutdown`] when none was.
+    pub fn reason(&self) -> StopReason {
+        self.0.get().copied().unwrap_or(StopReason::Shutdown)
+    }
+}
+
 /// Failure artifacts and the final event get this long beyond the task deadline, so a
 /// timed-out task still leaves its evidence behind, without hanging forever on a dead store.
 const WRAP_UP_BUDGET: Duration = Duration::from_secs(60);
+
+/// The failure of a run stopped from outside, at the step it was in.
+fn stopped(ctx: &RunContext<'_>, cause: &StopCause) -> TaskFailure {
+    let message = match cause.reason() {
+        StopReason::Shutdown => "stopped by the worker's shutdown; left for redelivery",
+        StopReason::Cancelled => "cancelled by an operator",
+    };
+    TaskFailure::new(FailureKind::Cancelled, ctx.current_step().as_str(), message)
+}
 
 impl Runner {
     pub fn new(services: RunnerServices, settings: RunnerSettings) -> Self {
@@ -107,13 +145,33 @@ impl Runner {
         ))
     }
 
+    /// The result of a run that never got going (the worker refused it or lost it).
+    pub fn refused(&self, task: &Task, attempt: u32) -> RunResult {
+        RunResult::begin(task, &self.settings.runner_id, attempt, &steps::RunState::default(), Vec::new())
+    }
+
     /// Runs `task` (delivery attempt `attempt`, starting at 1) to completion or failure.
-    /// `cancel` stops it early (shutdown); the task's own deadline is applied here.
+    /// `cancel` stops it early as a shutdown would; the task's own deadline is applied here.
     #[tracing::instrument(
         skip_all,
         fields(task_id = %task.task_id, spec = %task.spec_name, runner_id = %self.settings.runner_id, attempt)
     )]
     pub async fn run(&self, task: &Task, attempt: u32, cancel: &CancellationToken) -> RunResult {
+        self.run_with(task, attempt, cancel, &StopCause::default()).await
+    }
+
+    /// [`Runner::run`], with `cause` saying why `cancel` fired when it does: a shutdown
+    /// ends the run at once with a `cancelled` failure and nothing published or stored
+    /// (the delivery goes back to the broker); an operator's cancel stores the failure
+    /// artifacts and ends with `TaskCancelled`.
+    #[tracing::instrument(skip_all, fields(task_id = %task.task_id, spec = %task.spec_name, attempt))]
+    pub async fn run_with(
+        &self,
+        task: &Task,
+        attempt: u32,
+        cancel: &CancellationToken,
+        cause: &StopCause,
+    ) -> RunResult {
         let started = Instant::now();
         let sampler = MetricsSampler::start();
         let ctx = RunContext::new(self, task, attempt, cancel.child_token());
@@ -136,7 +194,16 @@ impl Runner {
                     ctx.current_step().as_str(),
                     format!("the task did not finish within {} seconds", timeout.as_secs()),
                 )),
+                () = cancel.cancelled() => Err(stopped(&ctx, cause)),
             },
+        };
+        // A step may have noticed the cancellation first (its process killed, a test
+        // "failing"); the run still ends as stopped, not as that step's failure.
+        let outcome = match outcome {
+            Err(failure) if cancel.is_cancelled() && failure.kind != FailureKind::Timeout => {
+                Err(stopped(&ctx, cause))
+            }
+            other => other,
         };
         // Whatever is still running for this task (a test command) is stopped now.
         ctx.cancel.cancel();
@@ -147,6 +214,12 @@ impl Runner {
         result.success = result.error.is_none();
         result.metrics = sampler.finish().await;
         result.duration_seconds = started.elapsed().as_secs_f64();
+        let stopped_by =
+            result.error.as_ref().filter(|f| f.kind == FailureKind::Cancelled).map(|_| cause.reason());
+        if stopped_by == Some(StopReason::Shutdown) {
+            // The delivery goes back to the broker; the next attempt writes the artifacts.
+            return result;
+        }
         let wrap_up = artifacts_step::upload_all(&ctx, &state, &mut result);
         match tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await {
             Ok(Ok(())) => {}
@@ -177,6 +250,9 @@ impl Runner {
 
         let (event, data) = match &result.error {
             None => (EventType::TaskCompleted, result.completion_event_data()),
+            Some(failure) if failure.kind == FailureKind::Cancelled => {
+                (EventType::TaskCancelled, result.failure_event_data(failure))
+            }
             Some(failure) => (EventType::TaskFailed, result.failure_event_data(failure)),
         };
         ctx.emit(event, "", data).await;

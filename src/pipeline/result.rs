@@ -31,6 +31,9 @@ pub struct RunResult {
     pub base_commit: Option<String>,
     pub commit: Option<String>,
     pub pushed: bool,
+    /// An earlier attempt had already pushed this task's commit; this run only finished
+    /// the steps after it (no model call).
+    pub resumed: bool,
     pub slot_id: Option<String>,
     pub playbook: Option<String>,
     pub duration_seconds: f64,
@@ -61,6 +64,7 @@ impl RunResult {
             base_commit: state.workspace.as_ref().map(|w| w.base_commit.clone()),
             commit: state.commit.as_ref().map(|c| c.id.clone()),
             pushed: state.pushed,
+            resumed: state.resumed,
             slot_id: state.slot.as_ref().map(|s| s.slot_id.clone()),
             playbook: state.playbook_source.clone(),
             duration_seconds: 0.0,

@@ -65,7 +65,7 @@ impl<'a> RunContext<'a> {
             *current = name.to_string();
         }
         if self.cancel.is_cancelled() {
-            return Err(TaskFailure::new(crate::error::FailureKind::Timeout, name, "the task was stopped"));
+            return Err(TaskFailure::new(crate::error::FailureKind::Cancelled, name, "the task was stopped"));
         }
         // A step repeats in repair rounds; each run needs its own (still deterministic)
         // event id, or the mirror would drop the later rounds as duplicates.

@@ -33,6 +33,8 @@ pub struct RunState {
     pub playbook_source: Option<String>,
     pub commit: Option<CommitInfo>,
     pub pushed: bool,
+    /// An earlier attempt had already pushed this task's commit (see `resume`).
+    pub resumed: bool,
 }
 
 impl RunState {
@@ -52,7 +54,13 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
 
     let workspace = ctx.step("workspace", prepare_workspace(ctx, path.clone(), remote.clone())).await?;
     let branch = workspace.branch.clone();
+    let base = workspace.base_commit.clone();
     state.workspace = Some(workspace);
+    if let Some(previous) = super::resume::previous_push(ctx, &path, &branch, &base).await? {
+        state.commit = Some(previous);
+        (state.pushed, state.resumed) = (true, true);
+        return Ok(());
+    }
 
     let resolved = resolve_playbook(ctx, &path)?;
     state.playbook_source = Some(resolved.source.clone());
@@ -86,7 +94,10 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
 
     let commit = ctx.step("commit", commit(ctx, path.clone())).await?;
     state.commit = Some(commit.clone());
-    ctx.step("push", push(ctx, path, remote, branch)).await?;
+    if let Some(theirs) = ctx.step("push", push(ctx, path, remote, branch, base)).await? {
+        state.commit = Some(theirs);
+        state.resumed = true;
+    }
     state.pushed = true;
     Ok(())
 }
@@ -126,11 +137,26 @@ async fn acquire_slot(ctx: &RunContext<'_>) -> Result<AcquiredSlot, TaskFailure>
     let remote = GitRemote::new(url.clone(), credentials).map_err(|e| e.to_failure("slot"))?;
     if let Some(repo_pool) = &ctx.runner.services.repo_pool {
         let required_by = format!("{}/{}/{}", ctx.runner.settings.runner_id, task.spec_name, task.task_id);
-        let allocation = repo_pool
-            .allocate(&url, &required_by, task.timeout_seconds)
+        // The allocation runs in a task of its own: if this run is stopped while the
+        // pool is answering, the slot it grants is still wrapped in a `PooledSlot`, and
+        // dropping that (the receiver is gone) releases it. Awaited inline, the grant
+        // would be lost with the dropped future and the slot leaked.
+        let (granted, grant) = tokio::sync::oneshot::channel();
+        let (client, timeout_seconds, repo_url) = (repo_pool.clone(), task.timeout_seconds, url.clone());
+        tokio::spawn(async move {
+            let allocated =
+                client.allocate(&repo_url, &required_by, timeout_seconds).await.map(|allocation| {
+                    let pooled = crate::clients::PooledSlot::new(client.clone(), allocation.slot_id.clone());
+                    (allocation, pooled)
+                });
+            let _ = granted.send(allocated);
+        });
+        let (allocation, pooled) = grant
             .await
+            .map_err(|_| {
+                TaskFailure::new(FailureKind::WorkspacePreparation, "slot", "the slot allocation was lost")
+            })?
             .map_err(|e| e.to_failure("slot"))?;
-        let pooled = crate::clients::PooledSlot::new(repo_pool.clone(), allocation.slot_id.clone());
         ctx.log.record(
             "slot",
             &format!("Repo Pool slot {} at {}", allocation.slot_id, allocation.slot_path.display()),
@@ -321,13 +347,33 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskF
     Ok(info)
 }
 
+/// Pushes the task branch (never forced). When the remote rejects it because another
+/// attempt of this same task pushed first, that attempt's commit is adopted and returned.
 async fn push(
     ctx: &RunContext<'_>,
     path: PathBuf,
     remote: GitRemote,
     branch: String,
-) -> Result<(), TaskFailure> {
-    let pushed = blocking("push", move || git::push_branch(&path, &remote, &branch)).await?;
-    ctx.log.record("push", &format!("pushed {pushed:?}"));
-    Ok(())
+    base: String,
+) -> Result<Option<CommitInfo>, TaskFailure> {
+    let (push_path, push_remote, push_branch) = (path.clone(), remote.clone(), branch.clone());
+    let pushed =
+        tokio::task::spawn_blocking(move || git::push_branch(&push_path, &push_remote, &push_branch))
+            .await
+            .map_err(|join| {
+            TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}"))
+        })?;
+    match pushed {
+        Ok(outcome) => {
+            ctx.log.record("push", &format!("pushed {outcome:?}"));
+            Ok(None)
+        }
+        Err(rejected @ git::GitError::PushRejected { .. }) => {
+            match super::resume::adopt_after_rejection(ctx, &path, &remote, &branch, &base).await {
+                Some(theirs) => Ok(Some(theirs)),
+                None => Err(rejected.to_failure("push")),
+            }
+        }
+        Err(other) => Err(other.to_failure("push")),
+    }
 }

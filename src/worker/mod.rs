@@ -1,19 +1,24 @@
 //! The delivery loop: consume from the work queue, run each task, settle each delivery.
 //!
-//! This is the one place that acks, dead-letters or leaves a delivery unsettled.
-//! Prefetch equals the concurrency, and the loop never holds more deliveries than it has
-//! task slots, so a slow task never starves another worker of messages.
+//! This is the one place that acks, retries, dead-letters or leaves a delivery
+//! unsettled. Prefetch equals the concurrency, and the loop never holds more deliveries
+//! than it has task slots, so a slow task never starves another worker of messages.
+//!
+//! - `settle`: one delivery's fate (ack, delayed retry, dead letter, left for redelivery);
+//! - `control`: cancelling running tasks (operator control messages, shutdown);
+//! - `run_loop`: consuming, reconnecting after broker loss, and graceful shutdown.
 
+mod control;
+mod run_loop;
 mod settle;
 
-pub use settle::{Settlement, settle};
+pub use control::{ControlAction, ControlMessage, TaskControls, TaskHandle};
+pub use settle::{Settlement, attempt_of, settle};
 
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-
-use crate::amqp::{AmqpError, AmqpSession, InboundDelivery, TopologyNames};
+use crate::amqp::{AmqpError, AmqpSession, RetryQueues, TopologyNames};
+use crate::config::ReliabilityConfig;
 use crate::events::{EventSink, EventSubject, EventType};
 use crate::pipeline::Runner;
 
@@ -33,7 +38,12 @@ pub struct WorkerOptions {
 pub struct WorkerReport {
     pub acked: usize,
     pub dead_lettered: usize,
+    /// Parked in a retry queue after a transient failure.
+    pub retried: usize,
+    /// Left for the broker to redeliver (stopped by shutdown, or a stale delivery).
     pub unsettled: usize,
+    /// Times the connection or the consumer had to be re-established.
+    pub reconnects: usize,
 }
 
 /// Everything a delivery needs, shared by the tasks the loop spawns.
@@ -42,83 +52,12 @@ pub struct Worker {
     pub names: TopologyNames,
     pub runner: Arc<Runner>,
     pub events: Arc<dyn EventSink>,
+    pub reliability: ReliabilityConfig,
+    pub retry: RetryQueues,
+    pub controls: TaskControls,
 }
 
 impl Worker {
-    /// Consumes until `shutdown` fires (or `stop_after` deliveries were handled), then
-    /// waits for the running tasks to settle.
-    pub async fn run(
-        self: Arc<Self>,
-        options: WorkerOptions,
-        shutdown: CancellationToken,
-    ) -> Result<WorkerReport, AmqpError> {
-        let concurrency = options.concurrency.max(1);
-        let mut consumer =
-            self.session.consume(&self.names.work_queue, concurrency, &options.consumer_tag).await?;
-        self.runner_event(EventType::RunnerStarted, serde_json::json!({ "concurrency": concurrency })).await;
-        tracing::info!(queue = %self.names.work_queue, concurrency, "consuming");
-        let readiness = crate::http::Readiness::process();
-        readiness.set_ready();
-
-        let mut running: JoinSet<Settlement> = JoinSet::new();
-        let mut received = 0usize;
-        let mut report = WorkerReport::default();
-        let wants_more = |received: usize| options.stop_after.is_none_or(|limit| received < limit);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(joined) = running.join_next(), if !running.is_empty() => {
-                    count(&mut report, joined);
-                    if !wants_more(received) && running.is_empty() {
-                        break;
-                    }
-                }
-                next = consumer.next(), if running.len() < usize::from(concurrency) && wants_more(received) => {
-                    match next {
-                        Some(Ok(delivery)) => {
-                            received += 1;
-                            let worker = self.clone();
-                            let cancel = shutdown.child_token();
-                            running.spawn(async move { worker.handle(delivery, cancel).await });
-                        }
-                        Some(Err(error)) => {
-                            tracing::error!(%error, "consumer failed");
-                            break;
-                        }
-                        None => {
-                            tracing::warn!("the broker cancelled the consumer");
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        readiness.set_not_ready("not consuming: stopped or lost the broker connection");
-        // Let running tasks finish; draining with a deadline comes with graceful shutdown.
-        while let Some(joined) = running.join_next().await {
-            count(&mut report, joined);
-        }
-        self.runner_event(
-            EventType::RunnerStopping,
-            serde_json::json!({
-                "acked": report.acked, "dead_lettered": report.dead_lettered
-            }),
-        )
-        .await;
-        Ok(report)
-    }
-
-    async fn handle(&self, delivery: InboundDelivery, cancel: CancellationToken) -> Settlement {
-        let _in_flight = crate::metrics::InFlight::start();
-        let settlement = settle(self, delivery, &cancel).await;
-        crate::metrics::record_task_outcome(match settlement {
-            Settlement::Acked => crate::metrics::TaskOutcome::Completed,
-            Settlement::DeadLettered => crate::metrics::TaskOutcome::Failed,
-            Settlement::Unsettled => crate::metrics::TaskOutcome::Unsettled,
-        });
-        settlement
-    }
-
     async fn runner_event(&self, event_type: EventType, data: serde_json::Value) {
         let subject = EventSubject {
             task_id: None,
@@ -130,20 +69,6 @@ impl Worker {
         let event = subject.event(event_type, &std::process::id().to_string(), data);
         if let Err(error) = self.events.publish(&event).await {
             tracing::warn!(%error, "runner event not published");
-        }
-    }
-}
-
-fn count(report: &mut WorkerReport, joined: Result<Settlement, tokio::task::JoinError>) {
-    match joined {
-        Ok(Settlement::Acked) => report.acked += 1,
-        Ok(Settlement::DeadLettered) => report.dead_lettered += 1,
-        Ok(Settlement::Unsettled) => report.unsettled += 1,
-        Err(error) => {
-            // A panicking task leaves its delivery unacked; the broker redelivers it, and
-            // the delivery limit dead-letters it if it panics every time.
-            tracing::error!(%error, "task panicked");
-            report.unsettled += 1;
         }
     }
 }
@@ -166,7 +91,8 @@ pub enum StartError {
 }
 
 impl Worker {
-    /// Connects, declares the topology and assembles the runner, from configuration.
+    /// Connects, declares the topology (retry queues included) and assembles the
+    /// runner, from configuration.
     pub async fn connect(
         config: &crate::config::RunnerConfig,
         secrets: crate::pipeline::RunnerSecrets,
@@ -179,6 +105,11 @@ impl Worker {
         }
         let session = AmqpSession::connect(config.amqp.url.expose(), &config.runner_id).await?;
         session.declare(&topology).await?;
+        let retry = RetryQueues {
+            work_queue: topology.work_queue.clone(),
+            delays: config.reliability.retry_delays.clone(),
+        };
+        retry.declare(&session).await?;
         let masker = crate::secrets::Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()]);
         let events: Arc<dyn EventSink> = Arc::new(crate::amqp::AmqpEventSink::new(
             session.publisher.clone(),
@@ -186,6 +117,14 @@ impl Worker {
             masker,
         ));
         let runner = Runner::from_config(config, secrets, events.clone())?;
-        Ok(Worker { session, names: topology, runner: Arc::new(runner), events })
+        Ok(Worker {
+            session,
+            names: topology,
+            runner: Arc::new(runner),
+            events,
+            reliability: config.reliability.clone(),
+            retry,
+            controls: TaskControls::default(),
+        })
     }
 }

@@ -1,30 +1,39 @@
-//! One delivery from bytes to settlement: validate, run, then ack or dead-letter.
+//! One delivery from bytes to settlement: validate, run, then ack, retry later,
+//! dead-letter, or leave it to the broker.
 
-use tokio_util::sync::CancellationToken;
+use futures_util::FutureExt;
 
 use super::Worker;
-use crate::amqp::{DeadLetterPath, DeadLetterReason, InboundDelivery};
-use crate::error::{Classify, TaskFailure};
+use super::control::TaskHandle;
+use crate::amqp::{DeadLetterPath, DeadLetterReason, HeaderMap, InboundDelivery, header};
+use crate::error::{Classify, FailureKind, TaskFailure};
 use crate::events::{EventSubject, EventType};
-use crate::task::parse_task;
+use crate::pipeline::{RunResult, StopReason};
+use crate::task::{Task, parse_task};
 
 /// How a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
     Acked,
     DeadLettered,
-    /// Neither acked nor dead-lettered (broker trouble): the broker redelivers it.
+    /// Parked in a retry queue (transient failure), original acked.
+    Retried,
+    /// Neither acked nor dead-lettered (broker trouble, or stopped by shutdown): the
+    /// broker redelivers it.
     Unsettled,
 }
 
-/// Runs one delivery and settles it. The only function that decides ack vs dead-letter.
-pub async fn settle(worker: &Worker, delivery: InboundDelivery, cancel: &CancellationToken) -> Settlement {
-    // Quorum queues count redeliveries in `x-delivery-count`; the first delivery has none.
-    let attempt = delivery
-        .headers()
-        .get("x-delivery-count")
-        .and_then(|v| v.as_int())
-        .map_or(1, |count| u32::try_from(count).unwrap_or(u32::MAX).saturating_add(1));
+/// The attempt a delivery is: the `x-attempt` our retries carry (1 when absent) plus
+/// the quorum queue's `x-delivery-count`, which counts redeliveries after a crash.
+pub fn attempt_of(headers: &HeaderMap) -> u32 {
+    let count = |name| headers.get(name).and_then(|v| v.as_int()).and_then(|n| u32::try_from(n).ok());
+    count(header::ATTEMPT).unwrap_or(1).max(1).saturating_add(count("x-delivery-count").unwrap_or(0))
+}
+
+/// Runs one delivery and settles it. The only function that decides what becomes of a
+/// delivery.
+pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHandle) -> Settlement {
+    let attempt = attempt_of(&delivery.headers());
     let subject = |task_id: Option<String>, spec_name: Option<String>| EventSubject {
         task_id,
         spec_name,
@@ -38,22 +47,20 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, cancel: &Cancell
             let (task_id, spec_name) = loose_identity(delivery.body());
             tracing::warn!(error = %invalid, task_id = task_id.as_deref(), "invalid task message");
             let failure = invalid.to_failure("validate");
-            let subject = subject(task_id, spec_name);
-            let data = serde_json::json!({
-                "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
-                "transient": false,
-            });
-            publish(worker, &subject, EventType::TaskFailed, data).await;
-            return dead_letter(worker, &delivery, &subject, &failure).await;
+            return refuse(worker, &delivery, &subject(task_id, spec_name), EventType::TaskFailed, &failure)
+                .await;
         }
     };
-
-    let result = worker.runner.run(&task, attempt, cancel).await;
     let subject = subject(Some(task.task_id.clone()), Some(task.spec_name.clone()));
+    if let Some((event, failure)) = refusal(worker, &task, handle, attempt) {
+        return refuse(worker, &delivery, &subject, event, &failure).await;
+    }
+
+    let result = run_guarded(worker, &task, attempt, handle).await;
     match &result.error {
         None => match delivery.ack().await {
             Ok(()) => {
-                tracing::info!(task_id = %task.task_id, branch = ?result.branch, "task completed");
+                tracing::info!(task_id = %task.task_id, branch = ?result.branch, resumed = result.resumed, "task completed");
                 Settlement::Acked
             }
             Err(error) => {
@@ -61,9 +68,135 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, cancel: &Cancell
                 Settlement::Unsettled
             }
         },
+        Some(failure)
+            if failure.kind == FailureKind::Cancelled && handle.cause.reason() == StopReason::Shutdown =>
+        {
+            tracing::info!(task_id = %task.task_id, "stopped by shutdown; left unacked for redelivery");
+            Settlement::Unsettled
+        }
+        Some(failure) if failure.transient && attempt < worker.reliability.max_attempts => {
+            tracing::warn!(task_id = %task.task_id, %failure, attempt, "task failed; retrying later");
+            retry(worker, &delivery, &subject, failure).await
+        }
         Some(failure) => {
-            tracing::warn!(task_id = %task.task_id, %failure, "task failed");
+            tracing::warn!(task_id = %task.task_id, %failure, attempt, "task failed");
             dead_letter(worker, &delivery, &subject, failure).await
+        }
+    }
+}
+
+/// Why a parsed task must not run at all: delivered too often (the worker died every
+/// time), or cancelled before it arrived.
+fn refusal(
+    worker: &Worker,
+    task: &Task,
+    handle: &TaskHandle,
+    attempt: u32,
+) -> Option<(EventType, TaskFailure)> {
+    let max_attempts = worker.reliability.max_attempts;
+    if attempt > max_attempts {
+        let message = format!(
+            "delivered {attempt} times, over reliability.max_attempts {max_attempts}, without ever settling: \
+             the worker stopped or crashed while running it each time"
+        );
+        return Some((EventType::TaskFailed, TaskFailure::new(FailureKind::Crashed, "validate", message)));
+    }
+    if !handle.identify(&task.task_id) {
+        let failure =
+            TaskFailure::new(FailureKind::Cancelled, "validate", "cancelled by an operator before it ran");
+        return Some((EventType::TaskCancelled, failure));
+    }
+    None
+}
+
+/// Runs the task; a panic becomes a `crashed` failure instead of leaving the delivery
+/// unacked on a live channel forever. A panic is a bug that would recur, so it is
+/// permanent.
+async fn run_guarded(worker: &Worker, task: &Task, attempt: u32, handle: &TaskHandle) -> RunResult {
+    let run = worker.runner.run_with(task, attempt, &handle.token, &handle.cause);
+    match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let message = format!("the worker panicked while running this task: {what}");
+            tracing::error!(task_id = %task.task_id, message, "task panicked");
+            let failure = TaskFailure::new(FailureKind::Crashed, "run", message);
+            let subject = EventSubject {
+                task_id: Some(task.task_id.clone()),
+                spec_name: Some(task.spec_name.clone()),
+                runner_id: worker.runner.settings.runner_id.clone(),
+                attempt,
+            };
+            let data = serde_json::json!({
+                "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
+                "transient": false,
+            });
+            publish(worker, &subject, EventType::TaskFailed, data).await;
+            let mut result = worker.runner.refused(task, attempt);
+            result.error = Some(failure);
+            result
+        }
+    }
+}
+
+/// Dead-letters a delivery that is not run, after its terminal event.
+async fn refuse(
+    worker: &Worker,
+    delivery: &InboundDelivery,
+    subject: &EventSubject,
+    event: EventType,
+    failure: &TaskFailure,
+) -> Settlement {
+    let data = serde_json::json!({
+        "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
+        "transient": false,
+    });
+    publish(worker, subject, event, data).await;
+    dead_letter(worker, delivery, subject, failure).await
+}
+
+fn reason_for(worker: &Worker, subject: &EventSubject, failure: &TaskFailure) -> DeadLetterReason {
+    DeadLetterReason {
+        kind: failure.kind.as_str().to_string(),
+        step: failure.step.clone(),
+        message: worker.runner.services.masker.mask(&failure.message),
+        transient: failure.transient,
+        attempts: subject.attempt,
+        runner_id: subject.runner_id.clone(),
+        task_id: subject.task_id.clone(),
+        spec_name: subject.spec_name.clone(),
+    }
+}
+
+async fn retry(
+    worker: &Worker,
+    delivery: &InboundDelivery,
+    subject: &EventSubject,
+    failure: &TaskFailure,
+) -> Settlement {
+    let reason = reason_for(worker, subject, failure);
+    let next_attempt = subject.attempt + 1;
+    match delivery.retry_later(&worker.session.publisher, &worker.retry, next_attempt, &reason).await {
+        Ok(delay) => {
+            let data = serde_json::json!({
+                "next_attempt": next_attempt, "delay_seconds": delay.as_secs(),
+                "reason": reason.kind, "failed_step": reason.step, "message": reason.message,
+            });
+            publish(worker, subject, EventType::TaskRetrying, data).await;
+            Settlement::Retried
+        }
+        Err(error) => {
+            // Without a retry queue, requeue: the redelivery counts as an attempt, so
+            // max_attempts still bounds the loop.
+            tracing::error!(%error, "could not schedule the retry; requeueing");
+            if let Err(error) = delivery.requeue().await {
+                tracing::error!(%error, "requeue failed; the broker will redeliver");
+            }
+            Settlement::Unsettled
         }
     }
 }
@@ -74,23 +207,13 @@ async fn dead_letter(
     subject: &EventSubject,
     failure: &TaskFailure,
 ) -> Settlement {
-    let masker = &worker.runner.services.masker;
-    let reason = DeadLetterReason {
-        kind: failure.kind.as_str().to_string(),
-        step: failure.step.clone(),
-        message: masker.mask(&failure.message),
-        transient: failure.transient,
-        attempts: subject.attempt,
-        runner_id: subject.runner_id.clone(),
-        task_id: subject.task_id.clone(),
-        spec_name: subject.spec_name.clone(),
-    };
+    let reason = reason_for(worker, subject, failure);
     match delivery.dead_letter(&worker.session.publisher, &worker.names.dead_letter_exchange, &reason).await {
         Ok(path) => {
             crate::metrics::record_dead_letter(failure.kind.as_str());
             let data = serde_json::json!({
                 "reason": reason.kind, "failed_step": reason.step, "with_reason_headers": path == DeadLetterPath::WithReason,
-                "queue": worker.names.dead_letter_queue,
+                "queue": worker.names.dead_letter_queue, "attempts": reason.attempts,
             });
             publish(worker, subject, EventType::TaskDeadLettered, data).await;
             Settlement::DeadLettered
@@ -126,4 +249,22 @@ fn loose_identity(body: &[u8]) -> (Option<String>, Option<String>) {
             .map(str::to_string)
     };
     (safe("task_id"), safe("spec_name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::HeaderValue;
+
+    #[test]
+    fn attempts_add_our_retries_and_the_brokers_redeliveries() {
+        let headers = |pairs: &[(&str, i64)]| -> HeaderMap {
+            pairs.iter().map(|(k, v)| (k.to_string(), HeaderValue::Int(*v))).collect()
+        };
+        assert_eq!(attempt_of(&headers(&[])), 1);
+        assert_eq!(attempt_of(&headers(&[("x-delivery-count", 2)])), 3);
+        assert_eq!(attempt_of(&headers(&[("x-attempt", 3)])), 3);
+        assert_eq!(attempt_of(&headers(&[("x-attempt", 3), ("x-delivery-count", 1)])), 4);
+        assert_eq!(attempt_of(&headers(&[("x-attempt", -4)])), 1);
+    }
 }

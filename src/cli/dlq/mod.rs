@@ -1,0 +1,234 @@
+//! `agent-runner dlq`: list, show, replay and purge dead-lettered tasks.
+//!
+//! Every subcommand makes one pass over the dead-letter queue (see
+//! [`crate::amqp::DlqCursor`]): messages are held while the pass runs and every one not
+//! replayed or purged goes back untouched. Replay republishes to the task exchange under
+//! publisher confirms and removes the dead letter only after the broker confirmed, so a
+//! failure at any point leaves the task in one place or (at worst, if the process dies
+//! between the two) in both, never in neither.
+
+mod filter;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::amqp::{
+    AmqpSession, DeadLetter, DlqCursor, HeaderMap, HeaderValue, Outgoing, TopologyNames, header,
+};
+use crate::config::RunnerConfig;
+use filter::Filters;
+
+/// The default replay pace: fast enough to drain hundreds in a minute, slow enough not to
+/// flood the workers (and whatever service made the tasks fail) all at once.
+const DEFAULT_REPLAY_RATE: u32 = 10;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered tasks (without removing them).
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Group by failure kind instead of listing each message.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Show one task's dead letters in full: every header and the message body.
+    Show {
+        /// The task id.
+        task_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead-lettered tasks to the task exchange, with a fresh attempt count.
+    Replay {
+        #[command(flatten)]
+        filters: Filters,
+        /// Say what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Messages replayed per second at most.
+        #[arg(long, default_value_t = DEFAULT_REPLAY_RATE, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        rate: u32,
+    },
+    /// Delete dead-lettered tasks for good.
+    Purge {
+        #[command(flatten)]
+        filters: Filters,
+        /// Say what would be purged, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Confirm the deletion (required unless --dry-run).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let names = TopologyNames::from(&config.amqp);
+    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner dlq").await?;
+    session.declare(&names).await?;
+    match command {
+        DlqCommand::List { filters, json, summary } => {
+            let letters = collect(&session, &names, &filters).await?;
+            let now = chrono::Utc::now();
+            match (json, summary) {
+                (true, true) => println!("{}", serde_json::to_string_pretty(&output::groups(&letters, now))?),
+                (true, false) => println!("{}", serde_json::to_string_pretty(&output::rows(&letters, now))?),
+                (false, true) => print!("{}", output::summary_table(&letters, now)),
+                (false, false) => print!("{}", output::table(&letters, now)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { task_id, json } => {
+            let filters = Filters { task_id: Some(task_id.clone()), ..Filters::default() };
+            let letters = collect(&session, &names, &filters).await?;
+            if letters.is_empty() {
+                eprintln!("no dead letter for task {task_id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print!("{}", output::details(&letters));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { filters, dry_run, rate } => {
+            replay(&session, &names, &filters, dry_run, rate).await
+        }
+        DlqCommand::Purge { filters, dry_run, yes } => {
+            if !yes && !dry_run {
+                anyhow::bail!("refusing to purge without --yes (try --dry-run to see what would go)");
+            }
+            purge(&session, &names, &filters, dry_run).await
+        }
+    }
+}
+
+/// The matching dead letters, left in the queue.
+async fn collect(
+    session: &AmqpSession,
+    names: &TopologyNames,
+    filters: &Filters,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let now = chrono::Utc::now();
+    let limit = filters.limit.unwrap_or(usize::MAX);
+    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
+    let mut letters = Vec::new();
+    while letters.len() < limit {
+        let Some(held) = cursor.next().await? else { break };
+        if filters.matches(&held.letter, now) {
+            letters.push(held.letter);
+        }
+    }
+    cursor.release().await;
+    Ok(letters)
+}
+
+async fn replay(
+    session: &AmqpSession,
+    names: &TopologyNames,
+    filters: &Filters,
+    dry_run: bool,
+    rate: u32,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let limit = filters.limit.unwrap_or(usize::MAX);
+    let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
+    let mut done = 0usize;
+    while done < limit {
+        let Some(held) = cursor.next().await? else { break };
+        if !filters.matches(&held.letter, now) {
+            continue; // held until the pass ends, then back in the queue untouched
+        }
+        let (routing_key, headers) = replayed(&held.letter, now);
+        let line = output::one_line(&held.letter, now);
+        if dry_run {
+            println!("would replay {line} -> {} '{routing_key}'", names.task_exchange);
+            done += 1;
+            continue;
+        }
+        pace.tick().await;
+        let published = session
+            .publisher
+            .publish(Outgoing {
+                exchange: &names.task_exchange,
+                routing_key: &routing_key,
+                body: held.body(),
+                headers: &headers,
+                mandatory: true,
+            })
+            .await;
+        if let Err(error) = published {
+            cursor.release().await;
+            return Err(error).with_context(|| {
+                format!("replaying {line} failed after {done} replayed; it stays in the DLQ")
+            });
+        }
+        cursor
+            .remove(held)
+            .await
+            .with_context(|| format!("{line} was replayed but could not be removed from the DLQ"))?;
+        println!("replayed {line} -> {} '{routing_key}'", names.task_exchange);
+        done += 1;
+    }
+    cursor.release().await;
+    println!("{done} message(s) {}", if dry_run { "would be replayed" } else { "replayed" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The routing key and headers a replayed message goes out with: the Dispatcher's key,
+/// no failure or attempt headers (the attempt count starts over), and the replay noted.
+fn replayed(letter: &DeadLetter, now: chrono::DateTime<chrono::Utc>) -> (String, HeaderMap) {
+    let routing_key =
+        letter.header_text(header::ORIGINAL_ROUTING_KEY).unwrap_or_else(|| letter.routing_key.clone());
+    let replays = letter.headers.get(header::REPLAY_COUNT).and_then(HeaderValue::as_int).unwrap_or(0);
+    let mut headers: HeaderMap = letter
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with("x-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    headers.insert(header::REPLAYED_AT.into(), HeaderValue::Text(now.to_rfc3339()));
+    headers.insert(header::REPLAY_COUNT.into(), HeaderValue::Int(replays + 1));
+    headers.insert("x-replayed-reason".into(), HeaderValue::Text(filter::reason(letter)));
+    (routing_key, headers)
+}
+
+async fn purge(
+    session: &AmqpSession,
+    names: &TopologyNames,
+    filters: &Filters,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let limit = filters.limit.unwrap_or(usize::MAX);
+    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
+    let mut done = 0usize;
+    while done < limit {
+        let Some(held) = cursor.next().await? else { break };
+        if !filters.matches(&held.letter, now) {
+            continue;
+        }
+        let line = output::one_line(&held.letter, now);
+        if dry_run {
+            println!("would purge {line}");
+        } else {
+            cursor.remove(held).await?;
+            println!("purged {line}");
+        }
+        done += 1;
+    }
+    cursor.release().await;
+    println!("{done} message(s) {}", if dry_run { "would be purged" } else { "purged" });
+    Ok(ExitCode::SUCCESS)
+}
