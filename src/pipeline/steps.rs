@@ -76,6 +76,10 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
         outcome?;
 
         let report = ctx.step("test", run_tests(ctx, &resolved.playbook, &path)).await?;
+        if ctx.cancel.is_cancelled() {
+            // The tests "failed" because their processes were killed: no repair round.
+            return Err(TaskFailure::new(FailureKind::Cancelled, "test", "the task was stopped"));
+        }
         let passed = report.success;
         let failure_text = repair_feedback(&report);
         state.test_report = Some(report);
