@@ -176,6 +176,24 @@ fn prepare_resets_a_dirty_slot_onto_the_latest_remote_base() {
 }
 
 #[test]
+fn a_warm_slot_keeps_only_the_base_and_the_current_task_branch() {
+    let fx = Fixture::new();
+    // Other tasks' branches pile up on the remote; a slot must neither fetch them nor
+    // keep the branches of the tasks it ran before.
+    let upstream = fx.pool().acquire(&fx.remote()).unwrap();
+    for n in 0..3 {
+        git(&upstream.path, &["push", "-q", "origin", &format!("HEAD:refs/heads/feature/other-{n}")]);
+    }
+    drop(upstream);
+    let lease = fx.pool().acquire(&fx.remote()).unwrap();
+    for branch in ["feature/task-a", "feature/task-b"] {
+        prepare_workspace(&lease.path, &fx.remote(), "main", branch).unwrap();
+    }
+    let refs = git(&lease.path, &["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes"]);
+    assert_eq!(refs, "refs/heads/feature/task-b\nrefs/heads/main\nrefs/remotes/origin/main");
+}
+
+#[test]
 fn prepare_fetches_from_the_task_remote_even_if_origin_was_rewritten() {
     let fx = Fixture::new();
     let lease = fx.pool().acquire(&fx.remote()).unwrap();

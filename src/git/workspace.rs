@@ -18,9 +18,13 @@ use git2::{
 use super::credentials::GitRemote;
 use super::error::GitError;
 
-/// Fetches every branch of the remote into `refs/remotes/origin/*`, overwriting local
-/// tracking refs even on non-fast-forward (the remote is the truth).
-const FETCH_ALL_HEADS: &str = "+refs/heads/*:refs/remotes/origin/*";
+/// The refspec fetching one remote branch into its tracking ref, overwriting it even on
+/// non-fast-forward (the remote is the truth). Only the base and the task's own branch
+/// (what an earlier attempt may have pushed) are fetched: a remote accumulates a branch
+/// per task, and fetching them all would make every task slower than the last.
+fn tracking_refspec(branch: &str) -> String {
+    format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")
+}
 
 /// A slot ready for the implementation step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +55,7 @@ pub fn prepare_workspace(
     }
     let repo = open(path)?;
     remove_stale_index_lock(&repo);
-    fetch(&repo, remote)?;
+    fetch(&repo, remote, &[base_branch, branch_name])?;
     let base = base_commit(&repo, remote, base_branch)?;
     reset_to(&repo, &base)?;
     clean_untracked(&repo, path)?;
@@ -62,6 +66,7 @@ pub fn prepare_workspace(
     let head_ref = format!("refs/heads/{branch_name}");
     // The tree is already at `base`: moving HEAD onto the new branch is the checkout.
     repo.set_head(&head_ref).map_err(|e| GitError::Checkout { what: head_ref, detail: e.into() })?;
+    forget_other_branches(&repo, base_branch, branch_name);
     Ok(PreparedWorkspace {
         base_commit: base.id().to_string(),
         branch: branch_name.to_string(),
@@ -133,12 +138,45 @@ fn remove_locks_under(dir: &Path, depth: usize) {
     }
 }
 
-fn fetch(repo: &Repository, remote: &GitRemote) -> Result<(), GitError> {
+fn fetch(repo: &Repository, remote: &GitRemote, branches: &[&str]) -> Result<(), GitError> {
     let fetch_error = |e: git2::Error| GitError::Fetch { url: remote.redacted_url(), detail: e.into() };
     let mut origin = pin_origin(repo, remote).map_err(fetch_error)?;
     let mut options = FetchOptions::new();
     options.remote_callbacks(remote.callbacks()).prune(FetchPrune::On).download_tags(AutotagOption::None);
-    origin.fetch(&[FETCH_ALL_HEADS], Some(&mut options), None).map_err(fetch_error)
+    // A branch deleted on the remote must not still resolve to the tracking ref an
+    // earlier task fetched: start from none, the fetch recreates what exists.
+    for branch in branches {
+        if let Ok(mut stale) = repo.find_reference(&format!("refs/remotes/origin/{branch}")) {
+            let _ = stale.delete();
+        }
+    }
+    let refspecs: Vec<String> = branches.iter().map(|b| tracking_refspec(b)).collect();
+    origin.fetch(&refspecs, Some(&mut options), None).map_err(fetch_error)
+}
+
+/// Deletes every local branch but the base and the task branch, and every tracking ref
+/// but theirs. A warm slot serves task after task: without this it would keep a
+/// branch per task it ever ran (and the clone's tracking ref of every remote branch),
+/// and each git operation walking refs would grow slower. Failures only cost speed.
+fn forget_other_branches(repo: &Repository, base_branch: &str, branch_name: &str) {
+    let keep = [
+        format!("refs/heads/{base_branch}"),
+        format!("refs/heads/{branch_name}"),
+        format!("refs/remotes/origin/{base_branch}"),
+        format!("refs/remotes/origin/{branch_name}"),
+    ];
+    let Ok(references) = repo.references() else { return };
+    let doomed: Vec<String> = references
+        .flatten()
+        .filter_map(|r| r.name().ok().map(str::to_string))
+        .filter(|name| name.starts_with("refs/heads/") || name.starts_with("refs/remotes/"))
+        .filter(|name| !keep.contains(name))
+        .collect();
+    for name in doomed {
+        if let Ok(mut reference) = repo.find_reference(&name) {
+            let _ = reference.delete();
+        }
+    }
 }
 
 fn base_commit<'r>(

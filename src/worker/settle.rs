@@ -155,8 +155,12 @@ async fn refuse(
         "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
         "transient": false,
     });
-    publish(worker, subject, event, data).await;
-    dead_letter(worker, delivery, subject, failure).await
+    // The refusal event and the dead letter go out together on the one publish channel,
+    // which keeps them in order; waiting for the two confirms one after the other would
+    // double the cost of every refused message (the dead-letter rate is bounded by it).
+    let (_, settlement) =
+        tokio::join!(publish(worker, subject, event, data), dead_letter(worker, delivery, subject, failure));
+    settlement
 }
 
 fn reason_for(worker: &Worker, subject: &EventSubject, failure: &TaskFailure) -> DeadLetterReason {
@@ -215,7 +219,15 @@ async fn dead_letter(
                 "reason": reason.kind, "failed_step": reason.step, "with_reason_headers": path == DeadLetterPath::WithReason,
                 "queue": worker.names.dead_letter_queue, "attempts": reason.attempts,
             });
-            publish(worker, subject, EventType::TaskDeadLettered, data).await;
+            // Announced after the settlement, without holding the task slot for the
+            // confirm: the message is already safe in the DLQ.
+            let event = subject.event(EventType::TaskDeadLettered, "", data);
+            let events = worker.events.clone();
+            tokio::spawn(async move {
+                if let Err(error) = events.publish(&event).await {
+                    tracing::warn!(%error, "lifecycle event not published");
+                }
+            });
             Settlement::DeadLettered
         }
         Err(error) => {
