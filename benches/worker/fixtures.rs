@@ -24,16 +24,19 @@ pub struct Bench {
 impl Bench {
     pub async fn new() -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
-        let origin = dir.path().join("origin.git");
-        let contents: Vec<(String, String)> = (0..REPO_FILES)
-            .map(|i| (format!("src/module_{:02}/file_{i:04}.txt", i % 40), format!("line {i}\n").repeat(20)))
-            .collect();
-        let files: Vec<(&str, &str)> = contents.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
-        agent_runner::demo::sample::create_origin(&origin, "main", &files)?;
+        let origin = generate_origin(&dir.path().join("origin.git"))?;
         // Each task gets a distinct edit: the answer names a file from the task title.
         let llm = scripted::start(Script::responder(one_file_edit)).await?;
         let session = AmqpSession::connect(AMQP_URL, "agent-runner bench").await?;
         Ok(Bench { dir, origin, llm, session })
+    }
+
+    /// Starts the next scenario on a new origin holding only `main`: every task pushes a
+    /// branch, and a remote with hundreds of them makes fetches and clones slower, which
+    /// would bias whichever scenario runs last.
+    pub fn reset_origin(&mut self, name: &str) -> anyhow::Result<()> {
+        self.origin = generate_origin(&self.dir.path().join(format!("origin-{name}.git")))?;
+        Ok(())
     }
 
     pub fn repo_url(&self) -> String {
@@ -88,6 +91,16 @@ impl Bench {
             .await?;
         Ok(())
     }
+}
+
+/// A bare repository of [`REPO_FILES`] files at `path`.
+fn generate_origin(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let contents: Vec<(String, String)> = (0..REPO_FILES)
+        .map(|i| (format!("src/module_{:02}/file_{i:04}.txt", i % 40), format!("line {i}\n").repeat(20)))
+        .collect();
+    let files: Vec<(&str, &str)> = contents.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    agent_runner::demo::sample::create_origin(path, "main", &files)?;
+    Ok(path.to_path_buf())
 }
 
 /// A task whose playbook is `true`: the benchmark measures the worker, not the tests.

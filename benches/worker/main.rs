@@ -53,25 +53,29 @@ async fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let binary = root.join("target/release/agent-runner");
     anyhow::ensure!(binary.exists(), "build the binary first: cargo build --release (scripts/bench does)");
-    let bench = fixtures::Bench::new().await?;
+    let mut bench = fixtures::Bench::new().await?;
     eprintln!("bench: generated a {}-file repository", fixtures::REPO_FILES);
 
     eprintln!("bench: per-task overhead over {} tasks", sizes.overhead_tasks);
     let overhead = measure::overhead(&bench, sizes.overhead_tasks).await?;
+    bench.reset_origin("floor")?;
     eprintln!("bench: git command-line floor over {} iterations", sizes.overhead_tasks);
     let floor = measure::git_floor(&bench, sizes.overhead_tasks).await?;
 
-    measure::warm_slots(&bench, *CONCURRENCY.iter().max().unwrap_or(&1)).await?;
     let mut throughput = Vec::new();
     for concurrency in CONCURRENCY {
+        bench.reset_origin(&format!("throughput-{concurrency}"))?;
+        measure::warm_slots(&bench, concurrency).await?;
         eprintln!("bench: throughput at concurrency {concurrency} over {} tasks", sizes.throughput_tasks);
         throughput
             .push((concurrency, measure::throughput(&bench, concurrency, sizes.throughput_tasks).await?));
     }
     eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
     let (dead_letter_rate, raw_rate) = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
+    bench.reset_origin("process")?;
     eprintln!("bench: cold start and memory of the release binary");
     let process = measure::process(&bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
+    bench.reset_origin("slots")?;
     eprintln!("bench: warm slot against fresh clone");
     // git2 blocks: keep it off the runtime's worker threads.
     let (warm, fresh) = tokio::task::block_in_place(|| measure::slots(&bench, sizes.slot_rounds))?;

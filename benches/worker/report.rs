@@ -125,7 +125,10 @@ impl Figures {
             "Overhead is measured from the publish to the `TaskCompleted` event, which the worker publishes \
              (with a broker confirm) immediately before it acks. The git floor runs the same operations \
              (fetch, reset, clean, branch, commit, push) with the git command line in a shell, per iteration, \
-             in a warm clone. Cold start is the release binary's spawn until the broker shows its consumer.\n",
+             in a warm clone. Cold start is the release binary's spawn until the broker shows its consumer. \
+             Each scenario (and each concurrency level) starts on a new origin holding only `main`, with \
+             its slots warmed first: every task pushes a branch, and a remote with hundreds of them makes \
+             every fetch slower, which would otherwise bias the later scenarios.\n",
         );
         out
     }
