@@ -92,16 +92,7 @@ async fn publish_worker_once_and_dlq_list_work_together() {
     let dir = tempfile::tempdir().unwrap();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let names = TopologyNames::isolated(&format!("test.cli.{suffix}"));
-    let config = format!(
-        "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
-         events_exchange: {}\n  control_exchange: {}\n",
-        names.task_exchange,
-        names.work_queue,
-        names.dead_letter_exchange,
-        names.dead_letter_queue,
-        names.events_exchange,
-        names.control_exchange
-    );
+    let config = names.config_yaml();
     std::fs::write(dir.path().join("config.yaml"), config).unwrap();
     std::fs::write(
         dir.path().join("bad-task.json"),

@@ -96,16 +96,7 @@ fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn topology_yaml(names: &TopologyNames) -> String {
-    format!(
-        "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
-         events_exchange: {}\n  control_exchange: {}\nplaybook:\n  repair_rounds: 0\n",
-        names.task_exchange,
-        names.work_queue,
-        names.dead_letter_exchange,
-        names.dead_letter_queue,
-        names.events_exchange,
-        names.control_exchange
-    )
+    format!("{}playbook:\n  repair_rounds: 0\n", names.config_yaml())
 }
 
 #[tokio::test]

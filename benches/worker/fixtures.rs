@@ -139,17 +139,3 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
         status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
-
-/// A config file naming a private topology, for the spawned binary.
-pub fn config_yaml(names: &TopologyNames) -> String {
-    format!(
-        "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
-         events_exchange: {}\n  control_exchange: {}\n",
-        names.task_exchange,
-        names.work_queue,
-        names.dead_letter_exchange,
-        names.dead_letter_queue,
-        names.events_exchange,
-        names.control_exchange
-    )
-}

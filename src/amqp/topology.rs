@@ -149,6 +149,22 @@ pub async fn delete_topology(channel: &Channel, names: &TopologyNames) -> Result
 }
 
 impl TopologyNames {
+    /// The `amqp:` section of a config file naming these queues and exchanges, for a
+    /// worker process started on a private topology (tests, the benchmark). The section
+    /// is last, so a caller may append more `  key: value` lines to it.
+    pub fn config_yaml(&self) -> String {
+        format!(
+            "amqp:\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  dead_letter_queue: {}\n  \
+             events_exchange: {}\n  control_exchange: {}\n",
+            self.task_exchange,
+            self.work_queue,
+            self.dead_letter_exchange,
+            self.dead_letter_queue,
+            self.events_exchange,
+            self.control_exchange
+        )
+    }
+
     /// A private topology whose every name carries `prefix`, for the demo and tests.
     pub fn isolated(prefix: &str) -> Self {
         TopologyNames {

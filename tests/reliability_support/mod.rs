@@ -35,16 +35,7 @@ pub fn commits_on_branch(origin: &Path, base: &str, branch: &str) -> Option<Vec<
 /// A config file for the binary on `names`' private topology, with `extra` YAML lines
 /// appended (top-level keys other than `amqp`).
 pub fn binary_config(names: &agent_runner::amqp::TopologyNames, amqp_url: &str, extra: &str) -> String {
-    format!(
-        "amqp:\n  url: {amqp_url}\n  task_exchange: {}\n  work_queue: {}\n  dead_letter_exchange: {}\n  \
-         dead_letter_queue: {}\n  events_exchange: {}\n  control_exchange: {}\n{extra}",
-        names.task_exchange,
-        names.work_queue,
-        names.dead_letter_exchange,
-        names.dead_letter_queue,
-        names.events_exchange,
-        names.control_exchange
-    )
+    format!("{}  url: {amqp_url}\n{extra}", names.config_yaml())
 }
 
 /// Runs the binary to completion in `dir` with `args`, off the async runtime.
