@@ -180,3 +180,19 @@ async fn a_local_child_of_a_root_worker_holds_no_capabilities_and_cannot_regain_
     let out = run(&spec(probe, dir.path(), Isolation::LocalProcess, ProcessLimits::default())).await;
     assert_eq!(out.output, "CapEff:\t0000000000000000\nNoNewPrivs:\t1\n");
 }
+
+#[tokio::test]
+async fn reading_the_workers_mounted_secret_file_from_the_sandbox_gets_nothing() {
+    // Outside /tmp, like a mounted Kubernetes secret: visible through the read-only root.
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let secret = root.path().join("git-token");
+    std::fs::write(&secret, "ghp_mounted_secret_value\n").unwrap();
+    let workspace = root.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    agent_runner::process::isolation::hide_in_sandbox(&secret);
+    let read = format!("cat {} 2>/dev/null; echo end", secret.display());
+    let out = run(&spec(&read, &workspace, sandbox(false), ProcessLimits::default())).await;
+    assert_eq!(out.output, "end\n");
+    // The worker itself still reads it.
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "ghp_mounted_secret_value\n");
+}

@@ -39,6 +39,12 @@ impl RunnerSecrets {
         config: &RunnerConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        // A secret read from a file stays on disk: hide it from sandboxed commands.
+        for name in [&config.git.token_env_var, &config.llm.api_key_env_var] {
+            if let Some(path) = env(&format!("{name}_FILE")).filter(|p| !p.is_empty()) {
+                crate::process::isolation::hide_in_sandbox(std::path::Path::new(&path));
+            }
+        }
         Ok(RunnerSecrets {
             git_token: read_secret(&config.git.token_env_var, env)?,
             llm_api_key: read_secret(&config.llm.api_key_env_var, env)?,

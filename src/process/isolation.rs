@@ -64,6 +64,25 @@ impl Isolation {
     }
 }
 
+/// Files the sandbox hides behind an empty file: the worker's secret files (`GIT_TOKEN_FILE`
+/// and the like). The sandbox's root is the host's, read-only but readable, so without
+/// this a test command could read a mounted token. Process-wide, like the secrets.
+static HIDDEN_FILES: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Hides `path` from every sandboxed command started from now on.
+pub fn hide_in_sandbox(path: &Path) {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(mut hidden) = HIDDEN_FILES.lock()
+        && !hidden.contains(&path)
+    {
+        hidden.push(path);
+    }
+}
+
+fn hidden_files() -> Vec<std::path::PathBuf> {
+    HIDDEN_FILES.lock().map(|h| h.clone()).unwrap_or_default()
+}
+
 /// A fully built command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandLine {
@@ -101,6 +120,9 @@ pub fn sandbox_command_line(
     let git = workdir.join(".git");
     if git.exists() {
         args.extend(["--ro-bind".into(), git.clone().into_os_string(), git.into_os_string()]);
+    }
+    for secret in hidden_files().into_iter().filter(|f| f.is_file()) {
+        args.extend(["--ro-bind".into(), "/dev/null".into(), secret.into_os_string()]);
     }
     args.extend(["--chdir".into(), dir.to_owned(), "--clearenv".into()]);
     let mut inside = child_env.clone();
