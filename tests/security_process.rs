@@ -131,12 +131,13 @@ async fn connecting_out_of_the_sandbox_fails_unless_the_step_opted_in() {
 
 #[tokio::test]
 async fn writing_outside_the_workspace_or_into_git_fails_in_the_sandbox() {
-    // Not under /tmp: the sandbox's /tmp is private, so a path there would be writable
-    // (in the sandbox's own tmpfs) without saying anything about the host.
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let workspace = root.path().join("ws");
     std::fs::create_dir_all(workspace.join(".git/hooks")).unwrap();
-    let outside = root.path().join("outside");
+    // Not under /tmp (the checkout, and so the target directory, may well be): the
+    // sandbox's /tmp is private, so a path there would be writable in its own tmpfs
+    // without saying anything about the host.
+    let outside = outside_tmp("outside");
     let attempts = format!(
         "for target in {out} .git/hooks/pre-push /etc/agent-runner-probe $HOME/.gitconfig; do \
            (echo x > \"$target\") 2>/dev/null && echo \"wrote $target\" || echo \"refused $target\"; done; \
@@ -185,14 +186,39 @@ async fn a_local_child_of_a_root_worker_holds_no_capabilities_and_cannot_regain_
 async fn reading_the_workers_mounted_secret_file_from_the_sandbox_gets_nothing() {
     // Outside /tmp, like a mounted Kubernetes secret: visible through the read-only root.
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let secret = root.path().join("git-token");
+    let secret = outside_tmp("git-token");
     std::fs::write(&secret, "ghp_mounted_secret_value\n").unwrap();
+    let _cleanup = RemoveOnDrop(secret.clone());
     let workspace = root.path().join("ws");
     std::fs::create_dir_all(&workspace).unwrap();
     agent_runner::process::isolation::hide_in_sandbox(&secret);
     let read = format!("cat {} 2>/dev/null; echo end", secret.display());
     let out = run(&spec(&read, &workspace, sandbox(false), ProcessLimits::default())).await;
     assert_eq!(out.output, "end\n");
+    // Not hidden, the same file is readable in the sandbox: the check above means something.
+    let other = outside_tmp("not-a-secret");
+    std::fs::write(&other, "visible\n").unwrap();
+    let _cleanup_other = RemoveOnDrop(other.clone());
+    let read = format!("cat {}", other.display());
+    let out = run(&spec(&read, &workspace, sandbox(false), ProcessLimits::default())).await;
+    assert_eq!(out.output, "visible\n");
     // The worker itself still reads it.
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "ghp_mounted_secret_value\n");
+}
+
+/// A unique path in `$HOME`, which the sandbox shows read-only from the host (unlike
+/// `/tmp`, which it replaces).
+fn outside_tmp(name: &str) -> std::path::PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let unique = format!(".agent-runner-test-{name}-{}", uuid::Uuid::new_v4().simple());
+    std::path::Path::new(&home).join(unique)
+}
+
+/// Removes a file the test created outside its temporary directory.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
