@@ -5,8 +5,8 @@
 //! what is unacked). A crash mid-way loses nothing: unacked messages go back too.
 
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::types::ShortString;
 
 use super::AmqpError;
 use super::dead_letter::DeadLetter;
@@ -40,16 +40,8 @@ pub struct DlqCursor {
 impl DlqCursor {
     /// Opens a pass over the messages `queue` holds now (at most [`MAX_SCAN`]).
     pub async fn open(session: &AmqpSession, queue: &str) -> Result<DlqCursor, AmqpError> {
+        let remaining = session.ready_count(queue).await?.min(MAX_SCAN);
         let channel = session.channel().await?;
-        let declared = channel
-            .queue_declare(
-                ShortString::from(queue),
-                QueueDeclareOptions { passive: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(AmqpError::protocol(format!("inspecting queue '{queue}'")))?;
-        let remaining = declared.message_count().min(MAX_SCAN);
         Ok(DlqCursor { channel, queue: queue.to_string(), remaining })
     }
 

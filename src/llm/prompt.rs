@@ -24,13 +24,20 @@ pub struct Prompt {
 
 /// Builds the prompt for `req`.
 pub fn build_prompt(req: &ImplementRequest) -> Prompt {
+    let (mut user, tag) = opening_sections(req);
+    user.push_str("\nAnswer now with the JSON object only.\n");
+    Prompt { system: system_message(&tag), user }
+}
+
+/// The user message's data sections (task, repository, failing test output), fenced
+/// with a tag derived from their content, and the tag. Both prompt styles open with it.
+pub(crate) fn opening_sections(req: &ImplementRequest) -> (String, String) {
     let task = task_section(req);
     let repo = repo_section(req);
     let failure = req.previous_failure.as_deref().map(tail);
     let tag = marker_tag(&[&task, &repo, failure.unwrap_or("")]);
 
-    let mut user = String::new();
-    user.push_str("The task to implement:\n");
+    let mut user = String::from("The task to implement:\n");
     user.push_str(&fenced("TASK", &tag, &task));
     user.push_str("\nThe repository as it is now:\n");
     user.push_str(&fenced("REPOSITORY", &tag, &repo));
@@ -41,8 +48,7 @@ pub fn build_prompt(req: &ImplementRequest) -> Prompt {
         );
         user.push_str(&fenced("TEST OUTPUT", &tag, failure));
     }
-    user.push_str("\nAnswer now with the JSON object only.\n");
-    Prompt { system: system_message(&tag), user }
+    (user, tag)
 }
 
 fn system_message(tag: &str) -> String {

@@ -7,7 +7,7 @@
 use super::EngineMode;
 use super::glob::ProtectedPaths;
 use crate::llm::ImplementRequest;
-use crate::llm::prompt::{fenced, marker_tag, repo_section, tail, task_section};
+use crate::llm::prompt::opening_sections;
 
 /// The opening messages of one round.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +23,7 @@ pub fn agent_prompt(
     protected: &ProtectedPaths,
     max_turns: u32,
 ) -> AgentPrompt {
-    let task = task_section(req);
-    let repo = repo_section(req);
-    let failure = req.previous_failure.as_deref().map(tail);
-    let tag = marker_tag(&[&task, &repo, failure.unwrap_or("")]);
-
-    let mut user = String::from("The task to implement:\n");
-    user.push_str(&fenced("TASK", &tag, &task));
-    user.push_str("\nThe repository as it is now:\n");
-    user.push_str(&fenced("REPOSITORY", &tag, &repo));
-    if let Some(failure) = failure {
-        user.push_str(
-            "\nA previous attempt was applied and the tests failed with the output below. \
-             Fix the code so the tests pass:\n",
-        );
-        user.push_str(&fenced("TEST OUTPUT", &tag, failure));
-    }
+    let (mut user, tag) = opening_sections(req);
     user.push_str(match mode {
         EngineMode::Tools => "\nStart now: use the tools, and call finish when the task is done.\n",
         EngineMode::EditBlocks => "\nStart now: answer with edit blocks and commands.\n",
