@@ -136,6 +136,15 @@ pub trait EventSink: Send + Sync {
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>>;
 }
 
+/// Publishes `event`, logging instead of failing when it cannot: lifecycle events are
+/// best-effort, the work and its artifacts matter more than one missing event, and the
+/// terminal events carry deterministic ids the mirror reconciles on.
+pub async fn publish_best_effort(sink: &dyn EventSink, event: &Event) {
+    if let Err(error) = sink.publish(event).await {
+        tracing::warn!(%error, "lifecycle event not published");
+    }
+}
+
 /// Keeps events in memory, in order.
 #[derive(Debug, Default, Clone)]
 pub struct MemorySink {

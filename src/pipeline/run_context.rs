@@ -45,14 +45,11 @@ impl<'a> RunContext<'a> {
         }
     }
 
-    /// Publishes a lifecycle event. A failed publish is logged, not fatal: the work and
-    /// its artifacts matter more than one missing event (the mirror reconciles).
+    /// Publishes a lifecycle event, best-effort (see [`crate::events::publish_best_effort`]).
     pub async fn emit(&self, event_type: EventType, discriminator: &str, data: serde_json::Value) {
         let event = self.subject.event(event_type, discriminator, data);
         self.log.record("event", &format!("{} {}", event_type.name(), discriminator));
-        if let Err(error) = self.runner.services.events.publish(&event).await {
-            tracing::warn!(%error, "lifecycle event not published");
-        }
+        crate::events::publish_best_effort(self.runner.services.events.as_ref(), &event).await;
     }
 
     /// Runs one named step: `StepStarted`/`StepCompleted` events, a log entry, a timing.

@@ -67,9 +67,7 @@ impl Worker {
         };
         // Runner events are keyed by runner and a start nonce: one per process lifetime.
         let event = subject.event(event_type, &std::process::id().to_string(), data);
-        if let Err(error) = self.events.publish(&event).await {
-            tracing::warn!(%error, "runner event not published");
-        }
+        crate::events::publish_best_effort(self.events.as_ref(), &event).await;
     }
 }
 

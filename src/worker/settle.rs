@@ -223,11 +223,7 @@ async fn dead_letter(
             // confirm: the message is already safe in the DLQ.
             let event = subject.event(EventType::TaskDeadLettered, "", data);
             let events = worker.events.clone();
-            tokio::spawn(async move {
-                if let Err(error) = events.publish(&event).await {
-                    tracing::warn!(%error, "lifecycle event not published");
-                }
-            });
+            tokio::spawn(async move { crate::events::publish_best_effort(events.as_ref(), &event).await });
             Settlement::DeadLettered
         }
         Err(error) => {
@@ -239,9 +235,7 @@ async fn dead_letter(
 
 async fn publish(worker: &Worker, subject: &EventSubject, event_type: EventType, data: serde_json::Value) {
     let event = subject.event(event_type, "", data);
-    if let Err(error) = worker.events.publish(&event).await {
-        tracing::warn!(%error, "lifecycle event not published");
-    }
+    crate::events::publish_best_effort(worker.events.as_ref(), &event).await;
 }
 
 /// Best-effort task id and spec from a message that failed validation, so the DLQ entry
