@@ -52,6 +52,18 @@ impl RunnerSecrets {
     }
 }
 
+impl RunnerSecrets {
+    /// The masker for these secrets, or one that masks nothing when `mask_secrets` is off.
+    /// Every outward path (events, artifacts, logs, DLQ headers) uses the same one.
+    pub fn masker(&self, config: &RunnerConfig) -> Masker {
+        if config.logging.mask_secrets {
+            Masker::new([self.git_token.as_ref(), self.llm_api_key.as_ref()])
+        } else {
+            Masker::default()
+        }
+    }
+}
+
 impl Runner {
     /// Builds a runner from `config`, publishing events to `events`.
     pub fn from_config(
@@ -59,11 +71,7 @@ impl Runner {
         secrets: RunnerSecrets,
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
-        let masker = if config.logging.mask_secrets {
-            Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()])
-        } else {
-            Masker::default()
-        };
+        let masker = secrets.masker(config);
         // Logs are written by the whole process, not just this runner: mask them too.
         crate::telemetry::mask_in_logs(&masker);
         let client_settings = ClientSettings { retries: config.retry.network, ..ClientSettings::default() };

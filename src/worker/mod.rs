@@ -108,7 +108,7 @@ impl Worker {
             delays: config.reliability.retry_delays.clone(),
         };
         retry.declare(&session).await?;
-        let masker = crate::secrets::Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()]);
+        let masker = secrets.masker(config);
         let events: Arc<dyn EventSink> = Arc::new(crate::amqp::AmqpEventSink::new(
             session.publisher.clone(),
             topology.events_exchange.clone(),
