@@ -172,3 +172,21 @@ async fn replay_republishes_with_a_fresh_attempt_count_and_the_task_then_complet
     assert_eq!(left[0].header_text("x-task-id").as_deref(), Some("p.2"));
     harness.cleanup().await;
 }
+
+/// The worker asks the broker for small frames (its buffers are 32 frames each); a
+/// message many frames long still arrives whole and is dead-lettered byte for byte.
+#[tokio::test]
+async fn a_message_many_frames_long_is_dead_lettered_intact() {
+    let harness = Harness::new("dlq-large", Script::replies(["unused"])).await;
+    // Invalid (no task_id, no repo_url), 300 KiB: about twenty 16 KiB frames.
+    let filler = "x".repeat(300 * 1024);
+    let body = json!({ "schema_version": 1, "description": filler }).to_string();
+    harness.publish("task.backend", body.as_bytes()).await;
+    let report = harness.run_worker(harness.config(), 1, 1).await;
+    assert_eq!(report.dead_lettered, 1);
+    let letters = browse_queue(&harness.session, &harness.names.dead_letter_queue, 2).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].body, body, "the dead letter's body differs from the message");
+    assert_eq!(letters[0].header_text("x-failure-kind").as_deref(), Some("validation"));
+    harness.cleanup().await;
+}

@@ -76,7 +76,7 @@ impl Fixture {
 }
 
 fn request<'a>(message: &'a str, author: &'a GitAuthor) -> CommitRequest<'a> {
-    CommitRequest { message, task_id: "task-1", runner_id: None, author }
+    CommitRequest { message, task_id: "task-1", runner_id: None, author, remote: None }
 }
 
 #[test]

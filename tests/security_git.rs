@@ -97,7 +97,13 @@ fn planted_hooks_config_and_filters_gain_nothing_on_commit_and_push() {
     std::fs::write(slot.path.join("feature.txt"), "the agent's work\n").unwrap();
 
     let author = GitAuthor::default();
-    let request = CommitRequest { message: "work", task_id: "planted-1", runner_id: None, author: &author };
+    let request = CommitRequest {
+        message: "work",
+        task_id: "planted-1",
+        runner_id: None,
+        author: &author,
+        remote: None,
+    };
     let commit = commit_all(&slot.path, &request).unwrap().unwrap();
     let pushed = push_branch(&slot.path, &remote, BRANCH).unwrap();
 
@@ -141,7 +147,13 @@ fn index_entries_planted_by_a_test_command_are_not_committed() {
     std::fs::write(slot.path.join("feature.txt"), "work\n").unwrap();
 
     let author = GitAuthor::default();
-    let request = CommitRequest { message: "work", task_id: "planted-2", runner_id: None, author: &author };
+    let request = CommitRequest {
+        message: "work",
+        task_id: "planted-2",
+        runner_id: None,
+        author: &author,
+        remote: None,
+    };
     let commit = commit_all(&slot.path, &request).unwrap().unwrap();
     assert_eq!(commit.files_changed, [".gitignore", "feature.txt"]);
 }

@@ -27,10 +27,29 @@ pub struct AmqpSession {
     pub publisher: ConfirmedPublisher,
 }
 
+/// The largest AMQP frame the worker asks for, unless the URL sets `frame_max` itself.
+/// lapin keeps a send and a receive buffer of 32 frames each, filled with zeros up front:
+/// at RabbitMQ's default of 128 KiB that is 8 MiB resident in a process that otherwise
+/// idles at about 12. Task messages and events are a few KiB; a larger body simply
+/// travels in several frames.
+const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
+
+/// `url` with `frame_max` set to [`DEFAULT_FRAME_MAX`] when it does not choose one. A URL
+/// that does not parse is left alone for lapin to refuse with its own error.
+fn with_default_frame_max(url: &str) -> String {
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) if uri.query.frame_max.is_none() && !url.contains('#') => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}frame_max={DEFAULT_FRAME_MAX}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 async fn open_connection(url: &str, name: &str) -> Result<Connection, AmqpError> {
     let properties =
         ConnectionProperties::default().with_connection_name(lapin::types::LongString::from(name));
-    Connection::connect(url, properties)
+    Connection::connect(&with_default_frame_max(url), properties)
         .await
         .map_err(|source| AmqpError::Connect { url: redact_amqp_url(url), source })
 }
@@ -315,5 +334,25 @@ impl AmqpSession {
             .map_err(AmqpError::protocol(format!("inspecting queue '{queue}'")))?;
         let _ = channel.close(200, ShortString::from("inspected")).await;
         Ok(declared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_is_added_unless_the_url_chooses_one() {
+        let plain = "amqp://guest:guest@127.0.0.1:5672/%2f";
+        assert_eq!(with_default_frame_max(plain), format!("{plain}?frame_max=16384"));
+        let with_query = "amqp://127.0.0.1:5672/%2f?heartbeat=10";
+        assert_eq!(with_default_frame_max(with_query), format!("{with_query}&frame_max=16384"));
+        let chosen = "amqp://127.0.0.1:5672/%2f?frame_max=131072";
+        assert_eq!(with_default_frame_max(chosen), chosen);
+        for url in [plain, with_query, chosen] {
+            let parsed: lapin::uri::AMQPUri = with_default_frame_max(url).parse().unwrap();
+            assert!(parsed.query.frame_max.is_some());
+        }
+        assert_eq!(with_default_frame_max("not a url"), "not a url");
     }
 }

@@ -36,6 +36,9 @@ pub struct CommitRequest<'a> {
     /// Written as the `Runner-Id:` trailer when present.
     pub runner_id: Option<&'a str>,
     pub author: &'a GitAuthor,
+    /// The task's remote, written into the hardened config as `origin` so that the push
+    /// right after finds the config it needs as it is (see [`super::harden_repository`]).
+    pub remote: Option<&'a super::GitRemote>,
 }
 
 /// A commit that was made.
@@ -50,7 +53,7 @@ pub struct CommitInfo {
 /// Stages every change (additions, modifications, deletions; `.gitignore` is honoured)
 /// and commits it on HEAD. Returns `None` when the staged tree equals HEAD's tree.
 pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<CommitInfo>, GitError> {
-    super::harden::harden_repository(path, None)?;
+    super::harden::harden_repository(path, request.remote)?;
     let repo = open(path)?;
     let commit_error = |e: git2::Error| GitError::Commit { path: path.to_path_buf(), detail: e.into() };
     let mut index = repo.index().map_err(commit_error)?;
@@ -164,9 +167,11 @@ mod tests {
             task_id: "t-1\nSigned-off-by: x",
             runner_id: Some("r-9"),
             author: &author,
+            remote: None,
         };
         assert_eq!(full_message(&request), "Add login\n\nTask-Id: t-1 Signed-off-by: x\nRunner-Id: r-9\n");
-        let empty = CommitRequest { message: "  ", task_id: "t-2", runner_id: None, author: &author };
+        let empty =
+            CommitRequest { message: "  ", task_id: "t-2", runner_id: None, author: &author, remote: None };
         assert_eq!(full_message(&empty), "Task t-2\n\nTask-Id: t-2\n");
     }
 }

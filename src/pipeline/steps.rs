@@ -96,7 +96,7 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
         previous_failure = Some(failure_text);
     }
 
-    let commit = ctx.step("commit", commit(ctx, path.clone())).await?;
+    let commit = ctx.step("commit", commit(ctx, path.clone(), remote.clone())).await?;
     state.commit = Some(commit.clone());
     if let Some(theirs) = ctx.step("push", push(ctx, path, remote, branch, base)).await? {
         state.commit = Some(theirs);
@@ -327,7 +327,7 @@ fn repair_feedback(report: &PlaybookReport) -> String {
     text
 }
 
-async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskFailure> {
+async fn commit(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote) -> Result<CommitInfo, TaskFailure> {
     let message = ctx.task.commit_subject();
     let task_id = ctx.task.task_id.clone();
     let runner_id = ctx.runner.settings.runner_id.clone();
@@ -340,6 +340,7 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf) -> Result<CommitInfo, TaskF
                 task_id: &task_id,
                 runner_id: Some(&runner_id),
                 author: &author,
+                remote: Some(&remote),
             },
         )
     })
