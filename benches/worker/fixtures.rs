@@ -17,6 +17,11 @@ pub const REPO_FILES: usize = 1000;
 pub struct Bench {
     pub dir: tempfile::TempDir,
     pub origin: PathBuf,
+    /// The origin is served by `git daemon`, a process of its own, as a remote is in
+    /// production: over `file://` libgit2 would run the server's side of every fetch and
+    /// push inside the worker (reading every ref's object, across a pack per push) and
+    /// count a git server's work as the worker's.
+    daemon: GitDaemon,
     pub llm: ScriptedLlmHandle,
     pub session: AmqpSession,
 }
@@ -28,7 +33,8 @@ impl Bench {
         // Each task gets a distinct edit: the answer names a file from the task title.
         let llm = scripted::start(Script::responder(one_file_edit)).await?;
         let session = AmqpSession::connect(AMQP_URL, "agent-runner bench").await?;
-        Ok(Bench { dir, origin, llm, session })
+        let daemon = GitDaemon::start(dir.path())?;
+        Ok(Bench { dir, origin, daemon, llm, session })
     }
 
     /// Starts the next scenario on a new origin holding only `main`: every task pushes a
@@ -40,7 +46,8 @@ impl Bench {
     }
 
     pub fn repo_url(&self) -> String {
-        format!("file://{}", self.origin.display())
+        let name = self.origin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("git://127.0.0.1:{}/{name}", self.daemon.port)
     }
 
     /// Worker configuration under this bench's directory, with `concurrency` tasks.
@@ -93,6 +100,46 @@ impl Bench {
     }
 }
 
+/// `git daemon` serving every repository under a directory, fetch and push, on a free
+/// local port; stopped when dropped.
+struct GitDaemon {
+    port: u16,
+    process: std::process::Child,
+}
+
+impl GitDaemon {
+    fn start(base: &std::path::Path) -> anyhow::Result<GitDaemon> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // The daemon itself, not `git daemon`: that wrapper would stand between us and the
+        // daemon's CPU clocks, which count the server-side work per connection.
+        let exec_path = std::process::Command::new("git").arg("--exec-path").output()?.stdout;
+        let daemon = PathBuf::from(String::from_utf8_lossy(&exec_path).trim()).join("git-daemon");
+        let process = std::process::Command::new(daemon)
+            .args(["--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            // Its only chatter is about the readiness probe below hanging up.
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let daemon = GitDaemon { port, process };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "git daemon did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(daemon)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// A bare repository of [`REPO_FILES`] files at `path`.
 fn generate_origin(path: &std::path::Path) -> anyhow::Result<PathBuf> {
     let contents: Vec<(String, String)> = (0..REPO_FILES)
@@ -138,4 +185,73 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     let kib: f64 =
         status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// CPU time used so far, in milliseconds, by the parties sharing the machine's cores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuClock {
+    /// This process: the worker under test, the scripted model and the harness.
+    pub worker_ms: f64,
+    /// The git server: the daemon's finished children (upload-pack, receive-pack, ...).
+    pub git_server_ms: f64,
+    /// RabbitMQ's Erlang VM.
+    pub broker_ms: f64,
+}
+
+impl CpuClock {
+    pub fn since(&self, earlier: &CpuClock) -> CpuClock {
+        CpuClock {
+            worker_ms: self.worker_ms - earlier.worker_ms,
+            git_server_ms: self.git_server_ms - earlier.git_server_ms,
+            broker_ms: self.broker_ms - earlier.broker_ms,
+        }
+    }
+
+    pub fn per(&self, tasks: usize) -> CpuClock {
+        let n = tasks.max(1) as f64;
+        CpuClock {
+            worker_ms: self.worker_ms / n,
+            git_server_ms: self.git_server_ms / n,
+            broker_ms: self.broker_ms / n,
+        }
+    }
+
+    pub fn total_ms(&self) -> f64 {
+        self.worker_ms + self.git_server_ms + self.broker_ms
+    }
+}
+
+impl Bench {
+    /// Reads the CPU clocks now.
+    pub fn cpu_clock(&self) -> CpuClock {
+        let ticks_ms = 1000.0 / clock_ticks_per_second();
+        let own = proc_stat_times(std::process::id()).map_or(0.0, |(own, _)| own);
+        let server = proc_stat_times(self.daemon.process.id()).map_or(0.0, |(_, children)| children);
+        let broker = broker_pid().and_then(proc_stat_times).map_or(0.0, |(own, _)| own);
+        CpuClock { worker_ms: own * ticks_ms, git_server_ms: server * ticks_ms, broker_ms: broker * ticks_ms }
+    }
+}
+
+/// `(utime + stime, cutime + cstime)` of a process, in clock ticks.
+fn proc_stat_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name, which may itself hold spaces.
+    let fields: Vec<f64> =
+        stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
+    (fields.len() == 4).then(|| (fields[0] + fields[1], fields[2] + fields[3]))
+}
+
+/// The local RabbitMQ's Erlang VM, found by its command name.
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        (comm.trim() == "beam.smp").then_some(pid)
+    })
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
 }

@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(binary.exists(), "build the binary first: cargo build --release (scripts/bench does)");
     let mut bench = fixtures::Bench::new().await?;
     eprintln!("bench: generated a {}-file repository", fixtures::REPO_FILES);
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        return focus(&mut bench, &only, &sizes).await;
+    }
 
     eprintln!("bench: per-task overhead over {} tasks", sizes.overhead_tasks);
     let overhead = measure::overhead(&bench, sizes.overhead_tasks).await?;
@@ -63,15 +66,17 @@ async fn main() -> anyhow::Result<()> {
     let floor = measure::git_floor(&bench, sizes.overhead_tasks).await?;
 
     let mut throughput = Vec::new();
+    let mut throughput_cpu = Vec::new();
     for concurrency in CONCURRENCY {
         bench.reset_origin(&format!("throughput-{concurrency}"))?;
         measure::warm_slots(&bench, concurrency).await?;
         eprintln!("bench: throughput at concurrency {concurrency} over {} tasks", sizes.throughput_tasks);
-        throughput
-            .push((concurrency, measure::throughput(&bench, concurrency, sizes.throughput_tasks).await?));
+        let (rate, cpu) = measure::throughput(&bench, concurrency, sizes.throughput_tasks).await?;
+        throughput.push((concurrency, rate));
+        throughput_cpu.push(cpu);
     }
     eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
-    let (dead_letter_rate, raw_rate) = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
+    let dead_letters = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
     bench.reset_origin("process")?;
     eprintln!("bench: cold start and memory of the release binary");
     let process = measure::process(&bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
@@ -85,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
         overhead,
         floor,
         throughput,
-        dead_letter_rate,
-        raw_rate,
+        throughput_cpu,
+        dead_letters,
         process,
         warm_slot: warm,
         fresh_clone: fresh,
@@ -104,6 +109,56 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(root.join("BENCHMARKS.md"), figures.markdown())?;
         std::fs::write(root.join("benches/throughput.svg"), figures.svg())?;
         eprintln!("bench: wrote BENCHMARKS.md and benches/throughput.svg");
+    }
+    Ok(())
+}
+
+/// `BENCH_ONLY=throughput|dlq|overhead|process`: one scenario at full size, its figures printed
+/// and nothing written; for working on one figure.
+async fn focus(bench: &mut fixtures::Bench, only: &str, sizes: &Sizes) -> anyhow::Result<()> {
+    match only {
+        "throughput" => {
+            for concurrency in CONCURRENCY {
+                bench.reset_origin(&format!("throughput-{concurrency}"))?;
+                measure::warm_slots(bench, concurrency).await?;
+                let (rate, cpu) = measure::throughput(bench, concurrency, sizes.throughput_tasks).await?;
+                println!(
+                    "throughput, concurrency {concurrency}: {rate:.2} /s; CPU per task: worker {:.1} ms, \
+                     git server {:.1} ms, broker {:.1} ms",
+                    cpu.worker_ms, cpu.git_server_ms, cpu.broker_ms
+                );
+            }
+        }
+        "dlq" => {
+            let d = measure::dead_letter_rate(bench, sizes.invalid_messages, 8).await?;
+            println!(
+                "dead-letter rate {:.0} /s (CPU per message: worker {:.3} ms, broker {:.3} ms), \
+                 raw {:.0} /s (harness {:.3} ms, broker {:.3} ms)",
+                d.dead_letter_rate,
+                d.dead_letter_cpu.worker_ms,
+                d.dead_letter_cpu.broker_ms,
+                d.raw_rate,
+                d.raw_cpu.worker_ms,
+                d.raw_cpu.broker_ms
+            );
+        }
+        "overhead" => {
+            let overhead = measure::overhead(bench, sizes.overhead_tasks).await?;
+            println!("overhead median {:.1} ms, p95 {:.1} ms", overhead.total.median, overhead.total.p95);
+            for (step, s) in &overhead.steps {
+                println!("  step {step}: {:.1} ms", s.median);
+            }
+        }
+        "process" => {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let binary = root.join("target/release/agent-runner");
+            let p = measure::process(bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
+            println!(
+                "cold start median {:.1} ms; resident memory idle {:.1} MiB, under load {:.1} MiB",
+                p.cold_start_ms.median, p.idle_rss_mib, p.loaded_rss_mib
+            );
+        }
+        other => anyhow::bail!("BENCH_ONLY={other}: expected throughput, dlq, overhead or process"),
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use agent_runner::pipeline::RunnerSecrets;
 use agent_runner::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::fixtures::{Bench, rss_mib};
+use crate::fixtures::{Bench, CpuClock, rss_mib};
 use crate::stats::Summary;
 
 fn no_secrets() -> RunnerSecrets {
@@ -118,16 +118,19 @@ pub async fn git_floor(bench: &Bench, iterations: usize) -> anyhow::Result<Summa
     Ok(Summary::of(&times))
 }
 
-/// Tasks per second at `concurrency` over `tasks` tasks, slots already warm.
-pub async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow::Result<f64> {
+/// Tasks per second at `concurrency` over `tasks` tasks, slots already warm, and the CPU
+/// time each task cost the worker, the git server and the broker.
+pub async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow::Result<(f64, CpuClock)> {
     let names = bench.topology(&format!("throughput{concurrency}")).await?;
     bench.publish_tasks(&names, (0..tasks).map(|i| format!("c{concurrency}-{i}"))).await?;
+    let cpu_before = bench.cpu_clock();
     let started = Instant::now();
     let worker = start_worker(bench, "throughput", &names, concurrency, tasks).await?;
     worker.await??;
     let rate = tasks as f64 / started.elapsed().as_secs_f64();
+    let cpu = bench.cpu_clock().since(&cpu_before).per(tasks);
     bench.session.delete(&names).await?;
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 /// Warms `concurrency` slots of the shared throughput pool.
@@ -139,25 +142,36 @@ pub async fn warm_slots(bench: &Bench, concurrency: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The dead-letter scenario's figures: both rates and the CPU per message of each.
+pub struct DeadLetterFigures {
+    pub dead_letter_rate: f64,
+    pub raw_rate: f64,
+    pub dead_letter_cpu: CpuClock,
+    pub raw_cpu: CpuClock,
+}
+
 /// Invalid messages dead-lettered per second, beside raw consume-and-ack per second.
 pub async fn dead_letter_rate(
     bench: &Bench,
     messages: usize,
     concurrency: u16,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<DeadLetterFigures> {
     let names = bench.topology("dlq").await?;
     for _ in 0..messages {
         bench.publish(&names, b"{\"schema_version\": 1}").await?;
     }
+    let cpu_before = bench.cpu_clock();
     let started = Instant::now();
     start_worker(bench, "dlq", &names, concurrency, messages).await?.await??;
     let dead_letter_rate = messages as f64 / started.elapsed().as_secs_f64();
+    let dead_letter_cpu = bench.cpu_clock().since(&cpu_before).per(messages);
     bench.session.delete(&names).await?;
 
     let raw = bench.topology("raw").await?;
     for _ in 0..messages {
         bench.publish(&raw, b"{}").await?;
     }
+    let cpu_before = bench.cpu_clock();
     let started = Instant::now();
     let mut consumer = bench.session.consume(&raw.work_queue, concurrency, "bench-raw").await?;
     for _ in 0..messages {
@@ -165,9 +179,10 @@ pub async fn dead_letter_rate(
         delivery.ack().await?;
     }
     let raw_rate = messages as f64 / started.elapsed().as_secs_f64();
+    let raw_cpu = bench.cpu_clock().since(&cpu_before).per(messages);
     drop(consumer);
     bench.session.delete(&raw).await?;
-    Ok((dead_letter_rate, raw_rate))
+    Ok(DeadLetterFigures { dead_letter_rate, raw_rate, dead_letter_cpu, raw_cpu })
 }
 
 /// Cold start (spawn → consuming) and resident memory idle and under load, of the

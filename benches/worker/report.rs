@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::measure::{Overhead, Process};
+use crate::fixtures::CpuClock;
+use crate::measure::{DeadLetterFigures, Overhead, Process};
 use crate::stats::Summary;
 
 /// Every figure of one run.
@@ -11,8 +12,9 @@ pub struct Figures {
     pub overhead: Overhead,
     pub floor: Summary,
     pub throughput: Vec<(u16, f64)>,
-    pub dead_letter_rate: f64,
-    pub raw_rate: f64,
+    /// CPU per task at each concurrency level, in the order of `throughput`.
+    pub throughput_cpu: Vec<CpuClock>,
+    pub dead_letters: DeadLetterFigures,
     pub process: Process,
     pub warm_slot: Summary,
     pub fresh_clone: Summary,
@@ -35,7 +37,8 @@ impl Figures {
     fn targets(&self) -> Vec<(String, String, bool)> {
         let overhead = self.overhead.total.median;
         let speedup = self.rate_at(2) / self.rate_at(1).max(f64::MIN_POSITIVE);
-        let dlq_ratio = self.dead_letter_rate / self.raw_rate.max(f64::MIN_POSITIVE);
+        let d = &self.dead_letters;
+        let dlq_ratio = d.dead_letter_rate / d.raw_rate.max(f64::MIN_POSITIVE);
         let cold = self.process.cold_start_ms.median;
         vec![
             (
@@ -74,12 +77,37 @@ impl Figures {
             "{:<46} {:>9.1} ms {:>9.1} ms",
             "git CLI floor (fetch…push)", self.floor.median, self.floor.p95
         );
-        for (c, rate) in &self.throughput {
+        for ((c, rate), cpu) in self.throughput.iter().zip(&self.throughput_cpu) {
             let _ = writeln!(out, "{:<46} {:>9.2} /s", format!("throughput, concurrency {c}"), rate);
+            let _ = writeln!(
+                out,
+                "{:<46} {:>9.1} ms   (worker {:.1}, git server {:.1}, broker {:.1})",
+                "  CPU per task",
+                cpu.total_ms(),
+                cpu.worker_ms,
+                cpu.git_server_ms,
+                cpu.broker_ms
+            );
         }
-        let _ =
-            writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", self.dead_letter_rate);
-        let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", self.raw_rate);
+        let d = &self.dead_letters;
+        let _ = writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", d.dead_letter_rate);
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.3} ms   (worker {:.3}, broker {:.3})",
+            "  CPU per message",
+            d.dead_letter_cpu.total_ms(),
+            d.dead_letter_cpu.worker_ms,
+            d.dead_letter_cpu.broker_ms
+        );
+        let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.3} ms   (harness {:.3}, broker {:.3})",
+            "  CPU per message",
+            d.raw_cpu.total_ms(),
+            d.raw_cpu.worker_ms,
+            d.raw_cpu.broker_ms
+        );
         let c = &self.process.cold_start_ms;
         let _ =
             writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "cold start (spawn → consuming)", c.median, c.p95);
@@ -125,7 +153,13 @@ impl Figures {
             "Overhead is measured from the publish to the `TaskCompleted` event, which the worker publishes \
              (with a broker confirm) immediately before it acks. The git floor runs the same operations \
              (fetch, reset, clean, branch, commit, push) with the git command line in a shell, per iteration, \
-             in a warm clone. Cold start is the release binary's spawn until the broker shows its consumer. \
+             in a warm clone. Every origin is served by `git daemon` (git://) on a local port, a process of \
+             its own as a remote is in production: over `file://`, libgit2 would run the server's side of \
+             each fetch and push inside the worker (for a push, reading the object of every branch on the \
+             remote) and count a git server's work as the worker's. CPU per task (per message) is CPU time \
+             divided by tasks: the harness process (the worker, the scripted model and the harness itself), \
+             the git daemon's finished children, and RabbitMQ's Erlang VM; on 2 cores, their sum bounds \
+             the throughput. Cold start is the release binary's spawn until the broker shows its consumer. \
              Each scenario (and each concurrency level) starts on a new origin holding only `main`, with \
              its slots warmed first: every task pushes a branch, and a remote with hundreds of them makes \
              every fetch slower, which would otherwise bias the later scenarios.\n",
