@@ -196,6 +196,9 @@ pub struct CpuClock {
     pub git_server_ms: f64,
     /// RabbitMQ's Erlang VM.
     pub broker_ms: f64,
+    /// The whole machine, every core, from /proc/stat: the parties above plus what no
+    /// process is charged for (the kernel's own threads, file system journaling).
+    pub machine_ms: f64,
 }
 
 impl CpuClock {
@@ -204,6 +207,16 @@ impl CpuClock {
             worker_ms: self.worker_ms - earlier.worker_ms,
             git_server_ms: self.git_server_ms - earlier.git_server_ms,
             broker_ms: self.broker_ms - earlier.broker_ms,
+            machine_ms: self.machine_ms - earlier.machine_ms,
+        }
+    }
+
+    pub fn plus(&self, other: &CpuClock) -> CpuClock {
+        CpuClock {
+            worker_ms: self.worker_ms + other.worker_ms,
+            git_server_ms: self.git_server_ms + other.git_server_ms,
+            broker_ms: self.broker_ms + other.broker_ms,
+            machine_ms: self.machine_ms + other.machine_ms,
         }
     }
 
@@ -213,6 +226,7 @@ impl CpuClock {
             worker_ms: self.worker_ms / n,
             git_server_ms: self.git_server_ms / n,
             broker_ms: self.broker_ms / n,
+            machine_ms: self.machine_ms / n,
         }
     }
 
@@ -228,7 +242,12 @@ impl Bench {
         let own = proc_stat_times(std::process::id()).map_or(0.0, |(own, _)| own);
         let server = proc_stat_times(self.daemon.process.id()).map_or(0.0, |(_, children)| children);
         let broker = broker_pid().and_then(proc_stat_times).map_or(0.0, |(own, _)| own);
-        CpuClock { worker_ms: own * ticks_ms, git_server_ms: server * ticks_ms, broker_ms: broker * ticks_ms }
+        CpuClock {
+            worker_ms: own * ticks_ms,
+            git_server_ms: server * ticks_ms,
+            broker_ms: broker * ticks_ms,
+            machine_ms: machine_busy_ticks().unwrap_or(0.0) * ticks_ms,
+        }
     }
 }
 
@@ -239,6 +258,17 @@ fn proc_stat_times(pid: u32) -> Option<(f64, f64)> {
     let fields: Vec<f64> =
         stat.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
     (fields.len() == 4).then(|| (fields[0] + fields[1], fields[2] + fields[3]))
+}
+
+/// Busy time of all cores together, in clock ticks: the `cpu` line of /proc/stat less
+/// idle and I/O wait.
+fn machine_busy_ticks() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = fields.iter().take(8).sum::<f64>() - fields.get(3)? - fields.get(4)?;
+    Some(busy)
 }
 
 /// The local RabbitMQ's Erlang VM, found by its command name.

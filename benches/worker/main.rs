@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         warm_slot: warm,
         fresh_clone: fresh,
         sizes: format!(
-            "{} overhead tasks, {} tasks per concurrency level, {} invalid messages, {} cold starts, {} slot rounds",
+            "{} overhead tasks, {} tasks per concurrency level, {} invalid messages per dead-letter round, {} cold starts, {} slot rounds",
             sizes.overhead_tasks,
             sizes.throughput_tasks,
             sizes.invalid_messages,
@@ -124,8 +124,12 @@ async fn focus(bench: &mut fixtures::Bench, only: &str, sizes: &Sizes) -> anyhow
                 let (rate, cpu) = measure::throughput(bench, concurrency, sizes.throughput_tasks).await?;
                 println!(
                     "throughput, concurrency {concurrency}: {rate:.2} /s; CPU per task: worker {:.1} ms, \
-                     git server {:.1} ms, broker {:.1} ms",
-                    cpu.worker_ms, cpu.git_server_ms, cpu.broker_ms
+                     git server {:.1} ms, broker {:.1} ms, machine {:.1} ms ({:.2} cores busy)",
+                    cpu.worker_ms,
+                    cpu.git_server_ms,
+                    cpu.broker_ms,
+                    cpu.machine_ms,
+                    cpu.machine_ms * rate / 1000.0
                 );
             }
         }
@@ -133,13 +137,14 @@ async fn focus(bench: &mut fixtures::Bench, only: &str, sizes: &Sizes) -> anyhow
             let d = measure::dead_letter_rate(bench, sizes.invalid_messages, 8).await?;
             println!(
                 "dead-letter rate {:.0} /s (CPU per message: worker {:.3} ms, broker {:.3} ms), \
-                 raw {:.0} /s (harness {:.3} ms, broker {:.3} ms)",
+                 raw {:.0} /s (harness {:.3} ms, broker {:.3} ms), ratios per round {:?}",
                 d.dead_letter_rate,
                 d.dead_letter_cpu.worker_ms,
                 d.dead_letter_cpu.broker_ms,
                 d.raw_rate,
                 d.raw_cpu.worker_ms,
-                d.raw_cpu.broker_ms
+                d.raw_cpu.broker_ms,
+                d.round_ratios
             );
         }
         "overhead" => {

@@ -81,32 +81,40 @@ impl Figures {
             let _ = writeln!(out, "{:<46} {:>9.2} /s", format!("throughput, concurrency {c}"), rate);
             let _ = writeln!(
                 out,
-                "{:<46} {:>9.1} ms   (worker {:.1}, git server {:.1}, broker {:.1})",
+                "{:<46} {:>9.1} ms   (worker {:.1}, git server {:.1}, broker {:.1}; machine {:.1}, {:.2} cores busy)",
                 "  CPU per task",
                 cpu.total_ms(),
                 cpu.worker_ms,
                 cpu.git_server_ms,
-                cpu.broker_ms
+                cpu.broker_ms,
+                cpu.machine_ms,
+                cpu.machine_ms * rate / 1000.0
             );
         }
         let d = &self.dead_letters;
         let _ = writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", d.dead_letter_rate);
         let _ = writeln!(
             out,
-            "{:<46} {:>9.3} ms   (worker {:.3}, broker {:.3})",
+            "{:<46} {:>9.3} ms   (worker {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
             "  CPU per message",
             d.dead_letter_cpu.total_ms(),
             d.dead_letter_cpu.worker_ms,
-            d.dead_letter_cpu.broker_ms
+            d.dead_letter_cpu.broker_ms,
+            d.dead_letter_cpu.machine_ms,
+            d.dead_letter_cpu.machine_ms * d.dead_letter_rate / 1000.0
         );
         let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
+        let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
         let _ = writeln!(
             out,
-            "{:<46} {:>9.3} ms   (harness {:.3}, broker {:.3})",
+            "{:<46} {:>9.3} ms   (harness {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
             "  CPU per message",
             d.raw_cpu.total_ms(),
             d.raw_cpu.worker_ms,
-            d.raw_cpu.broker_ms
+            d.raw_cpu.broker_ms,
+            d.raw_cpu.machine_ms,
+            d.raw_cpu.machine_ms * d.raw_rate / 1000.0
         );
         let c = &self.process.cold_start_ms;
         let _ =
@@ -159,7 +167,8 @@ impl Figures {
              remote) and count a git server's work as the worker's. CPU per task (per message) is CPU time \
              divided by tasks: the harness process (the worker, the scripted model and the harness itself), \
              the git daemon's finished children, and RabbitMQ's Erlang VM; on 2 cores, their sum bounds \
-             the throughput. Cold start is the release binary's spawn until the broker shows its consumer. \
+             the throughput. The dead-letter and raw rates are the medians of three alternating \
+             rounds of the same size (each round's ratio is listed). Cold start is the release binary's spawn until the broker shows its consumer. \
              Each scenario (and each concurrency level) starts on a new origin holding only `main`, with \
              its slots warmed first: every task pushes a branch, and a remote with hundreds of them makes \
              every fetch slower, which would otherwise bias the later scenarios.\n",
