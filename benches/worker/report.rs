@@ -104,8 +104,6 @@ impl Figures {
             d.dead_letter_cpu.machine_ms * d.dead_letter_rate / 1000.0
         );
         let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
-        let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
-        let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
         let _ = writeln!(
             out,
             "{:<46} {:>9.3} ms   (harness {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
@@ -116,6 +114,8 @@ impl Figures {
             d.raw_cpu.machine_ms,
             d.raw_cpu.machine_ms * d.raw_rate / 1000.0
         );
+        let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
         let c = &self.process.cold_start_ms;
         let _ =
             writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "cold start (spawn → consuming)", c.median, c.p95);
