@@ -134,6 +134,31 @@ fn exhausted_pool_is_a_transient_workspace_error() {
 }
 
 #[test]
+fn a_slot_is_cloned_afresh_after_serving_its_leases_and_only_then() {
+    let fx = Fixture::new();
+    let pool = fx.pool().with_max_slots(1).with_recycle_after_uses(2);
+    let remote = fx.remote();
+    // Objects a finished task leaves behind in the clone stand in for its growth.
+    let leftover = |path: &Path| path.join(".git/objects/left-by-an-earlier-task");
+    let first = pool.acquire(&remote).unwrap();
+    std::fs::write(leftover(&first.path), "x").unwrap();
+    let path = first.path.clone();
+    drop(first);
+    let second = pool.acquire(&remote).unwrap();
+    assert!(leftover(&second.path).exists(), "the clone was replaced before serving its two leases");
+    drop(second);
+    let third = pool.acquire(&remote).unwrap();
+    assert_eq!(third.path, path);
+    assert!(!leftover(&third.path).exists(), "the clone was not replaced after two leases");
+    // The fresh clone works and counts from one again: the next lease keeps it.
+    let workspace = prepare_workspace(&third.path, &remote, "main", BRANCH).unwrap();
+    assert_eq!(workspace.branch, BRANCH);
+    std::fs::write(leftover(&third.path), "x").unwrap();
+    drop(third);
+    assert!(leftover(&pool.acquire(&remote).unwrap().path).exists(), "recycled after one lease");
+}
+
+#[test]
 fn half_cloned_slots_are_wiped_and_cloned_again() {
     let fx = Fixture::new();
     let pool = fx.pool();

@@ -31,14 +31,24 @@ const REPO_NAME_MAX_CHARS: usize = 40;
 const URL_HASH_HEX_CHARS: usize = 8;
 
 /// Written into `.git` once a clone has completed. A slot without it was left half-cloned
-/// by a crash (or tampered with) and is wiped and cloned again.
+/// by a crash (or tampered with) and is wiped and cloned again. It holds the number of
+/// leases the clone has served (empty means none yet).
 const CLONE_COMPLETE_MARKER: &str = "agent-runner-clone-complete";
+
+/// Leases a clone serves before it is wiped and cloned afresh. A warm clone only grows:
+/// every task leaves its commit's objects loose, every fetch that brings objects adds a
+/// pack, and a push walks every remote branch whose commit the clone holds (each past
+/// task still branched on the remote). Without a bound, each task would be slower than
+/// the last over a worker's lifetime; one fresh clone per hundred tasks is a small
+/// price for that.
+pub const DEFAULT_RECYCLE_AFTER_USES: u32 = 100;
 
 /// A pool of reusable clones under one root directory.
 #[derive(Debug, Clone)]
 pub struct LocalSlotPool {
     root: PathBuf,
     max_slots: usize,
+    recycle_after_uses: u32,
 }
 
 /// A slot held by one task. Dropping it closes the lock file, which releases the lock.
@@ -63,7 +73,17 @@ impl SlotLease {
 impl LocalSlotPool {
     /// A pool rooted at `root` with [`DEFAULT_MAX_SLOTS_PER_REPO`] slots per repository.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalSlotPool { root: root.into(), max_slots: DEFAULT_MAX_SLOTS_PER_REPO }
+        LocalSlotPool {
+            root: root.into(),
+            max_slots: DEFAULT_MAX_SLOTS_PER_REPO,
+            recycle_after_uses: DEFAULT_RECYCLE_AFTER_USES,
+        }
+    }
+
+    /// Changes how many leases a clone serves before it is cloned afresh (at least one).
+    pub fn with_recycle_after_uses(mut self, uses: u32) -> Self {
+        self.recycle_after_uses = uses.max(1);
+        self
     }
 
     /// Changes the per-repository slot cap (at least one).
@@ -88,7 +108,7 @@ impl LocalSlotPool {
                 continue;
             };
             let path = dir.join(format!("slot-{n}"));
-            ensure_clone(&path, remote)?;
+            ensure_clone(&path, remote, self.recycle_after_uses)?;
             let slot_id = format!("{}/slot-{n}", repo_dir_name(remote.url()));
             tracing::debug!(slot_id, "workspace slot acquired");
             return Ok(SlotLease { slot_id, path, _lock: Some(lock) });
@@ -108,19 +128,34 @@ fn try_lock(path: &Path) -> Result<Option<File>, GitError> {
     }
 }
 
-/// Makes `path` a complete clone of the remote, with origin pointing at the remote's URL.
-fn ensure_clone(path: &Path, remote: &GitRemote) -> Result<(), GitError> {
+/// Makes `path` a complete clone of the remote, with origin pointing at the remote's URL,
+/// and counts the lease; a clone that has served `recycle_after_uses` leases is cloned
+/// afresh.
+fn ensure_clone(path: &Path, remote: &GitRemote, recycle_after_uses: u32) -> Result<(), GitError> {
     super::harden::isolate_from_user_config();
-    if path.join(".git").join(CLONE_COMPLETE_MARKER).is_file()
-        && let Ok(repo) = Repository::open(path)
-    {
-        // The last task's agent could have rewritten origin; put it back.
-        return pin_origin(&repo, remote)
-            .map(drop)
-            .map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() });
+    let marker = path.join(".git").join(CLONE_COMPLETE_MARKER);
+    let uses = std::fs::read_to_string(&marker).ok().map(|text| text.trim().parse::<u32>().unwrap_or(0));
+    let write_uses = |uses: u32| {
+        std::fs::write(&marker, uses.to_string())
+            .map_err(|source| GitError::SlotIo { path: marker.clone(), source })
+    };
+    match uses {
+        Some(uses) if uses < recycle_after_uses => {
+            if let Ok(repo) = Repository::open(path) {
+                // The last task's agent could have rewritten origin; put it back.
+                pin_origin(&repo, remote)
+                    .map_err(|e| GitError::Open { path: path.to_path_buf(), detail: e.into() })?;
+                return write_uses(uses + 1);
+            }
+            tracing::warn!(path = %path.display(), "wiping a workspace slot git cannot open");
+        }
+        Some(uses) => {
+            tracing::info!(path = %path.display(), uses, "recycling a workspace slot: cloning afresh")
+        }
+        None if path.exists() => tracing::warn!(path = %path.display(), "wiping half-cloned workspace slot"),
+        None => {}
     }
     if path.exists() {
-        tracing::warn!(path = %path.display(), "wiping half-cloned workspace slot");
         std::fs::remove_dir_all(path)
             .map_err(|source| GitError::SlotIo { path: path.to_path_buf(), source })?;
     }
@@ -136,8 +171,7 @@ fn ensure_clone(path: &Path, remote: &GitRemote) -> Result<(), GitError> {
             detail: error.into(),
         });
     }
-    let marker = path.join(".git").join(CLONE_COMPLETE_MARKER);
-    std::fs::write(&marker, b"").map_err(|source| GitError::SlotIo { path: marker, source })
+    write_uses(1)
 }
 
 /// `<readable-name>-<hash8>` for a repository URL. The hash covers the URL without
