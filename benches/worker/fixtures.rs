@@ -230,6 +230,11 @@ impl CpuClock {
         }
     }
 
+    /// Cores the machine kept busy at `rate` units per second, when `self` is per unit.
+    pub fn cores_busy(&self, rate: f64) -> f64 {
+        self.machine_ms * rate / 1000.0
+    }
+
     pub fn total_ms(&self) -> f64 {
         self.worker_ms + self.git_server_ms + self.broker_ms
     }

@@ -129,7 +129,7 @@ async fn focus(bench: &mut fixtures::Bench, only: &str, sizes: &Sizes) -> anyhow
                     cpu.git_server_ms,
                     cpu.broker_ms,
                     cpu.machine_ms,
-                    cpu.machine_ms * rate / 1000.0
+                    cpu.cores_busy(rate)
                 );
             }
         }

@@ -88,32 +88,14 @@ impl Figures {
                 cpu.git_server_ms,
                 cpu.broker_ms,
                 cpu.machine_ms,
-                cpu.machine_ms * rate / 1000.0
+                cpu.cores_busy(*rate)
             );
         }
         let d = &self.dead_letters;
         let _ = writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", d.dead_letter_rate);
-        let _ = writeln!(
-            out,
-            "{:<46} {:>9.3} ms   (worker {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
-            "  CPU per message",
-            d.dead_letter_cpu.total_ms(),
-            d.dead_letter_cpu.worker_ms,
-            d.dead_letter_cpu.broker_ms,
-            d.dead_letter_cpu.machine_ms,
-            d.dead_letter_cpu.machine_ms * d.dead_letter_rate / 1000.0
-        );
+        message_cpu_line(&mut out, "worker", &d.dead_letter_cpu, d.dead_letter_rate);
         let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
-        let _ = writeln!(
-            out,
-            "{:<46} {:>9.3} ms   (harness {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
-            "  CPU per message",
-            d.raw_cpu.total_ms(),
-            d.raw_cpu.worker_ms,
-            d.raw_cpu.broker_ms,
-            d.raw_cpu.machine_ms,
-            d.raw_cpu.machine_ms * d.raw_rate / 1000.0
-        );
+        message_cpu_line(&mut out, "harness", &d.raw_cpu, d.raw_rate);
         let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
         let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
         let c = &self.process.cold_start_ms;
@@ -220,4 +202,19 @@ impl Figures {
         svg.push_str("</svg>\n");
         svg
     }
+}
+
+/// The `  CPU per message` line of a message rate: this process (`first_party`: the
+/// worker, or the harness's raw consumer), the broker, and the machine.
+fn message_cpu_line(out: &mut String, first_party: &str, cpu: &CpuClock, rate: f64) {
+    let _ = writeln!(
+        out,
+        "{:<46} {:>9.3} ms   ({first_party} {:.3}, broker {:.3}; machine {:.3}, {:.2} cores busy)",
+        "  CPU per message",
+        cpu.total_ms(),
+        cpu.worker_ms,
+        cpu.broker_ms,
+        cpu.machine_ms,
+        cpu.cores_busy(rate)
+    );
 }
