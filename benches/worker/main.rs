@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let mut bench = fixtures::Bench::new().await?;
     eprintln!("bench: generated a {}-file repository", fixtures::REPO_FILES);
     if let Ok(only) = std::env::var("BENCH_ONLY") {
-        return focus(&mut bench, &only, &sizes).await;
+        return focus(&mut bench, &only, &sizes, &binary).await;
     }
 
     eprintln!("bench: per-task overhead over {} tasks", sizes.overhead_tasks);
@@ -65,16 +65,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("bench: git command-line floor over {} iterations", sizes.overhead_tasks);
     let floor = measure::git_floor(&bench, sizes.overhead_tasks).await?;
 
-    let mut throughput = Vec::new();
-    let mut throughput_cpu = Vec::new();
-    for concurrency in CONCURRENCY {
-        bench.reset_origin(&format!("throughput-{concurrency}"))?;
-        measure::warm_slots(&bench, concurrency).await?;
-        eprintln!("bench: throughput at concurrency {concurrency} over {} tasks", sizes.throughput_tasks);
-        let (rate, cpu) = measure::throughput(&bench, concurrency, sizes.throughput_tasks).await?;
-        throughput.push((concurrency, rate));
-        throughput_cpu.push(cpu);
-    }
+    let throughput = measure::throughput_curve(&mut bench, &CONCURRENCY, sizes.throughput_tasks).await?;
     eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
     let dead_letters = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
     bench.reset_origin("process")?;
@@ -90,7 +81,6 @@ async fn main() -> anyhow::Result<()> {
         overhead,
         floor,
         throughput,
-        throughput_cpu,
         dead_letters,
         process,
         warm_slot: warm,
@@ -113,57 +103,33 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `BENCH_ONLY=throughput|dlq|overhead|process`: one scenario at full size, its figures printed
-/// and nothing written; for working on one figure.
-async fn focus(bench: &mut fixtures::Bench, only: &str, sizes: &Sizes) -> anyhow::Result<()> {
+/// `BENCH_ONLY=throughput|dlq|overhead|process`: one scenario at full size, its lines of
+/// the table printed and nothing written; for working on one figure.
+async fn focus(
+    bench: &mut fixtures::Bench,
+    only: &str,
+    sizes: &Sizes,
+    binary: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut out = String::new();
     match only {
         "throughput" => {
-            for concurrency in CONCURRENCY {
-                bench.reset_origin(&format!("throughput-{concurrency}"))?;
-                measure::warm_slots(bench, concurrency).await?;
-                let (rate, cpu) = measure::throughput(bench, concurrency, sizes.throughput_tasks).await?;
-                println!(
-                    "throughput, concurrency {concurrency}: {rate:.2} /s; CPU per task: worker {:.1} ms, \
-                     git server {:.1} ms, broker {:.1} ms, machine {:.1} ms ({:.2} cores busy)",
-                    cpu.worker_ms,
-                    cpu.git_server_ms,
-                    cpu.broker_ms,
-                    cpu.machine_ms,
-                    cpu.cores_busy(rate)
-                );
-            }
+            let curve = measure::throughput_curve(bench, &CONCURRENCY, sizes.throughput_tasks).await?;
+            report::write_throughput(&mut out, &curve);
         }
         "dlq" => {
-            let d = measure::dead_letter_rate(bench, sizes.invalid_messages, 8).await?;
-            println!(
-                "dead-letter rate {:.0} /s (CPU per message: worker {:.3} ms, broker {:.3} ms), \
-                 raw {:.0} /s (harness {:.3} ms, broker {:.3} ms), ratios per round {:?}",
-                d.dead_letter_rate,
-                d.dead_letter_cpu.worker_ms,
-                d.dead_letter_cpu.broker_ms,
-                d.raw_rate,
-                d.raw_cpu.worker_ms,
-                d.raw_cpu.broker_ms,
-                d.round_ratios
-            );
+            let figures = measure::dead_letter_rate(bench, sizes.invalid_messages, 8).await?;
+            report::write_dead_letters(&mut out, &figures);
         }
         "overhead" => {
-            let overhead = measure::overhead(bench, sizes.overhead_tasks).await?;
-            println!("overhead median {:.1} ms, p95 {:.1} ms", overhead.total.median, overhead.total.p95);
-            for (step, s) in &overhead.steps {
-                println!("  step {step}: {:.1} ms", s.median);
-            }
+            report::write_overhead(&mut out, &measure::overhead(bench, sizes.overhead_tasks).await?)
         }
         "process" => {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let binary = root.join("target/release/agent-runner");
-            let p = measure::process(bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
-            println!(
-                "cold start median {:.1} ms; resident memory idle {:.1} MiB, under load {:.1} MiB",
-                p.cold_start_ms.median, p.idle_rss_mib, p.loaded_rss_mib
-            );
+            let figures = measure::process(bench, binary, sizes.cold_starts, sizes.load_tasks).await?;
+            report::write_process(&mut out, &figures);
         }
         other => anyhow::bail!("BENCH_ONLY={other}: expected throughput, dlq, overhead or process"),
     }
+    print!("{out}");
     Ok(())
 }

@@ -118,9 +118,35 @@ pub async fn git_floor(bench: &Bench, iterations: usize) -> anyhow::Result<Summa
     Ok(Summary::of(&times))
 }
 
+/// One point of the throughput curve.
+pub struct ThroughputLevel {
+    pub concurrency: u16,
+    /// Tasks per second.
+    pub rate: f64,
+    /// CPU per task of each party.
+    pub cpu: CpuClock,
+}
+
+/// The throughput curve: each level on a new origin, with its slots warmed first.
+pub async fn throughput_curve(
+    bench: &mut Bench,
+    levels: &[u16],
+    tasks: usize,
+) -> anyhow::Result<Vec<ThroughputLevel>> {
+    let mut curve = Vec::new();
+    for &concurrency in levels {
+        bench.reset_origin(&format!("throughput-{concurrency}"))?;
+        warm_slots(bench, concurrency).await?;
+        eprintln!("bench: throughput at concurrency {concurrency} over {tasks} tasks");
+        let (rate, cpu) = throughput(bench, concurrency, tasks).await?;
+        curve.push(ThroughputLevel { concurrency, rate, cpu });
+    }
+    Ok(curve)
+}
+
 /// Tasks per second at `concurrency` over `tasks` tasks, slots already warm, and the CPU
 /// time each task cost the worker, the git server and the broker.
-pub async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow::Result<(f64, CpuClock)> {
+async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow::Result<(f64, CpuClock)> {
     let names = bench.topology(&format!("throughput{concurrency}")).await?;
     bench.publish_tasks(&names, (0..tasks).map(|i| format!("c{concurrency}-{i}"))).await?;
     let cpu_before = bench.cpu_clock();
@@ -134,7 +160,7 @@ pub async fn throughput(bench: &Bench, concurrency: u16, tasks: usize) -> anyhow
 }
 
 /// Warms `concurrency` slots of the shared throughput pool.
-pub async fn warm_slots(bench: &Bench, concurrency: u16) -> anyhow::Result<()> {
+async fn warm_slots(bench: &Bench, concurrency: u16) -> anyhow::Result<()> {
     let names = bench.topology("warm").await?;
     bench.publish_tasks(&names, (0..usize::from(concurrency) * 2).map(|i| format!("warm-{i}"))).await?;
     start_worker(bench, "throughput", &names, concurrency, usize::from(concurrency) * 2).await?.await??;

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::fixtures::CpuClock;
-use crate::measure::{DeadLetterFigures, Overhead, Process};
+use crate::measure::{DeadLetterFigures, Overhead, Process, ThroughputLevel};
 use crate::stats::Summary;
 
 /// Every figure of one run.
@@ -11,9 +11,7 @@ pub struct Figures {
     pub quick: bool,
     pub overhead: Overhead,
     pub floor: Summary,
-    pub throughput: Vec<(u16, f64)>,
-    /// CPU per task at each concurrency level, in the order of `throughput`.
-    pub throughput_cpu: Vec<CpuClock>,
+    pub throughput: Vec<ThroughputLevel>,
     pub dead_letters: DeadLetterFigures,
     pub process: Process,
     pub warm_slot: Summary,
@@ -26,7 +24,7 @@ const GIT_STEPS: [&str; 3] = ["workspace", "commit", "push"];
 
 impl Figures {
     fn rate_at(&self, concurrency: u16) -> f64 {
-        self.throughput.iter().find(|(c, _)| *c == concurrency).map_or(0.0, |(_, r)| *r)
+        self.throughput.iter().find(|l| l.concurrency == concurrency).map_or(0.0, |l| l.rate)
     }
 
     fn git_steps_median(&self) -> f64 {
@@ -63,13 +61,8 @@ impl Figures {
 
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let o = &self.overhead.total;
         let _ = writeln!(out, "{:<46} {:>12} {:>12}", "figure", "median", "p95");
-        let _ =
-            writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "overhead, published → completed", o.median, o.p95);
-        for (step, s) in &self.overhead.steps {
-            let _ = writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", format!("  step {step}"), s.median, s.p95);
-        }
+        write_overhead(&mut out, &self.overhead);
         let _ =
             writeln!(out, "{:<46} {:>9.1} ms", "  steps workspace + commit + push", self.git_steps_median());
         let _ = writeln!(
@@ -77,36 +70,9 @@ impl Figures {
             "{:<46} {:>9.1} ms {:>9.1} ms",
             "git CLI floor (fetch…push)", self.floor.median, self.floor.p95
         );
-        for ((c, rate), cpu) in self.throughput.iter().zip(&self.throughput_cpu) {
-            let _ = writeln!(out, "{:<46} {:>9.2} /s", format!("throughput, concurrency {c}"), rate);
-            let _ = writeln!(
-                out,
-                "{:<46} {:>9.1} ms   (worker {:.1}, git server {:.1}, broker {:.1}; machine {:.1}, {:.2} cores busy)",
-                "  CPU per task",
-                cpu.total_ms(),
-                cpu.worker_ms,
-                cpu.git_server_ms,
-                cpu.broker_ms,
-                cpu.machine_ms,
-                cpu.cores_busy(*rate)
-            );
-        }
-        let d = &self.dead_letters;
-        let _ = writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", d.dead_letter_rate);
-        message_cpu_line(&mut out, "worker", &d.dead_letter_cpu, d.dead_letter_rate);
-        let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
-        message_cpu_line(&mut out, "harness", &d.raw_cpu, d.raw_rate);
-        let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
-        let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
-        let c = &self.process.cold_start_ms;
-        let _ =
-            writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "cold start (spawn → consuming)", c.median, c.p95);
-        let _ = writeln!(out, "{:<46} {:>8.1} MiB", "resident memory, idle", self.process.idle_rss_mib);
-        let _ = writeln!(
-            out,
-            "{:<46} {:>8.1} MiB",
-            "resident memory, peak under load (c=4)", self.process.loaded_rss_mib
-        );
+        write_throughput(&mut out, &self.throughput);
+        write_dead_letters(&mut out, &self.dead_letters);
+        write_process(&mut out, &self.process);
         let _ = writeln!(
             out,
             "{:<46} {:>9.1} ms {:>9.1} ms",
@@ -161,12 +127,15 @@ impl Figures {
     /// A small SVG line chart of tasks per second against concurrency.
     pub fn svg(&self) -> String {
         let (width, height, margin) = (480.0, 320.0, 50.0);
-        let max_rate = self.throughput.iter().map(|(_, r)| *r).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
-        let max_c = f64::from(self.throughput.iter().map(|(c, _)| *c).max().unwrap_or(1));
+        let max_rate = self.throughput.iter().map(|l| l.rate).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+        let max_c = f64::from(self.throughput.iter().map(|l| l.concurrency).max().unwrap_or(1));
         let x = |c: f64| margin + (c - 1.0) / (max_c - 1.0).max(1.0) * (width - 2.0 * margin);
         let y = |r: f64| height - margin - r / max_rate * (height - 2.0 * margin);
-        let points: Vec<String> =
-            self.throughput.iter().map(|(c, r)| format!("{:.1},{:.1}", x(f64::from(*c)), y(*r))).collect();
+        let points: Vec<String> = self
+            .throughput
+            .iter()
+            .map(|l| format!("{:.1},{:.1}", x(f64::from(l.concurrency)), y(l.rate)))
+            .collect();
         let mut svg = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -179,7 +148,7 @@ impl Figures {
             axis_x = width - margin,
             points = points.join(" ")
         );
-        for (c, r) in &self.throughput {
+        for ThroughputLevel { concurrency: c, rate: r, .. } in &self.throughput {
             let (px, py) = (x(f64::from(*c)), y(*r));
             let _ = writeln!(svg, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"steelblue\"/>");
             let _ = writeln!(
@@ -202,6 +171,52 @@ impl Figures {
         svg.push_str("</svg>\n");
         svg
     }
+}
+
+/// The overhead line and its steps.
+pub fn write_overhead(out: &mut String, overhead: &Overhead) {
+    let o = &overhead.total;
+    let _ = writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "overhead, published → completed", o.median, o.p95);
+    for (step, s) in &overhead.steps {
+        let _ = writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", format!("  step {step}"), s.median, s.p95);
+    }
+}
+
+/// Each level's rate and its CPU per task.
+pub fn write_throughput(out: &mut String, curve: &[ThroughputLevel]) {
+    for ThroughputLevel { concurrency, rate, cpu } in curve {
+        let _ = writeln!(out, "{:<46} {:>9.2} /s", format!("throughput, concurrency {concurrency}"), rate);
+        let _ = writeln!(
+            out,
+            "{:<46} {:>9.1} ms   (worker {:.1}, git server {:.1}, broker {:.1}; machine {:.1}, {:.2} cores busy)",
+            "  CPU per task",
+            cpu.total_ms(),
+            cpu.worker_ms,
+            cpu.git_server_ms,
+            cpu.broker_ms,
+            cpu.machine_ms,
+            cpu.cores_busy(*rate)
+        );
+    }
+}
+
+/// Both rates, their CPU per message and the ratio of each round.
+pub fn write_dead_letters(out: &mut String, d: &DeadLetterFigures) {
+    let _ = writeln!(out, "{:<46} {:>9.0} /s", "dead-letter rate (invalid messages)", d.dead_letter_rate);
+    message_cpu_line(out, "worker", &d.dead_letter_cpu, d.dead_letter_rate);
+    let _ = writeln!(out, "{:<46} {:>9.0} /s", "raw consume-and-ack rate", d.raw_rate);
+    message_cpu_line(out, "harness", &d.raw_cpu, d.raw_rate);
+    let ratios: Vec<String> = d.round_ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let _ = writeln!(out, "{:<46} {:>12}", "  ratio per round (median rates compared)", ratios.join(" "));
+}
+
+/// Cold start and resident memory.
+pub fn write_process(out: &mut String, process: &Process) {
+    let c = &process.cold_start_ms;
+    let _ = writeln!(out, "{:<46} {:>9.1} ms {:>9.1} ms", "cold start (spawn → consuming)", c.median, c.p95);
+    let _ = writeln!(out, "{:<46} {:>8.1} MiB", "resident memory, idle", process.idle_rss_mib);
+    let _ =
+        writeln!(out, "{:<46} {:>8.1} MiB", "resident memory, peak under load (c=4)", process.loaded_rss_mib);
 }
 
 /// The `  CPU per message` line of a message rate: this process (`first_party`: the
