@@ -76,7 +76,7 @@ fn expected_calls(events: &[Value]) -> Vec<(String, String)> {
         calls.push(("POST".to_string(), format!("/tasks/{task}/events")));
         match event["type"].as_str().unwrap() {
             "ArtifactUploaded" => calls.push(("POST".to_string(), format!("/tasks/{task}/artifacts"))),
-            "TaskStarted" | "TaskCompleted" | "TaskFailed" => {
+            "TaskStarted" | "TaskCompleted" | "TaskFailed" | "TaskDeadLettered" => {
                 calls.push(("PUT".to_string(), format!("/tasks/{task}/status")))
             }
             _ => {}

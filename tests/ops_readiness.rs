@@ -1,6 +1,6 @@
 //! `/livez` and `/readyz` of a worker on the real broker: not ready before it consumes,
-//! ready while it does, unready once the broker closes its connection.
-//! (One test per binary: readiness is process-wide.)
+//! ready while it does, unready once the broker closes its connection and for as long as
+//! it refuses a new one. (One test per binary: readiness is process-wide.)
 
 mod common;
 
@@ -33,6 +33,42 @@ async fn wait_for_readyz(base: &str, status: u16) -> String {
     tokio::time::timeout(Duration::from_secs(30), wait).await.expect("/readyz reached the expected status")
 }
 
+/// Runs `rabbitmqctl` with `args`, which must succeed.
+fn rabbitmqctl(args: &[&str]) {
+    let ran = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    assert!(ran.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&ran.stderr));
+}
+
+/// A broker user of this test's own, so that its connections can be refused without
+/// touching anyone else's; deleted when dropped.
+struct BrokerUser {
+    name: String,
+}
+
+impl BrokerUser {
+    fn create() -> Self {
+        let name = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        rabbitmqctl(&["add_user", &name, &name]);
+        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"]);
+        BrokerUser { name }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://{0}:{0}@127.0.0.1:5672/%2f", self.name)
+    }
+
+    /// Lets this user open at most `max` connections; -1 for no limit.
+    fn limit_connections(&self, max: i32) {
+        rabbitmqctl(&["set_user_limits", &self.name, &format!("{{\"max-connections\": {max}}}")]);
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl").args(["delete_user", &self.name]).output();
+    }
+}
+
 /// Closes the broker connection the client named `name`, as a broker restart or a
 /// network partition would, with `rabbitmqctl close_connection`.
 fn close_connection_named(name: &str) {
@@ -62,7 +98,9 @@ async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
     assert_eq!(get(&base, "/readyz").await, (503, "not ready: starting\n".to_string()));
     assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
 
+    let user = BrokerUser::create();
     let mut config = harness.config();
+    config.amqp.url = agent_runner::config::AmqpUrl::parse(&user.url()).unwrap();
     config.runner_id = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
     let worker = Worker::connect(&config, secrets, harness.names.clone()).await.unwrap();
@@ -70,11 +108,18 @@ async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
     let running = tokio::spawn(Arc::new(worker).run(options, stop.child_token()));
     assert_eq!(wait_for_readyz(&base, 200).await, "ready\n");
 
+    // The broker drops the connection and refuses new ones: the worker is unready for as
+    // long as that lasts (without the refusal it could be back before a poll sees it go).
+    user.limit_connections(0);
     close_connection_named(&config.runner_id);
     let reason = wait_for_readyz(&base, 503).await;
     assert_eq!(reason, "not ready: not consuming: re-establishing the broker link\n");
     assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
-    // The worker reconnects, consumes again, and says so.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&base, "/readyz").await.0, 503, "still unready while the broker refuses it");
+    // Once the broker takes connections again, the worker reconnects, consumes again,
+    // and says so.
+    user.limit_connections(-1);
     assert_eq!(wait_for_readyz(&base, 200).await, "ready\n");
     let metrics = get(&base, "/metrics").await.1;
     assert!(

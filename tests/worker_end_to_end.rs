@@ -107,6 +107,7 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
 #[tokio::test]
 async fn an_invalid_message_is_dead_lettered_with_its_reason_and_nothing_is_pushed() {
     let harness = Harness::new("invalid", Script::replies(["unused"])).await;
+    let mut tap = harness.session.tap(&harness.names.events_exchange, "task.#").await.unwrap();
     let mut message = sample::sample_task(&harness.repo_url(), "2.1");
     message["title"] = json!(42);
     harness.publish("task.backend", &serde_json::to_vec(&message).unwrap()).await;
@@ -114,6 +115,18 @@ async fn an_invalid_message_is_dead_lettered_with_its_reason_and_nothing_is_push
     let report = harness.run_worker(harness.config(), 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
     assert_eq!(harness.depths().await, (0, 1));
+
+    // It never started: its one event is the dead letter, carrying the failure.
+    let events = drain_events(&mut tap).await;
+    let outline: Vec<String> = event_outline(&events, "2.1").into_iter().map(|(t, _)| t).collect();
+    assert_eq!(outline, ["TaskDeadLettered"]);
+    let data = &events[0]["data"];
+    assert_eq!((&data["error_kind"], &data["failed_step"]), (&json!("validation"), &json!("validate")));
+    assert_eq!(data["message"], "title: expected a string, found a number");
+    assert_eq!(
+        (&data["with_reason_headers"], &data["queue"]),
+        (&json!(true), &json!(harness.names.dead_letter_queue))
+    );
 
     let letters = agent_runner::amqp::browse_queue(&harness.session, &harness.names.dead_letter_queue, 10)
         .await

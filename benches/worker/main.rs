@@ -6,6 +6,7 @@
 //! writes `BENCHMARKS.md` and `benches/throughput.svg`. `BENCH_QUICK=1` runs a small
 //! smoke version of every scenario (figures not meaningful).
 
+mod dead_letters;
 mod fixtures;
 mod measure;
 mod report;
@@ -67,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
 
     let throughput = measure::throughput_curve(&mut bench, &CONCURRENCY, sizes.throughput_tasks).await?;
     eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
-    let dead_letters = measure::dead_letter_rate(&bench, sizes.invalid_messages, 8).await?;
+    let dead_letters = dead_letters::measure(&bench, sizes.invalid_messages).await?;
     bench.reset_origin("process")?;
     eprintln!("bench: cold start and memory of the release binary");
     let process = measure::process(&bench, &binary, sizes.cold_starts, sizes.load_tasks).await?;
@@ -118,7 +119,7 @@ async fn focus(
             report::write_throughput(&mut out, &curve);
         }
         "dlq" => {
-            let figures = measure::dead_letter_rate(bench, sizes.invalid_messages, 8).await?;
+            let figures = dead_letters::measure(bench, sizes.invalid_messages).await?;
             report::write_dead_letters(&mut out, &figures);
         }
         "overhead" => {

@@ -17,7 +17,7 @@ fn no_secrets() -> RunnerSecrets {
     RunnerSecrets { git_token: None, llm_api_key: None }
 }
 
-async fn start_worker(
+pub async fn start_worker(
     bench: &Bench,
     name: &str,
     names: &TopologyNames,
@@ -166,87 +166,6 @@ async fn warm_slots(bench: &Bench, concurrency: u16) -> anyhow::Result<()> {
     start_worker(bench, "throughput", &names, concurrency, usize::from(concurrency) * 2).await?.await??;
     bench.session.delete(&names).await?;
     Ok(())
-}
-
-/// The dead-letter scenario's figures: both rates (medians over the rounds), the ratio
-/// of each round, and the CPU per message of each side over all rounds.
-pub struct DeadLetterFigures {
-    pub dead_letter_rate: f64,
-    pub raw_rate: f64,
-    pub round_ratios: Vec<f64>,
-    pub dead_letter_cpu: CpuClock,
-    pub raw_cpu: CpuClock,
-}
-
-/// Rounds of the dead-letter scenario. The two rates swing by ±10 % from one run to the
-/// next on a shared 2-core machine; alternating them, round by round, keeps a drift of
-/// the machine from landing on one side only, and the median is what is compared.
-const DEAD_LETTER_ROUNDS: usize = 3;
-
-/// Invalid messages dead-lettered per second, beside raw consume-and-ack per second, in
-/// alternating rounds of `messages` each.
-pub async fn dead_letter_rate(
-    bench: &Bench,
-    messages: usize,
-    concurrency: u16,
-) -> anyhow::Result<DeadLetterFigures> {
-    let (mut dead_letter_rates, mut raw_rates) = (Vec::new(), Vec::new());
-    let (mut dead_letter_cpu, mut raw_cpu) = (CpuClock::default(), CpuClock::default());
-    for _ in 0..DEAD_LETTER_ROUNDS {
-        let (rate, cpu) = dead_letter_round(bench, messages, concurrency).await?;
-        dead_letter_rates.push(rate);
-        dead_letter_cpu = dead_letter_cpu.plus(&cpu);
-        let (rate, cpu) = raw_round(bench, messages, concurrency).await?;
-        raw_rates.push(rate);
-        raw_cpu = raw_cpu.plus(&cpu);
-    }
-    let total = messages * DEAD_LETTER_ROUNDS;
-    Ok(DeadLetterFigures {
-        dead_letter_rate: Summary::of(&dead_letter_rates).median,
-        raw_rate: Summary::of(&raw_rates).median,
-        round_ratios: dead_letter_rates.iter().zip(&raw_rates).map(|(d, r)| d / r).collect(),
-        dead_letter_cpu: dead_letter_cpu.per(total),
-        raw_cpu: raw_cpu.per(total),
-    })
-}
-
-/// One round of invalid messages through the worker: rate and CPU used.
-async fn dead_letter_round(
-    bench: &Bench,
-    messages: usize,
-    concurrency: u16,
-) -> anyhow::Result<(f64, CpuClock)> {
-    let names = bench.topology("dlq").await?;
-    for _ in 0..messages {
-        bench.publish(&names, b"{\"schema_version\": 1}").await?;
-    }
-    let cpu_before = bench.cpu_clock();
-    let started = Instant::now();
-    start_worker(bench, "dlq", &names, concurrency, messages).await?.await??;
-    let rate = messages as f64 / started.elapsed().as_secs_f64();
-    let cpu = bench.cpu_clock().since(&cpu_before);
-    bench.session.delete(&names).await?;
-    Ok((rate, cpu))
-}
-
-/// One round of the broker's raw consume-and-ack, at the same prefetch.
-async fn raw_round(bench: &Bench, messages: usize, concurrency: u16) -> anyhow::Result<(f64, CpuClock)> {
-    let raw = bench.topology("raw").await?;
-    for _ in 0..messages {
-        bench.publish(&raw, b"{}").await?;
-    }
-    let cpu_before = bench.cpu_clock();
-    let started = Instant::now();
-    let mut consumer = bench.session.consume(&raw.work_queue, concurrency, "bench-raw").await?;
-    for _ in 0..messages {
-        let delivery = consumer.next().await.ok_or_else(|| anyhow::anyhow!("raw consumer ended"))??;
-        delivery.ack().await?;
-    }
-    let rate = messages as f64 / started.elapsed().as_secs_f64();
-    let cpu = bench.cpu_clock().since(&cpu_before);
-    drop(consumer);
-    bench.session.delete(&raw).await?;
-    Ok((rate, cpu))
 }
 
 /// Cold start (spawn → consuming) and resident memory idle and under load, of the

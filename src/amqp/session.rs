@@ -1,8 +1,14 @@
 //! A connection to the broker with the channels the worker needs: one to consume and
-//! settle on (with prefetch), one in confirm mode to publish on.
+//! settle on (with prefetch), and two in confirm mode to publish on: one for messages
+//! (dead letters, retries, tasks) and one for lifecycle events.
+//!
+//! Events have a channel of their own because a channel is one process on the broker
+//! that handles its publishes in order: on a shared one, every dead letter would wait
+//! behind the events published before it, and a slow event route (a backed-up mirror
+//! queue) would slow dead-lettering with it.
 //!
 //! The connection can be replaced ([`AmqpSession::reconnect`]) after the broker went
-//! away: the publish channel is swapped under every clone of the publisher, so the
+//! away: the publish channels are swapped under every clone of the publishers, so the
 //! event sink and the dead-letter path follow without being rebuilt.
 
 use std::sync::{Arc, RwLock};
@@ -18,13 +24,16 @@ use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use super::headers::{HeaderMap, from_field_table};
 use super::{AmqpError, ConfirmedPublisher, TopologyNames, declare_topology, redact_amqp_url};
 
-/// An open connection with its publish channel.
+/// An open connection with its publish channels.
 pub struct AmqpSession {
     /// Kept to reconnect; holds the password, so the session has no `Debug`.
     url: String,
     name: String,
     connection: RwLock<Arc<Connection>>,
+    /// Dead letters, retries, and tasks (`publish`, the tests, the benchmark).
     pub publisher: ConfirmedPublisher,
+    /// Lifecycle events only.
+    pub events_publisher: ConfirmedPublisher,
 }
 
 /// The largest AMQP frame the worker asks for, unless the URL sets `frame_max` itself.
@@ -55,26 +64,29 @@ async fn open_connection(url: &str, name: &str) -> Result<Connection, AmqpError>
 }
 
 impl AmqpSession {
-    /// Connects and opens the publish channel. `name` shows in the management UI (and is
+    /// Connects and opens the publish channels. `name` shows in the management UI (and is
     /// how `rabbitmqctl close_connection` finds this connection).
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
         let connection = open_connection(url, name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
+        let events_publisher = ConfirmedPublisher::open(&connection).await?;
         Ok(AmqpSession {
             url: url.to_string(),
             name: name.to_string(),
             connection: RwLock::new(Arc::new(connection)),
             publisher,
+            events_publisher,
         })
     }
 
-    /// Opens a new connection and publish channel in place of the current ones (which
+    /// Opens a new connection and publish channels in place of the current ones (which
     /// are closed if they still can be). Deliveries received on the old connection can
     /// no longer be settled: the broker has requeued them.
     pub async fn reconnect(&self) -> Result<(), AmqpError> {
         let connection = open_connection(&self.url, &self.name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
         self.publisher.replace_with(publisher);
+        self.events_publisher.replace_with(ConfirmedPublisher::open(&connection).await?);
         let old = match self.connection.write() {
             Ok(mut slot) => std::mem::replace(&mut *slot, Arc::new(connection)),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(connection)),

@@ -51,7 +51,7 @@ pub struct LocalSlotPool {
     recycle_after_uses: u32,
 }
 
-/// A slot held by one task. Dropping it closes the lock file, which releases the lock.
+/// A slot held by one task. Dropping it unlocks the lock file.
 #[derive(Debug)]
 pub struct SlotLease {
     /// `<repo-dir>/slot-<n>`, stable across runs; shown in events and summaries.
@@ -59,14 +59,26 @@ pub struct SlotLease {
     /// The clone's working directory.
     pub path: PathBuf,
     /// Held only for its lock; `None` for a pre-allocated slot.
-    _lock: Option<File>,
+    lock: Option<File>,
+}
+
+impl Drop for SlotLease {
+    /// Unlocks explicitly rather than by closing: the lock belongs to the open file, and
+    /// a child forked by another thread at that moment holds a copy of the descriptor
+    /// until its `exec` closes it, so a close alone can leave the slot locked for a while
+    /// after its lease ended.
+    fn drop(&mut self) {
+        if let Some(lock) = &self.lock {
+            let _ = lock.unlock();
+        }
+    }
 }
 
 impl SlotLease {
     /// A slot allocated by someone else (an external slot manager): no lock is taken and
     /// the directory is used as is.
     pub fn preallocated(slot_id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        SlotLease { slot_id: slot_id.into(), path: path.into(), _lock: None }
+        SlotLease { slot_id: slot_id.into(), path: path.into(), lock: None }
     }
 }
 
@@ -111,7 +123,7 @@ impl LocalSlotPool {
             ensure_clone(&path, remote, self.recycle_after_uses)?;
             let slot_id = format!("{}/slot-{n}", repo_dir_name(remote.url()));
             tracing::debug!(slot_id, "workspace slot acquired");
-            return Ok(SlotLease { slot_id, path, _lock: Some(lock) });
+            return Ok(SlotLease { slot_id, path, lock: Some(lock) });
         }
         Err(GitError::SlotsBusy { url: remote.redacted_url(), max: self.max_slots })
     }

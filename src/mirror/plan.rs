@@ -72,7 +72,9 @@ fn status_for(event_type: &str) -> Option<&'static str> {
     match event_type {
         "TaskStarted" => Some("in_progress"),
         "TaskCompleted" => Some("done"),
-        "TaskFailed" | "TaskCancelled" => Some("failed"),
+        // A dead letter is the end of a task too, and for a message refused before it
+        // ran (invalid, crash-looping) the only event there is.
+        "TaskFailed" | "TaskCancelled" | "TaskDeadLettered" => Some("failed"),
         _ => None,
     }
 }
@@ -183,6 +185,13 @@ mod tests {
         assert_eq!(
             names(&plan(&event("TaskCompleted", serde_json::json!({}))).unwrap()),
             ["event", "status"]
+        );
+        let refused = serde_json::json!({"error_kind": "validation", "failed_step": "validate"});
+        let dead_lettered = plan(&event("TaskDeadLettered", refused)).unwrap();
+        let RegistryCall::Status(status) = &dead_lettered.unwrap().calls[1] else { panic!() };
+        assert_eq!(
+            (status.status.as_str(), &status.metadata["error_kind"]),
+            ("failed", &serde_json::json!("validation"))
         );
     }
 

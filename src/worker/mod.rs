@@ -110,7 +110,7 @@ impl Worker {
         retry.declare(&session).await?;
         let masker = secrets.masker(config);
         let events: Arc<dyn EventSink> = Arc::new(crate::amqp::AmqpEventSink::new(
-            session.publisher.clone(),
+            session.events_publisher.clone(),
             topology.events_exchange.clone(),
             masker,
         ));

@@ -47,13 +47,12 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
             let (task_id, spec_name) = loose_identity(delivery.body());
             tracing::warn!(error = %invalid, task_id = task_id.as_deref(), "invalid task message");
             let failure = invalid.to_failure("validate");
-            return refuse(worker, &delivery, &subject(task_id, spec_name), EventType::TaskFailed, &failure)
-                .await;
+            return refuse(worker, &delivery, &subject(task_id, spec_name), None, &failure).await;
         }
     };
     let subject = subject(Some(task.task_id.clone()), Some(task.spec_name.clone()));
-    if let Some((event, failure)) = refusal(worker, &task, handle, attempt) {
-        return refuse(worker, &delivery, &subject, event, &failure).await;
+    if let Some((acknowledgement, failure)) = refusal(worker, &task, handle, attempt) {
+        return refuse(worker, &delivery, &subject, acknowledgement, &failure).await;
     }
 
     let result = run_guarded(worker, &task, attempt, handle).await;
@@ -86,25 +85,26 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
 }
 
 /// Why a parsed task must not run at all: delivered too often (the worker died every
-/// time), or cancelled before it arrived.
+/// time), or cancelled before it arrived; with the event that answers an operator's
+/// cancel, if that is why.
 fn refusal(
     worker: &Worker,
     task: &Task,
     handle: &TaskHandle,
     attempt: u32,
-) -> Option<(EventType, TaskFailure)> {
+) -> Option<(Option<EventType>, TaskFailure)> {
     let max_attempts = worker.reliability.max_attempts;
     if attempt > max_attempts {
         let message = format!(
             "delivered {attempt} times, over reliability.max_attempts {max_attempts}, without ever settling: \
              the worker stopped or crashed while running it each time"
         );
-        return Some((EventType::TaskFailed, TaskFailure::new(FailureKind::Crashed, "validate", message)));
+        return Some((None, TaskFailure::new(FailureKind::Crashed, "validate", message)));
     }
     if !handle.identify(&task.task_id) {
         let failure =
             TaskFailure::new(FailureKind::Cancelled, "validate", "cancelled by an operator before it ran");
-        return Some((EventType::TaskCancelled, failure));
+        return Some((Some(EventType::TaskCancelled), failure));
     }
     None
 }
@@ -143,21 +143,26 @@ async fn run_guarded(worker: &Worker, task: &Task, attempt: u32, handle: &TaskHa
     }
 }
 
-/// Dead-letters a delivery that is not run, after its terminal event.
+/// Dead-letters a delivery that is not run. Such a message never started, so its one
+/// event is the `TaskDeadLettered` that carries the failure (a `TaskFailed` before it
+/// would tell nothing more, and a flood of invalid messages would cost the broker, the
+/// mirror and the registry twice). Only an operator's cancel is answered first, with
+/// `TaskCancelled`, published beside the dead letter (and so ahead of its
+/// `TaskDeadLettered`, which waits for the dead letter's confirm).
 async fn refuse(
     worker: &Worker,
     delivery: &InboundDelivery,
     subject: &EventSubject,
-    event: EventType,
+    acknowledgement: Option<EventType>,
     failure: &TaskFailure,
 ) -> Settlement {
+    let Some(event) = acknowledgement else {
+        return dead_letter(worker, delivery, subject, failure).await;
+    };
     let data = serde_json::json!({
         "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
         "transient": false,
     });
-    // The refusal event and the dead letter go out together on the one publish channel,
-    // which keeps them in order; waiting for the two confirms one after the other would
-    // double the cost of every refused message (the dead-letter rate is bounded by it).
     let (_, settlement) =
         tokio::join!(publish(worker, subject, event, data), dead_letter(worker, delivery, subject, failure));
     settlement
@@ -215,9 +220,12 @@ async fn dead_letter(
     match delivery.dead_letter(&worker.session.publisher, &worker.names.dead_letter_exchange, &reason).await {
         Ok(path) => {
             crate::metrics::record_dead_letter(failure.kind.as_str());
+            // The failure's own fields, as `TaskFailed` has them: for a refused message
+            // this is the only event.
             let data = serde_json::json!({
-                "reason": reason.kind, "failed_step": reason.step, "with_reason_headers": path == DeadLetterPath::WithReason,
-                "queue": worker.names.dead_letter_queue, "attempts": reason.attempts,
+                "error_kind": reason.kind, "failed_step": reason.step, "message": reason.message,
+                "transient": reason.transient, "attempts": reason.attempts,
+                "queue": worker.names.dead_letter_queue, "with_reason_headers": path == DeadLetterPath::WithReason,
             });
             // Announced after the settlement, without holding the task slot for the
             // confirm: the message is already safe in the DLQ.
