@@ -196,7 +196,9 @@ async fn a_registry_outage_delays_the_mirror_but_loses_nothing_across_a_restart(
     assert!(registry.accepted().is_empty());
     // Nothing was acked: all of it is still in the queue once the first mirror is gone.
     first.session.close().await;
-    assert_eq!(harness.session.ready_count(&topology.queue).await.unwrap(), events.len() as u32);
+    let expected = events.len() as u32;
+    let ready = || async { harness.session.ready_count(&topology.queue).await.unwrap() };
+    assert_eq!(common::settling(&expected, ready).await, expected);
 
     // The registry comes back; a new mirror applies everything, once.
     up.store(true, Ordering::SeqCst);

@@ -141,17 +141,8 @@ async fn an_invalid_message_is_dead_lettered_with_its_reason_and_nothing_is_push
     );
     assert_eq!(letter.header_text("x-task-id").as_deref(), Some("2.1"));
     assert_eq!(serde_json::from_str::<serde_json::Value>(&letter.body).unwrap(), message);
-    // Browsing leaves the message in place (a quorum queue takes back returned messages
-    // through its log, so the count may lag the channel close by a moment).
-    let mut depths = harness.depths().await;
-    for _ in 0..100 {
-        if depths == (0, 1) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        depths = harness.depths().await;
-    }
-    assert_eq!(depths, (0, 1));
+    // Browsing leaves the message in place.
+    assert_eq!(common::settling(&(0, 1), || harness.depths()).await, (0, 1));
 
     assert!(harness.llm.requests().is_empty());
     assert_eq!(sample::branch_head(&harness.origin, "feature/task-greeter-2.1").unwrap(), None);

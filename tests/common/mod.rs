@@ -103,6 +103,21 @@ impl Harness {
     }
 }
 
+/// What `read` gives once it gives `expected`, or after 5 s as it then is. For queue
+/// depths: a quorum queue takes back returned messages (and applies acks) through its
+/// log, so a count may lag a channel close or an ack by a moment.
+pub async fn settling<T: PartialEq, F: Future<Output = T>>(expected: &T, mut read: impl FnMut() -> F) -> T {
+    let mut seen = read().await;
+    for _ in 0..250 {
+        if &seen == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        seen = read().await;
+    }
+    seen
+}
+
 /// Reads events from a tap until `count` arrived or a quiet second passed.
 pub async fn drain_events(tap: &mut agent_runner::amqp::ExchangeTap) -> Vec<serde_json::Value> {
     let mut events = Vec::new();

@@ -59,14 +59,7 @@ pub async fn agent_runner(dir: &Path, args: &[&str]) -> std::process::Output {
 /// asserts them. Quorum queues settle requeues (a closed browsing channel) and counts a
 /// moment after the operation returned, so a single read could see the message missing.
 pub async fn assert_depths(harness: &crate::common::Harness, expected: (u32, u32)) {
-    let mut depths = harness.depths().await;
-    for _ in 0..250 {
-        if depths == expected {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        depths = harness.depths().await;
-    }
+    let depths = crate::common::settling(&expected, || harness.depths()).await;
     assert_eq!(depths, expected, "(work queue, dead-letter queue) ready messages");
 }
 
