@@ -33,10 +33,11 @@ async fn wait_for_readyz(base: &str, status: u16) -> String {
     tokio::time::timeout(Duration::from_secs(30), wait).await.expect("/readyz reached the expected status")
 }
 
-/// Runs `rabbitmqctl` with `args`, which must succeed.
-fn rabbitmqctl(args: &[&str]) {
+/// Runs `rabbitmqctl` with `args`, which must succeed; its standard output.
+fn rabbitmqctl(args: &[&str]) -> String {
     let ran = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
     assert!(ran.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&ran.stderr));
+    String::from_utf8_lossy(&ran.stdout).into_owned()
 }
 
 /// A broker user of this test's own, so that its connections can be refused without
@@ -73,19 +74,11 @@ impl Drop for BrokerUser {
 /// network partition would, with `rabbitmqctl close_connection`.
 fn close_connection_named(name: &str) {
     // The table format prints pids as close_connection takes them (`<rabbit@host.N.N.N>`).
-    let listed = std::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--no-table-headers", "-q"])
-        .output()
-        .expect("rabbitmqctl runs");
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = rabbitmqctl(&["list_connections", "pid", "client_properties", "--no-table-headers", "-q"]);
     let marker = format!("{{\"connection_name\",\"{name}\"}}");
     let line = listed.lines().find(|l| l.contains(&marker)).expect("the worker's connection is listed");
     let pid = line.split('\t').next().unwrap();
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args(["close_connection", pid, "readiness test: broker going away"])
-        .output()
-        .unwrap();
-    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    rabbitmqctl(&["close_connection", pid, "readiness test: broker going away"]);
 }
 
 #[tokio::test]
