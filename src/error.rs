@@ -84,6 +84,18 @@ impl TaskFailure {
         TaskFailure { kind, step: step.to_string(), message: message.into(), transient: false }
     }
 
+    /// The failure as every event that reports one carries it (`TaskFailed`,
+    /// `TaskDeadLettered`, `TaskCancelled`): `error_kind`, `failed_step`, `message`,
+    /// `transient`.
+    pub fn event_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("error_kind".into(), self.kind.as_str().into());
+        fields.insert("failed_step".into(), self.step.clone().into());
+        fields.insert("message".into(), self.message.clone().into());
+        fields.insert("transient".into(), self.transient.into());
+        fields
+    }
+
     /// Marks the failure as transient (see [`TaskFailure::transient`]).
     pub fn transient(mut self, transient: bool) -> Self {
         self.transient = transient;

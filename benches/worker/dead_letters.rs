@@ -67,12 +67,11 @@ pub struct DeadLetterFigures {
 
 /// Runs `ROUNDS` alternating rounds of `messages` each, every side at [`PREFETCH`].
 pub async fn measure(bench: &Bench, messages: usize) -> anyhow::Result<DeadLetterFigures> {
-    let prefetch = PREFETCH;
     let (mut worker, mut floor, mut raw) = (Side::default(), Side::default(), Side::default());
     for _ in 0..ROUNDS {
-        worker.record(worker_round(bench, messages, prefetch).await?);
-        floor.record(republish_round(bench, messages, prefetch).await?);
-        raw.record(raw_round(bench, messages, prefetch).await?);
+        worker.record(worker_round(bench, messages).await?);
+        floor.record(republish_round(bench, messages).await?);
+        raw.record(raw_round(bench, messages).await?);
     }
     for side in [&mut worker, &mut floor, &mut raw] {
         side.cpu = side.cpu.per(messages * ROUNDS);
@@ -105,17 +104,17 @@ async fn timed(
     consumed.map(|()| (rate, cpu))
 }
 
-/// The worker, at concurrency `prefetch`, dead-letters every message.
-async fn worker_round(bench: &Bench, messages: usize, prefetch: u16) -> anyhow::Result<(f64, CpuClock)> {
+/// The worker, at concurrency [`PREFETCH`], dead-letters every message.
+async fn worker_round(bench: &Bench, messages: usize) -> anyhow::Result<(f64, CpuClock)> {
     let names = filled_queue(bench, "dlq", messages).await?;
-    let consuming = async { start_worker(bench, "dlq", &names, prefetch, messages).await?.await? };
+    let consuming = async { start_worker(bench, "dlq", &names, PREFETCH, messages).await?.await? };
     timed(bench, &names, messages, consuming).await
 }
 
 /// The harness dead-letters every message with the worker's own primitive
 /// (`InboundDelivery::dead_letter`: republish with reason headers under a confirm, then
-/// ack), up to `prefetch` at a time, and does nothing else.
-async fn republish_round(bench: &Bench, messages: usize, prefetch: u16) -> anyhow::Result<(f64, CpuClock)> {
+/// ack), up to [`PREFETCH`] at a time, and does nothing else.
+async fn republish_round(bench: &Bench, messages: usize) -> anyhow::Result<(f64, CpuClock)> {
     let names = filled_queue(bench, "floor", messages).await?;
     let reason = DeadLetterReason {
         kind: "validation".into(),
@@ -128,7 +127,7 @@ async fn republish_round(bench: &Bench, messages: usize, prefetch: u16) -> anyho
         spec_name: None,
     };
     let consuming = async {
-        let mut consumer = bench.session.consume(&names.work_queue, prefetch, "bench-floor").await?;
+        let mut consumer = bench.session.consume(&names.work_queue, PREFETCH, "bench-floor").await?;
         let mut settling = JoinSet::new();
         let mut received = 0;
         while received < messages || !settling.is_empty() {
@@ -149,10 +148,10 @@ async fn republish_round(bench: &Bench, messages: usize, prefetch: u16) -> anyho
 }
 
 /// The broker's raw consume-and-ack: each message acked as it arrives.
-async fn raw_round(bench: &Bench, messages: usize, prefetch: u16) -> anyhow::Result<(f64, CpuClock)> {
+async fn raw_round(bench: &Bench, messages: usize) -> anyhow::Result<(f64, CpuClock)> {
     let names = filled_queue(bench, "raw", messages).await?;
     let consuming = async {
-        let mut consumer = bench.session.consume(&names.work_queue, prefetch, "bench-raw").await?;
+        let mut consumer = bench.session.consume(&names.work_queue, PREFETCH, "bench-raw").await?;
         for _ in 0..messages {
             let delivery = consumer.next().await.ok_or_else(|| anyhow::anyhow!("raw consumer ended"))??;
             delivery.ack().await?;

@@ -125,7 +125,8 @@ impl Figures {
              under a confirm, then ack it. Dead-lettering with a reason cannot do less (`basic.reject` \
              cannot add headers, and acking before the confirm could lose the message), and on quorum \
              queues that is two commits in sequence (the copy's enqueue, then the ack's settlement) \
-             where a raw ack needs one, with the prefetch window held across both. Cold start is the release binary's spawn until the broker shows its consumer. \
+             where a raw ack needs one, with the prefetch window held across both. Cold start is the \
+             release binary's spawn until the broker shows its consumer. \
              Each scenario (and each concurrency level) starts on a new origin holding only `main`, with \
              its slots warmed first: every task pushes a branch, and a remote with hundreds of them makes \
              every fetch slower, which would otherwise bias the later scenarios.",
@@ -209,7 +210,8 @@ pub fn write_throughput(out: &mut String, curve: &[ThroughputLevel]) {
     }
 }
 
-/// Both rates, their CPU per message and the ratio of each round.
+/// The worker's, the republish floor's and the raw rate, their CPU per message, and the
+/// ratios of each round to the raw rate.
 pub fn write_dead_letters(out: &mut String, d: &DeadLetterFigures) {
     for (label, party, side) in [
         ("dead-letter rate (invalid messages)", "worker", &d.worker),
@@ -235,7 +237,7 @@ pub fn write_process(out: &mut String, process: &Process) {
 }
 
 /// The `  CPU per message` line of a message rate: this process (`first_party`: the
-/// worker, or the harness's raw consumer), the broker, and the machine.
+/// worker, or the harness's own consumer), the broker, and the machine.
 fn message_cpu_line(out: &mut String, first_party: &str, cpu: &CpuClock, rate: f64) {
     let _ = writeln!(
         out,

@@ -110,15 +110,11 @@ impl RunResult {
 
     /// `TaskFailed` data: the classified reason and the evidence.
     pub(super) fn failure_event_data(&self, failure: &TaskFailure) -> serde_json::Value {
-        serde_json::json!({
-            "error_kind": failure.kind,
-            "failed_step": failure.step,
-            "message": failure.message,
-            "transient": failure.transient,
-            "usage": self.usage(),
-            "artifacts": self.artifacts,
-            "duration_seconds": self.duration_seconds,
-            "metadata": self.metadata,
-        })
+        let mut data = failure.event_fields();
+        data.insert("usage".into(), self.usage());
+        data.insert("artifacts".into(), serde_json::json!(self.artifacts));
+        data.insert("duration_seconds".into(), serde_json::json!(self.duration_seconds));
+        data.insert("metadata".into(), serde_json::json!(self.metadata));
+        data.into()
     }
 }

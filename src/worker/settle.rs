@@ -55,7 +55,7 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
         return refuse(worker, &delivery, &subject, acknowledgement, &failure).await;
     }
 
-    let result = run_guarded(worker, &task, attempt, handle).await;
+    let result = run_guarded(worker, &task, &subject, handle).await;
     match &result.error {
         None => match delivery.ack().await {
             Ok(()) => {
@@ -112,7 +112,8 @@ fn refusal(
 /// Runs the task; a panic becomes a `crashed` failure instead of leaving the delivery
 /// unacked on a live channel forever. A panic is a bug that would recur, so it is
 /// permanent.
-async fn run_guarded(worker: &Worker, task: &Task, attempt: u32, handle: &TaskHandle) -> RunResult {
+async fn run_guarded(worker: &Worker, task: &Task, subject: &EventSubject, handle: &TaskHandle) -> RunResult {
+    let attempt = subject.attempt;
     let run = worker.runner.run_with(task, attempt, &handle.token, &handle.cause);
     match std::panic::AssertUnwindSafe(run).catch_unwind().await {
         Ok(result) => result,
@@ -125,17 +126,7 @@ async fn run_guarded(worker: &Worker, task: &Task, attempt: u32, handle: &TaskHa
             let message = format!("the worker panicked while running this task: {what}");
             tracing::error!(task_id = %task.task_id, message, "task panicked");
             let failure = TaskFailure::new(FailureKind::Crashed, "run", message);
-            let subject = EventSubject {
-                task_id: Some(task.task_id.clone()),
-                spec_name: Some(task.spec_name.clone()),
-                runner_id: worker.runner.settings.runner_id.clone(),
-                attempt,
-            };
-            let data = serde_json::json!({
-                "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
-                "transient": false,
-            });
-            publish(worker, &subject, EventType::TaskFailed, data).await;
+            publish(worker, subject, EventType::TaskFailed, failure.event_fields().into()).await;
             let mut result = worker.runner.refused(task, attempt);
             result.error = Some(failure);
             result
@@ -159,10 +150,7 @@ async fn refuse(
     let Some(event) = acknowledgement else {
         return dead_letter(worker, delivery, subject, failure).await;
     };
-    let data = serde_json::json!({
-        "error_kind": failure.kind, "failed_step": failure.step, "message": failure.message,
-        "transient": false,
-    });
+    let data = failure.event_fields().into();
     let (_, settlement) =
         tokio::join!(publish(worker, subject, event, data), dead_letter(worker, delivery, subject, failure));
     settlement
@@ -222,14 +210,13 @@ async fn dead_letter(
             crate::metrics::record_dead_letter(failure.kind.as_str());
             // The failure's own fields, as `TaskFailed` has them: for a refused message
             // this is the only event.
-            let data = serde_json::json!({
-                "error_kind": reason.kind, "failed_step": reason.step, "message": reason.message,
-                "transient": reason.transient, "attempts": reason.attempts,
-                "queue": worker.names.dead_letter_queue, "with_reason_headers": path == DeadLetterPath::WithReason,
-            });
+            let mut data = failure.event_fields();
+            data.insert("attempts".into(), reason.attempts.into());
+            data.insert("queue".into(), worker.names.dead_letter_queue.clone().into());
+            data.insert("with_reason_headers".into(), (path == DeadLetterPath::WithReason).into());
             // Announced after the settlement, without holding the task slot for the
             // confirm: the message is already safe in the DLQ.
-            let event = subject.event(EventType::TaskDeadLettered, "", data);
+            let event = subject.event(EventType::TaskDeadLettered, "", data.into());
             let events = worker.events.clone();
             tokio::spawn(async move { crate::events::publish_best_effort(events.as_ref(), &event).await });
             Settlement::DeadLettered
