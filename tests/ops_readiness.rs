@@ -97,7 +97,12 @@ async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
     config.runner_id = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
     let worker = Worker::connect(&config, secrets, harness.names.clone()).await.unwrap();
-    let options = WorkerOptions { concurrency: 1, stop_after: None, consumer_tag: config.runner_id.clone() };
+    let options = WorkerOptions {
+        concurrency: 1,
+        stop_after: None,
+        consumer_tag: config.runner_id.clone(),
+        idle_timeout: None,
+    };
     let running = tokio::spawn(Arc::new(worker).run(options, stop.child_token()));
     assert_eq!(wait_for_readyz(&base, 200).await, "ready\n");
 

@@ -26,8 +26,12 @@ pub async fn start_worker(
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let config = bench.config(name, usize::from(concurrency))?;
     let worker = Arc::new(Worker::connect(&config, no_secrets(), names.clone()).await?);
-    let options =
-        WorkerOptions { concurrency, stop_after: Some(tasks), consumer_tag: format!("bench-{name}") };
+    let options = WorkerOptions {
+        concurrency,
+        stop_after: Some(tasks),
+        consumer_tag: format!("bench-{name}"),
+        idle_timeout: None,
+    };
     Ok(tokio::spawn(async move {
         worker.run(options, CancellationToken::new()).await?;
         Ok(())

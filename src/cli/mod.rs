@@ -4,6 +4,7 @@
 mod cancel;
 mod demo;
 mod dlq;
+mod health;
 mod mirror;
 mod playbook;
 mod publish;
@@ -92,13 +93,18 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Apply lifecycle events from the events exchange to the Task Registry.
     Mirror(mirror::MirrorArgs),
+    /// Ask a running worker or mirror on this host whether it is ready (exit 0) or not
+    /// (exit 1): a container healthcheck without curl.
+    Health(health::HealthArgs),
 }
 
 impl GlobalArgs {
-    fn overrides(&self, concurrency: Option<u64>) -> ConfigOverrides {
+    /// The flags as overrides; `worker` adds its own (`--concurrency`, `--idle-timeout`).
+    fn overrides(&self, worker: Option<&worker::WorkerArgs>) -> ConfigOverrides {
         ConfigOverrides {
             amqp_url: self.amqp_url.clone(),
-            concurrency,
+            concurrency: worker.and_then(|w| w.concurrency),
+            idle_timeout_seconds: worker.and_then(|w| w.idle_timeout),
             log_level: self.log_level.clone(),
             execution_mode: self.execution_mode.clone(),
             pool_dir: self.pool_dir.clone(),
@@ -114,9 +120,8 @@ impl GlobalArgs {
         }
     }
 
-    fn load(&self, concurrency: Option<u64>) -> anyhow::Result<RunnerConfig> {
-        let config =
-            config::load(self.config.as_deref(), &config::process_env, &self.overrides(concurrency))?;
+    fn load(&self, worker: Option<&worker::WorkerArgs>) -> anyhow::Result<RunnerConfig> {
+        let config = config::load(self.config.as_deref(), &config::process_env, &self.overrides(worker))?;
         crate::telemetry::init(&config.logging);
         Ok(config)
     }
@@ -144,7 +149,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
-        Command::Worker(args) => worker::run(global.load(args.concurrency)?, args).await,
+        Command::Worker(args) => worker::run(global.load(Some(&args))?, args).await,
         Command::Run(args) => run::run(global.load(None)?, args).await,
         Command::Publish(args) => publish::run(global.load(None)?, args).await,
         Command::Playbook(command) => playbook::run(command),
@@ -152,6 +157,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => cancel::run(global.load(None)?, args).await,
         Command::Demo(args) => demo::run(global.load(None)?, args).await,
         Command::Mirror(args) => mirror::run(global.load(None)?, args).await,
+        Command::Health(args) => health::run(global.load(None)?, args).await,
     }
 }
 

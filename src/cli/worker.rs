@@ -17,6 +17,10 @@ pub struct WorkerArgs {
     /// scale-in must never kill a running task).
     #[arg(long)]
     pub once: bool,
+    /// Exit 0 after this many seconds with nothing running and nothing delivered
+    /// (overrides amqp.idle_timeout_seconds), so a Job that found the queue empty ends.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
 }
 
 pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -26,6 +30,7 @@ pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitC
         concurrency: u16::try_from(config.amqp.concurrency).unwrap_or(u16::MAX),
         stop_after: args.once.then_some(1),
         consumer_tag: config.runner_id.clone(),
+        idle_timeout: config.amqp.idle_timeout,
     };
     // A signal ends the loop gracefully (see `worker::run_loop`); stopping on a signal is
     // success, even when running tasks had to be left for redelivery.

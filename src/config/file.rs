@@ -135,6 +135,9 @@ pub struct RawAmqp {
     pub prefetch: Option<u64>,
     /// The broker's `consumer_timeout` in seconds, as deployed.
     pub consumer_timeout_seconds: Option<u64>,
+    /// Stop the worker (exit 0) after this many seconds with nothing running and nothing
+    /// delivered: a Kubernetes Job that lost the race for a task frees its pod.
+    pub idle_timeout_seconds: Option<u64>,
 }
 
 /// `git:`.

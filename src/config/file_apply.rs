@@ -164,7 +164,14 @@ fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), C
     )?;
     l.set(src, "amqp.consumer_timeout_seconds", raw.consumer_timeout_seconds, v::seconds, |c| {
         &mut c.amqp.consumer_timeout
-    })
+    })?;
+    l.set(
+        src,
+        "amqp.idle_timeout_seconds",
+        raw.idle_timeout_seconds,
+        |s| v::seconds(s).map(Some),
+        |c| &mut c.amqp.idle_timeout,
+    )
 }
 
 fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

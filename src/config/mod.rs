@@ -119,6 +119,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// The broker's `consumer_timeout`, as deployed; a task timeout must fit under it.
     pub consumer_timeout: Duration,
+    /// Stop after this long with nothing running and nothing delivered; `None` waits
+    /// for work forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The OpenAI-compatible LLM endpoint.
@@ -301,6 +304,7 @@ impl Default for AmqpConfig {
             prefetch: 1,
             // Matches deploy/rabbitmq/rabbitmq.conf: two hours.
             consumer_timeout: Duration::from_secs(7200),
+            idle_timeout: None,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct ConfigOverrides {
     pub structured_logging: Option<bool>,
     /// `--http-addr`: where to serve health and metrics.
     pub http_listen: Option<String>,
+    /// `worker --idle-timeout` (seconds).
+    pub idle_timeout_seconds: Option<u64>,
 }
 
 impl fmt::Debug for ConfigOverrides {
@@ -72,6 +74,7 @@ impl fmt::Debug for ConfigOverrides {
             .field("default_timeout_seconds", &self.default_timeout_seconds)
             .field("structured_logging", &self.structured_logging)
             .field("http_listen", &self.http_listen)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .finish()
     }
 }
@@ -97,6 +100,13 @@ impl ConfigOverrides {
             o.prefetch,
             |n| v::in_range(n, 1, max),
             |c| &mut c.amqp.prefetch,
+        )?;
+        l.set(
+            &f("--idle-timeout"),
+            "amqp.idle_timeout_seconds",
+            o.idle_timeout_seconds,
+            |s| v::seconds(s).map(Some),
+            |c| &mut c.amqp.idle_timeout,
         )?;
         l.set(
             &f("--log-level"),

@@ -74,6 +74,7 @@ fn defaults_are_the_documented_ones() {
             concurrency: 1,
             prefetch: 1,
             consumer_timeout: Duration::from_secs(7200),
+            idle_timeout: None,
         },
         llm: LlmConfig {
             model: "gpt-4o-mini".into(),
@@ -523,5 +524,23 @@ fn reliability_comes_from_the_file_and_bad_delays_are_named() {
     assert_eq!(
         file_error("reliability:\n  max_attempts: 0\n"),
         "invalid reliability.max_attempts from FILE: must be between 1 and 20, got 0"
+    );
+}
+
+#[test]
+fn the_idle_timeout_comes_from_the_file_or_the_worker_flag() {
+    let env = BASE_ENV;
+    let yaml = "amqp: { idle_timeout_seconds: 30 }\n";
+    let config = load_with(Some(yaml), env, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.amqp.idle_timeout, Some(Duration::from_secs(30)));
+    let flags = ConfigOverrides { idle_timeout_seconds: Some(5), ..ConfigOverrides::default() };
+    let config = load_with(Some(yaml), env, &flags).unwrap();
+    assert_eq!(config.amqp.idle_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(load_with(None, env, &ConfigOverrides::default()).unwrap().amqp.idle_timeout, None);
+    assert!(
+        file_error("amqp: { idle_timeout_seconds: 0 }\n")
+            .starts_with("invalid amqp.idle_timeout_seconds from FILE: must be between 1 and"),
+        "{}",
+        file_error("amqp: { idle_timeout_seconds: 0 }\n")
     );
 }

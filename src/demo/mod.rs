@@ -91,7 +91,12 @@ pub async fn run_demo(
     let report = worker
         .clone()
         .run(
-            WorkerOptions { concurrency: 1, stop_after: Some(1), consumer_tag: "agent-runner-demo".into() },
+            WorkerOptions {
+                concurrency: 1,
+                stop_after: Some(1),
+                consumer_tag: "agent-runner-demo".into(),
+                idle_timeout: None,
+            },
             CancellationToken::new(),
         )
         .await?;

@@ -31,6 +31,8 @@ pub struct WorkerOptions {
     pub stop_after: Option<usize>,
     /// Consumer tag, visible in the management UI.
     pub consumer_tag: String,
+    /// End the loop after this long with nothing running and nothing delivered.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// What the loop did, for the caller (tests, the demo, the exit log line).

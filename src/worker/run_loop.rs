@@ -7,6 +7,9 @@
 //!   is down, with exponential backoff. Running tasks keep running; their acks on the
 //!   old channel fail as stale and the broker redelivers those messages, which
 //!   idempotent redelivery turns into a cheap finish.
+//! - Idle timeout (`worker --idle-timeout`): with nothing running and nothing delivered
+//!   for that long, the loop ends as if its work were done, so a Kubernetes Job whose
+//!   task another pod took ends instead of holding its resources to its deadline.
 //! - Shutdown: consumption stops at once (`basic.cancel`); running tasks get
 //!   `shutdown_grace` to finish; then they are stopped (their process groups killed)
 //!   and left unacked, and the consumer channel is closed so the broker redelivers them.
@@ -64,6 +67,8 @@ impl Worker {
         let mut running: JoinSet<Settlement> = JoinSet::new();
         let mut received = 0usize;
         let mut report = WorkerReport::default();
+        // When the loop last had something to do: a delivery arrived or a task ended.
+        let mut busy_at = tokio::time::Instant::now();
         let wants_more = |received: usize| options.stop_after.is_none_or(|limit| received < limit);
         loop {
             if !link.complete() {
@@ -80,7 +85,12 @@ impl Worker {
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = idle_expiry(options.idle_timeout, busy_at), if running.is_empty() => {
+                    tracing::info!(received, "idle timeout: nothing delivered and nothing running; stopping");
+                    break;
+                }
                 Some(joined) = running.join_next(), if !running.is_empty() => {
+                    busy_at = tokio::time::Instant::now();
                     count(&mut report, joined);
                     if !wants_more(received) && running.is_empty() {
                         break;
@@ -97,6 +107,7 @@ impl Worker {
                     match next {
                         Some(Ok(delivery)) => {
                             received += 1;
+                            busy_at = tokio::time::Instant::now();
                             let worker = self.clone();
                             let handle = self.controls.register();
                             running.spawn(async move { settle_counted(&worker, delivery, &handle).await });
@@ -222,6 +233,14 @@ impl Worker {
         .await;
         report.unsettled += running.len();
         running.abort_all();
+    }
+}
+
+/// Fires `timeout` after `busy_at`; never when there is no idle timeout.
+async fn idle_expiry(timeout: Option<Duration>, busy_at: tokio::time::Instant) {
+    match timeout {
+        Some(timeout) => tokio::time::sleep_until(busy_at + timeout).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -84,8 +84,12 @@ impl Harness {
     pub async fn run_worker(&self, config: RunnerConfig, concurrency: u16, tasks: usize) -> WorkerReport {
         let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
         let worker = Worker::connect(&config, secrets, self.names.clone()).await.unwrap();
-        let options =
-            WorkerOptions { concurrency, stop_after: Some(tasks), consumer_tag: "test-worker".into() };
+        let options = WorkerOptions {
+            concurrency,
+            stop_after: Some(tasks),
+            consumer_tag: "test-worker".into(),
+            idle_timeout: None,
+        };
         let run = Arc::new(worker).run(options, CancellationToken::new());
         tokio::time::timeout(Duration::from_secs(120), run).await.expect("worker finished in time").unwrap()
     }
