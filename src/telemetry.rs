@@ -20,9 +20,14 @@ static LOG_MASKER: LazyLock<Arc<RwLock<Masker>>> = LazyLock::new(Default::defaul
 
 /// Installs the global subscriber. Logs go to stderr, so stdout stays clean for the
 /// JSON that `run` and `dlq list --json` print.
+///
+/// lapin's own log lines are off unless `RUST_LOG` asks for them: it logs every broker
+/// refusal at ERROR with a Rust debug dump of the frame, while the worker reports the
+/// same failure once, in its own words, where it can say what it was doing.
 pub fn init(logging: &LoggingConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("agent_runner={},warn", logging.level.as_str())));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("agent_runner={},lapin=off,warn", logging.level.as_str()))
+    });
     let writer = MaskingWriter::new(io::stderr, Arc::clone(&LOG_MASKER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     // A second init (tests, embedding) is not an error worth failing on.

@@ -50,7 +50,7 @@ fn a_bad_config_file_is_refused_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.yaml"), "amqp:\n  concurency: 2\n").unwrap();
     let output = agent_runner(&["--config", "c.yaml", "dlq", "list"], dir.path());
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(78), "EX_CONFIG");
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("c.yaml")
@@ -114,7 +114,7 @@ async fn publish_worker_once_and_dlq_list_work_together() {
     .await
     .unwrap();
     let (refused, published, worker, listed) = outputs;
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(2), "a file that is not a valid task is a usage error");
     assert!(text(&refused.stderr).contains("title: required field is missing"));
     assert!(published.status.success(), "{}", text(&published.stderr));
     assert!(worker.status.success(), "{}", text(&worker.stderr));

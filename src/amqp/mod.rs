@@ -40,6 +40,26 @@ pub enum AmqpError {
 }
 
 impl AmqpError {
+    /// True when the broker refused who we are: bad credentials (`ACCESS_REFUSED` at
+    /// login or on a resource) or a virtual host the user may not open (`NOT_ALLOWED`).
+    /// Retrying does not help; an operator must fix the credentials or permissions.
+    pub fn is_authentication(&self) -> bool {
+        use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+        let source = match self {
+            AmqpError::Connect { source, .. } | AmqpError::Protocol { source, .. } => source,
+            _ => return false,
+        };
+        match source.kind() {
+            lapin::ErrorKind::ProtocolError(error) => matches!(
+                error.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+                    | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+            ),
+            lapin::ErrorKind::AuthProviderError(_) => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn protocol(operation: impl Into<String>) -> impl FnOnce(lapin::Error) -> AmqpError {
         let operation = operation.into();
         move |source| AmqpError::Protocol { operation, source }

@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::config::RunnerConfig;
 
 /// The whole check, connect to answer. A healthcheck that hangs is worse than one that
@@ -22,10 +20,11 @@ pub struct HealthArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: HealthArgs) -> anyhow::Result<ExitCode> {
-    let listen = config
-        .http
-        .listen
-        .context("no HTTP address to ask: set http.listen in the configuration or pass --http-addr")?;
+    let listen = config.http.listen.ok_or_else(|| {
+        super::exit::MissingSetting(
+            "no HTTP address to ask: set http.listen in the configuration or pass --http-addr".into(),
+        )
+    })?;
     let path = if args.live { "/livez" } else { "/readyz" };
     let url = format!("http://{}{path}", reachable(listen));
     let client = reqwest::Client::builder().timeout(HEALTH_CHECK_TIMEOUT).build()?;

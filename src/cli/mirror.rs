@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::amqp::{AmqpSession, MirrorTopology};
 use crate::clients::{ClientSettings, TaskRegistryClient};
 use crate::config::RunnerConfig;
@@ -18,11 +16,11 @@ pub struct MirrorArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: MirrorArgs) -> anyhow::Result<ExitCode> {
-    let registry_url = config
-        .services
-        .task_registry_url
-        .clone()
-        .context("the mirror needs task_registry_url (TASK_REGISTRY_URL) to write to")?;
+    let registry_url = config.services.task_registry_url.clone().ok_or_else(|| {
+        super::exit::MissingSetting(
+            "the mirror needs task_registry_url (TASK_REGISTRY_URL) to write to".into(),
+        )
+    })?;
     let settings = ClientSettings { retries: config.retry.network, ..ClientSettings::default() };
     let registry = TaskRegistryClient::new(registry_url, settings)?;
     let session = AmqpSession::connect(config.amqp.url.expose(), &config.runner_id).await?;

@@ -4,6 +4,7 @@
 mod cancel;
 mod demo;
 mod dlq;
+mod exit;
 mod health;
 mod mirror;
 mod playbook;
@@ -127,21 +128,22 @@ impl GlobalArgs {
     }
 }
 
-/// Parses the command line and runs it. Errors are printed once, without a backtrace.
+/// Parses the command line and runs it. Errors are printed once, without a backtrace,
+/// and end the process with the exit code of their kind (`exit`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return exit::Exit::Internal.into();
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", exit::one_line(&error));
+            exit::exit_for(&error).into()
         }
     }
 }

@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 #[derive(Debug, clap::Subcommand)]
 pub enum PlaybookCommand {
     /// Check a playbook file; prints its steps when valid.
@@ -17,8 +15,8 @@ pub enum PlaybookCommand {
 pub fn run(command: PlaybookCommand) -> anyhow::Result<ExitCode> {
     match command {
         PlaybookCommand::Validate { file } => {
-            let text =
-                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| super::exit::UsageError(format!("cannot read {}: {e}", file.display())))?;
             match crate::playbook::parse_playbook(&text, &file.display().to_string()) {
                 Ok(playbook) => {
                     println!(

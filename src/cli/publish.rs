@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
 use crate::config::RunnerConfig;
 
@@ -18,11 +16,15 @@ pub struct PublishArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let body = std::fs::read(&args.file)
+        .map_err(|e| super::exit::UsageError(format!("cannot read {}: {e}", args.file.display())))?;
     let routing_key = match crate::task::parse_task(&body) {
         Ok(task) => task.routing_key(),
         Err(_) if args.no_validate => "task.default".to_string(),
-        Err(error) => anyhow::bail!("{} is not a valid task: {error}", args.file.display()),
+        Err(error) => {
+            let reason = format!("{} is not a valid task: {error}", args.file.display());
+            return Err(super::exit::UsageError(reason).into());
+        }
     };
     let names = TopologyNames::from(&config.amqp);
     let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner publish").await?;

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-
+use super::exit::{Exit, UsageError};
 use crate::config::RunnerConfig;
 use crate::events::MemorySink;
 use crate::pipeline::{Runner, RunnerSecrets};
@@ -18,12 +17,19 @@ pub struct RunArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(&args.task).with_context(|| format!("cannot read {}", args.task.display()))?;
+    let shown = args.task.display();
+    let body = std::fs::read(&args.task).map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
     let task = crate::task::parse_task(&body)
-        .with_context(|| format!("{} is not a valid task", args.task.display()))?;
+        .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
-    let result = runner.run(&task, 1, &super::shutdown_signal()).await;
+    let shutdown = super::shutdown_signal();
+    let result = runner.run(&task, 1, &shutdown).await;
     println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(if result.success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let exit = match (result.success, shutdown.is_cancelled()) {
+        (true, _) => Exit::Success,
+        (false, true) => Exit::Interrupted,
+        (false, false) => Exit::TaskFailed,
+    };
+    Ok(exit.into())
 }

@@ -105,7 +105,8 @@ pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<Ex
         }
         DlqCommand::Purge { filters, dry_run, yes } => {
             if !yes && !dry_run {
-                anyhow::bail!("refusing to purge without --yes (try --dry-run to see what would go)");
+                let reason = "refusing to purge without --yes (try --dry-run to see what would go)";
+                return Err(crate::cli::exit::UsageError(reason.into()).into());
             }
             purge(&session, &names, &filters, dry_run).await
         }
