@@ -10,6 +10,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# `.git` is not in the build context: pass the revision for `agent-runner --version`
+# (docker build --build-arg AGENT_RUNNER_GIT_REVISION=$(git rev-parse --short=12 HEAD)).
+ARG AGENT_RUNNER_GIT_REVISION=""
 # Cache mounts keep the registry and target directory between builds; the binary is
 # copied out because the cached target directory is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

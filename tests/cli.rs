@@ -129,3 +129,24 @@ async fn publish_worker_once_and_dlq_list_work_together() {
     let session = AmqpSession::connect(common::AMQP_URL, "cli-test-cleanup").await.unwrap();
     session.delete(&names).await.unwrap();
 }
+
+#[test]
+fn version_names_the_git_revision_it_was_built_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent_runner(&["--version"], dir.path());
+    assert!(output.status.success());
+    let version = text(&output.stdout);
+    let expected = format!("agent-runner {} (revision ", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    if head.status.success() {
+        let head = text(&head.stdout);
+        assert!(version.contains(&format!("revision {}", head.trim())), "{version} vs HEAD {head}");
+    } else {
+        println!("not a git checkout: the revision cannot be compared");
+    }
+}

@@ -22,7 +22,7 @@ use crate::config::{self, ConfigOverrides, RunnerConfig};
 
 /// agent-runner: takes coding tasks off RabbitMQ and turns each into a tested, pushed branch.
 #[derive(Debug, Parser)]
-#[command(name = "agent-runner", version, about)]
+#[command(name = "agent-runner", version = env!("AGENT_RUNNER_LONG_VERSION"), about)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
