@@ -124,7 +124,10 @@ async fn publish_worker_once_and_dlq_list_work_together() {
     assert_eq!(rows[0]["task_id"], "6.1");
     assert_eq!(rows[0]["reason"], "validation");
     assert_eq!(rows[0]["failed_step"], "validate");
-    assert_eq!(rows[0]["message"], "title: required field is missing");
+    assert_eq!(
+        rows[0]["message"],
+        "title: required field is missing; description: required field is missing"
+    );
 
     let session = AmqpSession::connect(common::AMQP_URL, "cli-test-cleanup").await.unwrap();
     session.delete(&names).await.unwrap();

@@ -100,7 +100,7 @@ async fn list_filters_summarise_show_and_purge_with_confirmation() {
     assert_eq!(dlq(dir, &["show", "zz.9"]).await.status.code(), Some(1));
 
     let unconfirmed = dlq(dir, &["purge", "--reason", "timeout"]).await;
-    assert_eq!(unconfirmed.status.code(), Some(1));
+    assert_eq!(unconfirmed.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("refusing to purge without --yes"));
     let dry = dlq(dir, &["purge", "--reason", "timeout", "--dry-run"]).await;
     assert!(String::from_utf8_lossy(&dry.stdout).contains("2 message(s) would be purged"));

@@ -32,6 +32,9 @@ pub enum ValidationError {
     Missing { field: &'static str },
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// More than one field is at fault; each problem in message-schema order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<ValidationError>),
 }
 
 impl crate::error::Classify for ValidationError {
@@ -43,7 +46,9 @@ impl crate::error::Classify for ValidationError {
     }
 }
 
-/// Parses and validates a task message body.
+/// Parses and validates a task message body. Every field is checked, and every problem
+/// is reported at once (`ValidationError::Several`), so a Dispatcher bug is fixed in one
+/// round rather than one field per dead letter.
 pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(ValidationError::TooLarge { size: body.len(), limit: MAX_MESSAGE_BYTES });
@@ -53,46 +58,125 @@ pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
         return Err(ValidationError::NotAnObject);
     };
     let reader = Fields(&fields);
+    let mut problems = Problems::default();
 
-    let version = reader.required_u64("schema_version")?;
-    if version != SCHEMA_VERSION {
-        return Err(invalid(
-            "schema_version",
-            format!("unsupported version {version}, this worker reads version {SCHEMA_VERSION}"),
-        ));
+    let version = problems.check(reader.required_u64("schema_version").and_then(supported_version));
+    let task_id = problems.check(reader.required_identifier("task_id"));
+    let spec_name = problems.check(reader.required_identifier("spec_name"));
+    let title = problems.check(reader.required_title());
+    let description = problems.check(reader.required_text("description"));
+    let acceptance_criteria = problems.check(reader.string_list("acceptance_criteria"));
+    let dependencies = problems.check(reader.string_list("dependencies"));
+    let required_skill = problems.check(reader.optional_identifier("required_skill"));
+    let repo_url = problems.check(reader.optional_text("repo_url"));
+    let base_branch = problems.check(reader.optional_branch("base_branch"));
+    let requested_branch = problems.check(reader.optional_branch("branch_name"));
+    let slot = problems.check(preallocated_slot(&reader));
+    if let (Some(None), Some(None)) = (&repo_url, &slot) {
+        problems.0.push(invalid("repo_url", "required unless slot_path is given".to_string()));
     }
-    let slot = preallocated_slot(&reader)?;
-    let repo_url = reader.optional_text("repo_url")?;
-    if repo_url.is_none() && slot.is_none() {
-        return Err(invalid("repo_url", "required unless slot_path is given".to_string()));
-    }
-    let timeout_seconds = reader.optional_u64("timeout_seconds")?;
-    if let Some(t) = timeout_seconds
-        && !(1..=MAX_TIMEOUT_SECONDS).contains(&t)
-    {
-        return Err(invalid("timeout_seconds", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
-    }
+    let playbook = problems.check(playbook_request(&reader));
+    let timeout_seconds = problems.check(reader.optional_u64("timeout_seconds").and_then(timeout_in_range));
+    let metadata = problems.check(match fields.get("metadata") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(other) => Err(type_error("metadata", "an object", other)),
+    });
 
-    Ok(Task {
-        task_id: reader.required_identifier("task_id")?,
-        spec_name: reader.required_identifier("spec_name")?,
-        title: reader.required_title()?,
-        description: reader.required_text("description")?,
-        acceptance_criteria: reader.string_list("acceptance_criteria")?,
-        dependencies: reader.string_list("dependencies")?,
-        required_skill: reader.optional_identifier("required_skill")?,
+    let (
+        Some(_version),
+        Some(task_id),
+        Some(spec_name),
+        Some(title),
+        Some(description),
+        Some(acceptance_criteria),
+        Some(dependencies),
+        Some(required_skill),
+        Some(repo_url),
+        Some(base_branch),
+        Some(requested_branch),
+        Some(slot),
+        Some(playbook),
+        Some(timeout_seconds),
+        Some(metadata),
+    ) = (
+        version,
+        task_id,
+        spec_name,
+        title,
+        description,
+        acceptance_criteria,
+        dependencies,
+        required_skill,
         repo_url,
-        base_branch: reader.optional_branch("base_branch")?.unwrap_or_else(|| "main".to_string()),
-        requested_branch: reader.optional_branch("branch_name")?,
+        base_branch,
+        requested_branch,
         slot,
-        playbook: playbook_request(&reader)?,
+        playbook,
         timeout_seconds,
-        metadata: match fields.get("metadata") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(other) => return Err(type_error("metadata", "an object", other)),
-        },
+        metadata,
+    )
+    else {
+        return Err(problems.into_error());
+    };
+    if !problems.0.is_empty() {
+        return Err(problems.into_error());
+    }
+    Ok(Task {
+        task_id,
+        spec_name,
+        title,
+        description,
+        acceptance_criteria,
+        dependencies,
+        required_skill,
+        repo_url,
+        base_branch: base_branch.unwrap_or_else(|| "main".to_string()),
+        requested_branch,
+        slot,
+        playbook,
+        timeout_seconds,
+        metadata,
     })
+}
+
+/// The problems found so far; each field's check adds at most one.
+#[derive(Default)]
+struct Problems(Vec<ValidationError>);
+
+impl Problems {
+    /// The value when the field is fine; otherwise `None`, keeping the problem.
+    fn check<T>(&mut self, result: Result<T, ValidationError>) -> Option<T> {
+        result.map_err(|problem| self.0.push(problem)).ok()
+    }
+
+    /// One problem as itself, several together.
+    fn into_error(mut self) -> ValidationError {
+        match self.0.len() {
+            0 => invalid("message", "is not a valid task".to_string()),
+            1 => self.0.remove(0),
+            _ => ValidationError::Several(self.0),
+        }
+    }
+}
+
+fn supported_version(version: u64) -> Result<u64, ValidationError> {
+    if version == SCHEMA_VERSION {
+        return Ok(version);
+    }
+    Err(invalid(
+        "schema_version",
+        format!("unsupported version {version}, this worker reads version {SCHEMA_VERSION}"),
+    ))
+}
+
+fn timeout_in_range(timeout: Option<u64>) -> Result<Option<u64>, ValidationError> {
+    match timeout {
+        Some(t) if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) => {
+            Err(invalid("timeout_seconds", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")))
+        }
+        _ => Ok(timeout),
+    }
 }
 
 fn preallocated_slot(reader: &Fields<'_>) -> Result<Option<PreallocatedSlot>, ValidationError> {

@@ -170,3 +170,24 @@ fn branch_names_that_try_option_injection_or_ref_paths_are_refused() {
         "branch_name: must not contain '..', '@{' or '//'"
     );
 }
+
+#[test]
+fn every_problem_of_a_message_is_reported_at_once_with_its_field() {
+    let error = parse_task(br#"{"schema_version":1,"task_id":"x"}"#).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "spec_name: required field is missing; title: required field is missing; \
+         description: required field is missing; repo_url: required unless slot_path is given"
+    );
+    let mut message = valid();
+    message["title"] = json!(42);
+    message["branch_name"] = json!("--upload-pack=evil");
+    message["timeout_seconds"] = json!(0);
+    message["metadata"] = json!([1]);
+    let problems = match parse(message).unwrap_err() {
+        ValidationError::Several(problems) => problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("expected several problems, got {other}"),
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+    assert_eq!(fields, ["title", "branch_name", "timeout_seconds", "metadata"], "{problems:?}");
+}
