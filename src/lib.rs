@@ -6,7 +6,8 @@
 //! `events`, `amqp` (the only module that speaks to RabbitMQ), `pipeline` (one task,
 //! end to end), `worker` (the delivery loop), `cli` and `demo`. Operations: `clients`
 //! (REST clients for the NecroCode services), `mirror` (events into the Task Registry),
-//! `metrics` and `http` (health and Prometheus endpoints).
+//! `metrics` and `http` (health and Prometheus endpoints). `workspace_files` is how every
+//! read of workspace content opens a file (metadata first, capped).
 
 pub mod amqp;
 pub mod artifacts;
@@ -28,3 +29,4 @@ pub mod secrets;
 pub mod task;
 pub mod telemetry;
 pub mod worker;
+pub mod workspace_files;

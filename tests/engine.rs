@@ -80,7 +80,12 @@ async fn run_round(
     };
     let tests = PlaybookTests { playbook: &playbook, run };
     let masker = Masker::default();
-    let ctx = EngineContext { settings: engine, tests: Some(&tests), masker: &masker };
+    let ctx = EngineContext {
+        settings: engine,
+        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
+        tests: Some(&tests),
+        masker: &masker,
+    };
     let mut session = AgentSession::new(engine);
     let outcome =
         implement_round(&request(workspace), workspace, &llm(server, retry_count), &ctx, &mut session).await;

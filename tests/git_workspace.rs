@@ -76,7 +76,14 @@ impl Fixture {
 }
 
 fn request<'a>(message: &'a str, author: &'a GitAuthor) -> CommitRequest<'a> {
-    CommitRequest { message, task_id: "task-1", runner_id: None, author, remote: None }
+    CommitRequest {
+        message,
+        task_id: "task-1",
+        runner_id: None,
+        author,
+        remote: None,
+        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
+    }
 }
 
 #[test]
@@ -268,7 +275,7 @@ fn commit_adds_trailer_and_reports_changes_and_nothing_to_commit_is_none() {
     assert_eq!(git(&lease.path, &["symbolic-ref", "HEAD"]), format!("refs/heads/{BRANCH}"));
 
     assert_eq!(changed_files(&lease.path, &prepared.base_commit).unwrap(), info.files_changed);
-    let patch = diff_since(&lease.path, &prepared.base_commit).unwrap();
+    let patch = diff_since(&lease.path, &prepared.base_commit, 5 * 1024 * 1024).unwrap();
     assert_eq!(patch, git(&lease.path, &["diff", "--no-color", &prepared.base_commit, "HEAD"]) + "\n");
     assert!(patch.contains("+world\n") && patch.contains("deleted file mode"), "{patch}");
     assert_eq!(commit_all(&lease.path, &request("Again", &author)).unwrap(), None);

@@ -103,6 +103,7 @@ fn planted_hooks_config_and_filters_gain_nothing_on_commit_and_push() {
         runner_id: None,
         author: &author,
         remote: None,
+        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
     };
     let commit = commit_all(&slot.path, &request).unwrap().unwrap();
     let pushed = push_branch(&slot.path, &remote, BRANCH).unwrap();
@@ -153,6 +154,7 @@ fn index_entries_planted_by_a_test_command_are_not_committed() {
         runner_id: None,
         author: &author,
         remote: None,
+        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
     };
     let commit = commit_all(&slot.path, &request).unwrap().unwrap();
     assert_eq!(commit.files_changed, [".gitignore", "feature.txt"]);

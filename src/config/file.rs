@@ -233,6 +233,9 @@ pub struct RawDocker {
 pub struct RawLimits {
     /// Processes one playbook command may have alive at once (fork-bomb guard).
     pub max_processes: Option<u64>,
+    /// Largest file (bytes) the worker reads for the model or lets a task add or grow in
+    /// its commit.
+    pub max_file_bytes: Option<u64>,
 }
 
 /// Reads and parses the file, without checking values.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::layer::Layered;
 use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel};
 use super::{
-    ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES, MAX_PROCESSES_LIMIT,
+    ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_MAX_FILE_BYTES, MAX_OUTPUT_CAP_BYTES,
+    MAX_PROCESSES_LIMIT, MIN_MAX_FILE_BYTES,
 };
 
 /// Lays the file's values over `layered`, checking each.
@@ -99,6 +100,13 @@ fn apply_limits(raw: RawLimits, src: &ConfigSource, l: &mut Layered) -> Result<(
         raw.max_processes,
         |n| v::in_range(n, 1, u64::from(MAX_PROCESSES_LIMIT)).map(Some),
         |c| &mut c.limits.max_processes,
+    )?;
+    l.set(
+        src,
+        "limits.max_file_bytes",
+        raw.max_file_bytes,
+        |n| v::in_range(n, MIN_MAX_FILE_BYTES, MAX_MAX_FILE_BYTES),
+        |c| &mut c.limits.max_file_bytes,
     )
 }
 

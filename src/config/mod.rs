@@ -205,6 +205,9 @@ pub struct ResourceLimits {
     pub max_cpu_percent: Option<u32>,
     /// Processes one command may have alive at once (`limits.max_processes`).
     pub max_processes: Option<u32>,
+    /// Largest file the worker reads for the model or lets a task add or grow in its
+    /// commit (`limits.max_file_bytes`); always set, a workspace can hold anything.
+    pub max_file_bytes: u64,
 }
 
 /// Processes one command may have alive at once unless configured: far above what a
@@ -213,6 +216,12 @@ pub struct ResourceLimits {
 pub const DEFAULT_MAX_PROCESSES: u32 = 1024;
 /// Largest `limits.max_processes` accepted: the kernel's highest possible pid count.
 pub const MAX_PROCESSES_LIMIT: u32 = 4_194_304;
+/// Smallest `limits.max_file_bytes` accepted: below 4 KiB ordinary source files would be
+/// refused and no task could do its work.
+pub const MIN_MAX_FILE_BYTES: u64 = 4 * 1024;
+/// Largest `limits.max_file_bytes` accepted: the model's tools read a file whole up to the
+/// cap, so past 256 MiB the cap would no longer keep the worker's memory small.
+pub const MAX_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +280,7 @@ impl RunnerConfig {
                 max_memory_mb: None,
                 max_cpu_percent: None,
                 max_processes: Some(DEFAULT_MAX_PROCESSES),
+                max_file_bytes: crate::workspace_files::DEFAULT_MAX_FILE_BYTES,
             },
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
             http: HttpConfig::default(),

@@ -101,6 +101,7 @@ fn defaults_are_the_documented_ones() {
             max_memory_mb: None,
             max_cpu_percent: None,
             max_processes: Some(super::DEFAULT_MAX_PROCESSES),
+            max_file_bytes: 5 * 1024 * 1024,
         },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
         http: HttpConfig { listen: None },
@@ -434,6 +435,17 @@ fn process_limit_is_set_from_the_limits_section_and_checked() {
     assert_eq!(
         file_error("limits: { max_processes: 0 }\n"),
         "invalid limits.max_processes from FILE: must be between 1 and 4194304, got 0"
+    );
+}
+
+#[test]
+fn file_size_cap_is_set_from_the_limits_section_and_checked() {
+    let config =
+        load_with(Some("limits: { max_file_bytes: 65536 }\n"), BASE_ENV, &ConfigOverrides::default());
+    assert_eq!(config.unwrap().limits.max_file_bytes, 65536);
+    assert_eq!(
+        file_error("limits: { max_file_bytes: 100 }\n"),
+        "invalid limits.max_file_bytes from FILE: must be between 4096 and 268435456, got 100"
     );
 }
 

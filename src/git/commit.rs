@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use git2::{DiffFormat, IndexAddOption, Repository, Signature, Tree};
+use git2::{Diff, DiffFormat, DiffOptions, IndexAddOption, Repository, Signature, Tree};
 
 use super::error::GitError;
 use super::workspace::open;
@@ -39,6 +39,9 @@ pub struct CommitRequest<'a> {
     /// The task's remote, written into the hardened config as `origin` so that the push
     /// right after finds the config it needs as it is (see [`super::harden_repository`]).
     pub remote: Option<&'a super::GitRemote>,
+    /// Largest file the task may add or grow (`limits.max_file_bytes`); see
+    /// [`super::oversized`].
+    pub max_file_bytes: u64,
 }
 
 /// A commit that was made.
@@ -52,15 +55,22 @@ pub struct CommitInfo {
 
 /// Stages every change (additions, modifications, deletions; `.gitignore` is honoured)
 /// and commits it on HEAD. Returns `None` when the staged tree equals HEAD's tree.
+///
+/// FIFOs, sockets and devices are deleted first (git cannot store them), and a file the
+/// task added or grew past `max_file_bytes` fails the commit before anything is staged.
 pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<CommitInfo>, GitError> {
+    // First: a FIFO planted in `.git` would block libgit2 in the hardening's own open.
+    super::workspace::remove_special_files(path)?;
     super::harden::harden_repository(path, request.remote)?;
     let repo = open(path)?;
     let commit_error = |e: git2::Error| GitError::Commit { path: path.to_path_buf(), detail: e.into() };
+    let head_tree = repo.head().and_then(|head| head.peel_to_tree()).ok();
+    super::oversized::refuse_oversized(&repo, path, head_tree.as_ref(), request.max_file_bytes)?;
     let mut index = repo.index().map_err(commit_error)?;
-    match repo.head().and_then(|head| head.peel_to_tree()) {
-        Ok(head_tree) => index.read_tree(&head_tree).map_err(commit_error)?,
+    match &head_tree {
+        Some(head_tree) => index.read_tree(head_tree).map_err(commit_error)?,
         // An unborn HEAD: start from nothing.
-        Err(_) => index.clear().map_err(commit_error)?,
+        None => index.clear().map_err(commit_error)?,
     }
     index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(commit_error)?;
     index.update_all(["*"], None).map_err(commit_error)?;
@@ -104,25 +114,55 @@ fn one_line(value: &str) -> String {
     value.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
 }
 
-/// The unified patch of HEAD against `base_commit`, for the diff artifact. Call it after
-/// [`commit_all`]: it compares committed trees, so it shows exactly what the pushed branch
-/// carries and nothing left uncommitted in the working tree.
-pub fn diff_since(path: &Path, base_commit: &str) -> Result<String, GitError> {
-    let repo = open(path)?;
-    let diff_error = |e: git2::Error| GitError::Diff { base: base_commit.to_string(), detail: e.into() };
-    let (base, head) = base_and_head_trees(&repo, base_commit).map_err(diff_error)?;
-    let diff = repo.diff_tree_to_tree(Some(&base), Some(&head), None).map_err(diff_error)?;
+/// Largest diff artifact: a reviewer reads far less, and the patch is held in memory
+/// while it is built, masked and uploaded. Beyond it the patch is cut with a note.
+pub const MAX_PATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Diff options for a patch meant to be read: a file over `max_file_bytes` counts as
+/// binary, so libgit2 neither loads it nor prints its content.
+pub fn patch_options(max_file_bytes: u64) -> DiffOptions {
+    let mut options = DiffOptions::new();
+    options.max_size(i64::try_from(max_file_bytes).unwrap_or(i64::MAX));
+    options
+}
+
+/// The unified patch of `diff`, cut at [`MAX_PATCH_BYTES`].
+pub fn patch_text(diff: &Diff<'_>) -> Result<String, git2::Error> {
     let mut patch = Vec::new();
-    diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
+    let mut cut = false;
+    let printed = diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
+        if patch.len() + line.content().len() + 1 > MAX_PATCH_BYTES {
+            cut = true;
+            return false;
+        }
         // Content lines carry their marker in `origin`; headers already include theirs.
         if matches!(line.origin(), '+' | '-' | ' ') {
             patch.push(line.origin() as u8);
         }
         patch.extend_from_slice(line.content());
         true
-    })
-    .map_err(diff_error)?;
+    });
+    match printed {
+        // Stopping the callback is how the cut ends the print; it is not a failure.
+        Err(_) if cut => {
+            patch.extend_from_slice(format!("\n(diff cut at {MAX_PATCH_BYTES} bytes)\n").as_bytes())
+        }
+        other => other?,
+    }
     Ok(String::from_utf8_lossy(&patch).into_owned())
+}
+
+/// The unified patch of HEAD against `base_commit`, for the diff artifact. Call it after
+/// [`commit_all`]: it compares committed trees, so it shows exactly what the pushed branch
+/// carries and nothing left uncommitted in the working tree. Files over `max_file_bytes`
+/// show as binary.
+pub fn diff_since(path: &Path, base_commit: &str, max_file_bytes: u64) -> Result<String, GitError> {
+    let repo = open(path)?;
+    let diff_error = |e: git2::Error| GitError::Diff { base: base_commit.to_string(), detail: e.into() };
+    let (base, head) = base_and_head_trees(&repo, base_commit).map_err(diff_error)?;
+    let mut options = patch_options(max_file_bytes);
+    let diff = repo.diff_tree_to_tree(Some(&base), Some(&head), Some(&mut options)).map_err(diff_error)?;
+    patch_text(&diff).map_err(diff_error)
 }
 
 /// Paths that differ between `base_commit` and HEAD, sorted.
@@ -168,10 +208,17 @@ mod tests {
             runner_id: Some("r-9"),
             author: &author,
             remote: None,
+            max_file_bytes: 1024,
         };
         assert_eq!(full_message(&request), "Add login\n\nTask-Id: t-1 Signed-off-by: x\nRunner-Id: r-9\n");
-        let empty =
-            CommitRequest { message: "  ", task_id: "t-2", runner_id: None, author: &author, remote: None };
+        let empty = CommitRequest {
+            message: "  ",
+            task_id: "t-2",
+            runner_id: None,
+            author: &author,
+            remote: None,
+            max_file_bytes: 1024,
+        };
         assert_eq!(full_message(&empty), "Task t-2\n\nTask-Id: t-2\n");
     }
 }

@@ -93,6 +93,12 @@ pub enum GitError {
     RemoteQuery { branch: String, url: String, detail: GitDetail },
     #[error("cannot reset the git configuration of {path}: {detail}")]
     Harden { path: PathBuf, detail: GitDetail },
+    /// The task added or grew files past `limits.max_file_bytes`; nothing was committed.
+    #[error(
+        "refusing to commit files over the {max}-byte limit (limits.max_file_bytes) that the task \
+         added or grew: {files}"
+    )]
+    FileTooLarge { files: String, max: u64 },
 }
 
 impl Classify for GitError {
@@ -104,6 +110,8 @@ impl Classify for GitError {
             | GitError::PushRejected { .. }
             | GitError::RemoteQuery { .. }
             | GitError::Harden { .. } => FailureKind::Push,
+            // The task's own output, not the remote's doing: the implementation failed.
+            GitError::FileTooLarge { .. } => FailureKind::Implementation,
             _ => FailureKind::WorkspacePreparation,
         }
     }
@@ -214,5 +222,8 @@ mod tests {
             GitError::PushRejected { branch: "b".into(), url: "u".into(), reason: "non-fast-forward".into() };
         assert!(!rejected.is_transient());
         assert_eq!(rejected.failure_kind(), FailureKind::Push);
+        let too_large = GitError::FileTooLarge { files: "big.txt (9 bytes)".into(), max: 4 };
+        assert!(!too_large.is_transient());
+        assert_eq!(too_large.failure_kind(), FailureKind::Implementation);
     }
 }

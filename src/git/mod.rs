@@ -18,12 +18,16 @@ mod commit;
 mod credentials;
 mod error;
 mod harden;
+mod oversized;
 mod push;
 mod slot;
 mod workspace;
 
 pub use branch_name::sanitize_branch_name;
-pub use commit::{CommitInfo, CommitRequest, GitAuthor, changed_files, commit_all, diff_since};
+pub use commit::{
+    CommitInfo, CommitRequest, GitAuthor, MAX_PATCH_BYTES, changed_files, commit_all, diff_since,
+    patch_options, patch_text,
+};
 pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};
 pub use error::{GitDetail, GitError, redact_text, redact_url};
 pub use harden::harden_repository;

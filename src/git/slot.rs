@@ -35,6 +35,9 @@ const URL_HASH_HEX_CHARS: usize = 8;
 /// leases the clone has served (empty means none yet).
 const CLONE_COMPLETE_MARKER: &str = "agent-runner-clone-complete";
 
+/// The marker holds a lease count: a few digits. A bigger one was not written by us.
+const MAX_MARKER_BYTES: u64 = 64;
+
 /// Leases a clone serves before it is wiped and cloned afresh. A warm clone only grows:
 /// every task leaves its commit's objects loose, every fetch that brings objects adds a
 /// pack, and a push walks every remote branch whose commit the clone holds (each past
@@ -145,8 +148,15 @@ fn try_lock(path: &Path) -> Result<Option<File>, GitError> {
 /// afresh.
 fn ensure_clone(path: &Path, remote: &GitRemote, recycle_after_uses: u32) -> Result<(), GitError> {
     super::harden::isolate_from_user_config();
+    if path.exists() {
+        // The clean for what the last task's steps left that git cannot see, before
+        // anything here or in libgit2 opens a file of the clone.
+        super::workspace::remove_special_files(path)?;
+    }
     let marker = path.join(".git").join(CLONE_COMPLETE_MARKER);
-    let uses = std::fs::read_to_string(&marker).ok().map(|text| text.trim().parse::<u32>().unwrap_or(0));
+    let uses = crate::workspace_files::read_capped(&marker, MAX_MARKER_BYTES)
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().parse::<u32>().unwrap_or(0));
     let write_uses = |uses: u32| {
         std::fs::write(&marker, uses.to_string())
             .map_err(|source| GitError::SlotIo { path: marker.clone(), source })

@@ -1,5 +1,6 @@
 //! Bringing a slot to a pristine state for one task: fetch, hard reset to the remote base
-//! branch, remove every untracked and ignored file, and create the task branch.
+//! branch, remove every untracked and ignored file and every FIFO, socket and device, and
+//! create the task branch.
 //!
 //! A reused slot holds whatever the previous task left (edits, build output, a half-done
 //! merge, even a rewritten `.git/config`), so nothing in it is trusted: origin is pinned
@@ -53,6 +54,8 @@ pub fn prepare_workspace(
             reason: "task branch must differ from the base branch",
         });
     }
+    // Before libgit2 opens anything: a FIFO planted in `.git` would block it for good.
+    remove_special_files(path)?;
     let repo = open(path)?;
     remove_stale_index_lock(&repo);
     fetch(&repo, remote, &[base_branch, branch_name])?;
@@ -228,6 +231,17 @@ fn clean_untracked(repo: &Repository, workdir: &Path) -> Result<(), GitError> {
             continue;
         }
         remove_path(&workdir.join(relative))?;
+    }
+    Ok(())
+}
+
+/// Deletes the FIFOs, sockets and devices a test step of an earlier task left: libgit2's
+/// status does not report them, so [`clean_untracked`] cannot see them.
+pub(crate) fn remove_special_files(workdir: &Path) -> Result<(), GitError> {
+    let removed = crate::workspace_files::remove_special_files(workdir)
+        .map_err(|source| GitError::Clean { path: workdir.to_path_buf(), source })?;
+    for path in removed {
+        tracing::info!(path = %path.display(), "removed a special file from the workspace");
     }
     Ok(())
 }

@@ -94,7 +94,12 @@ pub async fn implement(
 ) -> Result<ImplementationResult, ImplementError> {
     let engine = EngineSettings::default();
     let masker = crate::secrets::Masker::default();
-    let ctx = EngineContext { settings: &engine, tests: None, masker: &masker };
+    let ctx = EngineContext {
+        settings: &engine,
+        max_file_bytes: crate::workspace_files::DEFAULT_MAX_FILE_BYTES,
+        tests: None,
+        masker: &masker,
+    };
     let mut session = AgentSession::new(&engine);
     let client = LlmClient::new(settings)?;
     implement_round(req, workspace, &client, &ctx, &mut session).await

@@ -2,8 +2,9 @@
 //!
 //! The view is bounded (entries, bytes) so a large repository cannot crowd the task out of
 //! the context window. It never follows symlinks (a link could point at `/etc` or a
-//! secret outside the checkout), never reads `.git`, and never sends files whose names
-//! suggest secrets, since the text leaves the machine.
+//! secret outside the checkout), never reads `.git`, never opens FIFOs, sockets or devices
+//! (their metadata is checked first), and never sends files whose names suggest secrets,
+//! since the text leaves the machine.
 
 use std::path::Path;
 
@@ -196,7 +197,12 @@ fn pick_files(root: &Path, entries: &[TreeEntry], budget: RepoViewBudget) -> std
         if used + size as usize > budget.max_content_bytes {
             continue;
         }
-        let bytes = std::fs::read(root.join(path))?;
+        // Metadata first and at most the cap: the file may have become a FIFO or grown
+        // since the walk; such a file is simply not shown.
+        let Ok(bytes) = crate::workspace_files::read_capped(&root.join(path), budget.max_file_bytes as u64)
+        else {
+            continue;
+        };
         if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
             continue;
         }

@@ -17,7 +17,7 @@ pub async fn upload_all(
     result: &mut RunResult,
 ) -> Result<(), TaskFailure> {
     let masker = &ctx.runner.services.masker;
-    let diff = diff_text(state).await;
+    let diff = diff_text(state, ctx.runner.settings.max_file_bytes).await;
     upload(ctx, ArtifactKind::Diff, masker.mask(&diff).into_bytes(), result).await?;
 
     let tests = match &state.test_report {
@@ -65,7 +65,7 @@ async fn upload(
 
 /// The task's changes against its base: the committed diff once committed, else
 /// whatever the workspace holds (so a failed task's partial work is still visible).
-async fn diff_text(state: &RunState) -> String {
+async fn diff_text(state: &RunState, max_file_bytes: u64) -> String {
     let (Some(path), Some(workspace)) = (state.workspace_path(), state.workspace.as_ref()) else {
         return String::new();
     };
@@ -73,9 +73,9 @@ async fn diff_text(state: &RunState) -> String {
     let committed = state.commit.is_some();
     let diff = tokio::task::spawn_blocking(move || {
         if committed {
-            crate::git::diff_since(&path, &base).map_err(|e| e.to_string())
+            crate::git::diff_since(&path, &base, max_file_bytes).map_err(|e| e.to_string())
         } else {
-            workspace_diff(&path, &base).map_err(|e| e.message().to_string())
+            workspace_diff(&path, &base, max_file_bytes).map_err(|e| e.message().to_string())
         }
     })
     .await;
@@ -86,21 +86,14 @@ async fn diff_text(state: &RunState) -> String {
     }
 }
 
-/// The uncommitted workspace against `base`, new (untracked, not ignored) files included.
-fn workspace_diff(path: &std::path::Path, base: &str) -> Result<String, git2::Error> {
+/// The uncommitted workspace against `base`, new (untracked, not ignored) files included;
+/// files over `max_file_bytes` show as binary (never loaded), FIFOs and sockets not at all
+/// (libgit2's tree walk skips them).
+fn workspace_diff(path: &std::path::Path, base: &str, max_file_bytes: u64) -> Result<String, git2::Error> {
     let repo = git2::Repository::open(path)?;
     let tree = repo.find_commit(git2::Oid::from_str(base)?)?.tree()?;
-    let mut options = git2::DiffOptions::new();
+    let mut options = crate::git::patch_options(max_file_bytes);
     options.include_untracked(true).recurse_untracked_dirs(true).show_untracked_content(true);
     let diff = repo.diff_tree_to_workdir_with_index(Some(&tree), Some(&mut options))?;
-    let mut patch = Vec::new();
-    diff.print(git2::DiffFormat::Patch, |_delta, _hunk, line| {
-        // Content lines carry their marker in `origin`; headers already include theirs.
-        if matches!(line.origin(), '+' | '-' | ' ') {
-            patch.push(line.origin() as u8);
-        }
-        patch.extend_from_slice(line.content());
-        true
-    })?;
-    Ok(String::from_utf8_lossy(&patch).into_owned())
+    crate::git::patch_text(&diff)
 }

@@ -120,6 +120,7 @@ impl Runner {
             max_task_timeout: config.amqp.consumer_timeout,
             execution: step_execution(config),
             engine: config.engine.clone(),
+            max_file_bytes: config.limits.max_file_bytes,
         };
         Ok(Runner::new(services, settings))
     }

@@ -75,6 +75,9 @@ pub struct RunnerSettings {
     pub execution: crate::playbook::StepExecution,
     /// The implementation engine: mode, budgets, protected paths, prices.
     pub engine: crate::llm::EngineSettings,
+    /// Largest workspace file read for the model, added or grown by a commit, or shown in
+    /// the diff artifact (`limits.max_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.

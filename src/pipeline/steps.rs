@@ -224,9 +224,20 @@ async fn implement(
 ) -> Result<(), TaskFailure> {
     let task = ctx.task;
     let engine = &ctx.runner.settings.engine;
-    let repo_view = llm::repo_view(workspace, llm::agent::repo_view_budget(engine.mode)).map_err(|e| {
-        TaskFailure::new(FailureKind::Implementation, "implement", format!("cannot read the workspace: {e}"))
-    })?;
+    // Off the runtime thread, like the git work: the task's deadline and cancellation
+    // (which drop this future) never wait on the file system.
+    let (view_root, budget) = (workspace.to_path_buf(), llm::agent::repo_view_budget(engine.mode));
+    let repo_view = tokio::task::spawn_blocking(move || llm::repo_view(&view_root, budget))
+        .await
+        .map_err(|join| join.to_string())
+        .and_then(|view| view.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            TaskFailure::new(
+                FailureKind::Implementation,
+                "implement",
+                format!("cannot read the workspace: {e}"),
+            )
+        })?;
     let commands: Vec<&str> = playbook.steps.iter().map(|s| s.command.as_str()).collect();
     let request = ImplementRequest {
         title: task.title.clone(),
@@ -238,8 +249,12 @@ async fn implement(
         previous_failure: previous_failure.map(|f| ctx.runner.services.masker.mask(&f)),
     };
     let tests = StepTests { ctx, playbook, workspace };
-    let engine_ctx =
-        EngineContext { settings: engine, tests: Some(&tests), masker: &ctx.runner.services.masker };
+    let engine_ctx = EngineContext {
+        settings: engine,
+        max_file_bytes: ctx.runner.settings.max_file_bytes,
+        tests: Some(&tests),
+        masker: &ctx.runner.services.masker,
+    };
     let client = ctx.runner.services.llm.get().await.map_err(|e| e.to_failure("implement"))?;
     let result = llm::implement_round(&request, workspace, client, &engine_ctx, session)
         .await
@@ -332,6 +347,7 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote) -> Resul
     let task_id = ctx.task.task_id.clone();
     let runner_id = ctx.runner.settings.runner_id.clone();
     let author = ctx.runner.services.git_author.clone();
+    let max_file_bytes = ctx.runner.settings.max_file_bytes;
     let committed = blocking("commit", move || {
         git::commit_all(
             &path,
@@ -341,6 +357,7 @@ async fn commit(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote) -> Resul
                 runner_id: Some(&runner_id),
                 author: &author,
                 remote: Some(&remote),
+                max_file_bytes,
             },
         )
     })

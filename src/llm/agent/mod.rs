@@ -17,6 +17,7 @@ mod fallback;
 mod glob;
 mod prompt;
 mod round;
+mod search;
 mod tools;
 mod transcript;
 mod turn;
@@ -132,6 +133,8 @@ impl TestRunner for PlaybookTests<'_> {
 /// What a round may use besides the request: settings, tests, the secret masker.
 pub struct EngineContext<'a> {
     pub settings: &'a EngineSettings,
+    /// Largest workspace file the tools read (`limits.max_file_bytes`).
+    pub max_file_bytes: u64,
     pub tests: Option<&'a dyn TestRunner>,
     pub masker: &'a Masker,
 }

@@ -31,7 +31,7 @@ pub async fn run(
 ) -> (ImplementationResult, Result<(), ImplementError>) {
     let mut result =
         ImplementationResult { llm_model: llm.model().to_string(), rounds: 1, ..Default::default() };
-    let ws = match Workspace::new(workspace, ctx.settings.protected.clone()) {
+    let ws = match Workspace::new(workspace, ctx.settings.protected.clone(), ctx.max_file_bytes) {
         Ok(ws) => ws,
         Err(e) => return (result, Err(e)),
     };
@@ -224,16 +224,24 @@ impl Round<'_, '_> {
                 ),
             ),
             Action::Edit { path, search, replace } if search.is_empty() => {
-                ("write_file", ToolOutcome::from_write(ws.write_file(path, replace), ws.shown(path)))
+                let (p, r) = (path.clone(), replace.clone());
+                let written = ws.off_thread(move |ws| ws.write_file(&p, &r), write_failed).await;
+                ("write_file", ToolOutcome::from_write(written, ws.shown(path)))
             }
             Action::Edit { path, search, replace } => {
-                ("edit_file", ToolOutcome::from_write(ws.edit_file(path, search, replace), ws.shown(path)))
+                let (p, s, r) = (path.clone(), search.clone(), replace.clone());
+                let edited = ws.off_thread(move |ws| ws.edit_file(&p, &s, &r), write_failed).await;
+                ("edit_file", ToolOutcome::from_write(edited, ws.shown(path)))
             }
             Action::Delete { path } => {
-                ("delete_file", ToolOutcome::from_write(ws.delete_file(path), ws.shown(path)))
+                let p = path.clone();
+                let deleted = ws.off_thread(move |ws| ws.delete_file(&p), write_failed).await;
+                ("delete_file", ToolOutcome::from_write(deleted, ws.shown(path)))
             }
             Action::Read { path } => {
-                ("read_file", mask(ToolOutcome::from_read(ws.read_file(path, None, None))))
+                let p = path.clone();
+                let text = ws.off_thread(move |ws| ws.read_file(&p, None, None), Err).await;
+                ("read_file", mask(ToolOutcome::from_read(text)))
             }
             Action::RunTests => ("run_tests", mask(self.tools.run_tests().await)),
         }
@@ -307,4 +315,9 @@ impl Round<'_, '_> {
         }
         ImplementError::BudgetExhausted { limit: trip.limit, detail: trip.detail }
     }
+}
+
+/// A write whose blocking call panicked, in words for the model.
+fn write_failed(reason: String) -> super::workspace::WriteResult {
+    Err(WriteError::Other(reason))
 }

@@ -180,6 +180,11 @@ struct FinishArgs {
     summary: String,
 }
 
+/// A reading tool's file work, run off the runtime thread.
+type ReadWork = dyn FnOnce(&Workspace) -> Result<String, String> + Send;
+/// A writing tool's file work, run off the runtime thread.
+type WriteWork = dyn FnOnce(&Workspace) -> WriteResult + Send;
+
 /// The tools bound to one workspace and test runner.
 pub struct ToolBox<'a> {
     pub workspace: Workspace,
@@ -200,27 +205,37 @@ impl ToolBox<'_> {
 
     async fn dispatch(&self, name: &str, arguments: &str) -> Result<ToolOutcome, String> {
         let ws = &self.workspace;
+        // File work runs off the runtime thread (see `Workspace::off_thread`).
+        let read =
+            |work: Box<ReadWork>| async move { ToolOutcome::from_read(ws.off_thread(work, Err).await) };
+        let write = |path: String, work: Box<WriteWork>| async move {
+            let shown = ws.shown(&path);
+            ToolOutcome::from_write(ws.off_thread(work, |e| Err(WriteError::Other(e))).await, shown)
+        };
         Ok(match name {
-            "list_dir" => ToolOutcome::from_read(ws.list_dir(&args::<PathArgs>(name, arguments)?.path)),
+            "list_dir" => {
+                let a: PathArgs = args(name, arguments)?;
+                read(Box::new(move |ws| ws.list_dir(&a.path))).await
+            }
             "read_file" => {
                 let a: ReadArgs = args(name, arguments)?;
-                ToolOutcome::from_read(ws.read_file(&a.path, a.start_line, a.end_line))
+                read(Box::new(move |ws| ws.read_file(&a.path, a.start_line, a.end_line))).await
             }
             "search_text" => {
                 let a: SearchArgs = args(name, arguments)?;
-                ToolOutcome::from_read(ws.search(&a.pattern, &a.path))
+                read(Box::new(move |ws| ws.search(&a.pattern, &a.path))).await
             }
             "write_file" => {
                 let a: WriteArgs = args(name, arguments)?;
-                ToolOutcome::from_write(ws.write_file(&a.path, &a.content), ws.shown(&a.path))
+                write(a.path.clone(), Box::new(move |ws| ws.write_file(&a.path, &a.content))).await
             }
             "edit_file" => {
                 let a: EditArgs = args(name, arguments)?;
-                ToolOutcome::from_write(ws.edit_file(&a.path, &a.search, &a.replace), ws.shown(&a.path))
+                write(a.path.clone(), Box::new(move |ws| ws.edit_file(&a.path, &a.search, &a.replace))).await
             }
             "delete_file" => {
                 let a: PathArgs = args(name, arguments)?;
-                ToolOutcome::from_write(ws.delete_file(&a.path), ws.shown(&a.path))
+                write(a.path.clone(), Box::new(move |ws| ws.delete_file(&a.path))).await
             }
             "run_tests" => self.run_tests().await,
             "finish" => {

@@ -7,14 +7,22 @@
 //! the protected globs are checked on the path as written AND as resolved, so a symlinked
 //! directory cannot be used to reach a protected file.
 //!
+//! Files are opened only through [`crate::workspace_files::read_capped`]: FIFOs, sockets
+//! and devices are refused (a FIFO would block the worker in `open` for good) and so are
+//! files over the configured size cap (read whole they would grow the worker by their
+//! size). The calls are synchronous; [`Workspace::off_thread`] runs them on the blocking
+//! pool so the task's deadline and cancellation never wait on a slow file system.
+//!
 //! Every failure is text for the model, never an error of the step.
 
 use std::path::{Component, Path, PathBuf};
 
 use super::glob::ProtectedPaths;
+use super::search::Search;
 use crate::llm::edits::confine_path;
-use crate::llm::repo_view::{BINARY_SNIFF_BYTES, SKIPPED_DIRS, looks_secret};
+use crate::llm::repo_view::{BINARY_SNIFF_BYTES, looks_secret};
 use crate::llm::{CodeChange, ImplementError, Operation, ProposedChanges, apply_changes, truncate_chars};
+use crate::workspace_files::{ReadRefusal, read_capped, special_kind};
 
 /// Bytes of a file returned by one read: ~8k tokens; the model asks for line ranges beyond.
 pub const MAX_READ_BYTES: usize = 32 * 1024;
@@ -26,8 +34,6 @@ pub const MAX_SEARCH_MATCHES: usize = 100;
 pub const MAX_SEARCH_FILES: usize = 20_000;
 /// Files larger than this are not searched (generated or data files).
 pub const MAX_SEARCH_FILE_BYTES: u64 = 1024 * 1024;
-/// Characters of a matching line shown.
-const MAX_MATCH_LINE_CHARS: usize = 200;
 
 /// A write the tools refused because the path is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,17 +73,35 @@ impl std::fmt::Display for WriteError {
 pub struct Workspace {
     root: PathBuf,
     protected: ProtectedPaths,
+    /// Largest file read (`limits.max_file_bytes`).
+    max_file_bytes: u64,
 }
 
 impl Workspace {
-    /// Opens `root` (resolved once, so symlinks in its own path do not matter).
-    pub fn new(root: &Path, protected: ProtectedPaths) -> Result<Self, ImplementError> {
+    /// Opens `root` (resolved once, so symlinks in its own path do not matter); files over
+    /// `max_file_bytes` are refused to the model.
+    pub fn new(root: &Path, protected: ProtectedPaths, max_file_bytes: u64) -> Result<Self, ImplementError> {
         let root = root.canonicalize().map_err(|source| ImplementError::Io {
             action: "resolving workspace",
             path: root.display().to_string(),
             source,
         })?;
-        Ok(Workspace { root, protected })
+        Ok(Workspace { root, protected, max_file_bytes })
+    }
+
+    /// Runs `work` on a clone of this workspace on the blocking pool. The caller's future
+    /// can then be dropped by the task's deadline or a shutdown, whatever the file system
+    /// does; `on_panic` words a panicked call for the model.
+    pub async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Workspace) -> T + Send + 'static,
+        on_panic: impl FnOnce(String) -> T,
+    ) -> T {
+        let workspace = self.clone();
+        match tokio::task::spawn_blocking(move || work(&workspace)).await {
+            Ok(outcome) => outcome,
+            Err(join) => on_panic(format!("the tool failed: {join}")),
+        }
     }
 
     /// Resolves a path for reading; `allow_root` lets `""` and `.` name the root.
@@ -105,6 +129,13 @@ impl Workspace {
     /// Lists a directory: `name/` for directories, `name (N bytes)` for files.
     pub fn list_dir(&self, path: &str) -> Result<String, String> {
         let (dir, shown) = self.resolve(path, true)?;
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{path}: cannot be listed: {e}"))?;
+        if let Some(kind) = special_kind(&meta) {
+            return Err(format!("{shown} is {kind}; special files are neither read nor listed"));
+        }
+        if !meta.is_dir() {
+            return Err(format!("{shown} is a file, not a directory; use read_file"));
+        }
         let reader = std::fs::read_dir(&dir).map_err(|e| format!("{path}: cannot be listed: {e}"))?;
         let mut lines = Vec::new();
         for entry in reader.flatten() {
@@ -115,7 +146,10 @@ impl Workspace {
             let line = match entry.path().symlink_metadata() {
                 Ok(m) if m.file_type().is_symlink() => format!("{name} (symlink)"),
                 Ok(m) if m.is_dir() => format!("{name}/"),
-                Ok(m) => format!("{name} ({} bytes)", m.len()),
+                Ok(m) => match special_kind(&m) {
+                    Some(kind) => format!("{name} ({kind}, not readable)"),
+                    None => format!("{name} ({} bytes)", m.len()),
+                },
                 Err(_) => continue,
             };
             lines.push(line);
@@ -134,7 +168,7 @@ impl Workspace {
     /// Reads a file, or lines `start..=end` of it (1-based).
     pub fn read_file(&self, path: &str, start: Option<usize>, end: Option<usize>) -> Result<String, String> {
         let (file, shown) = self.resolve(path, false)?;
-        let text = read_text(&file).map_err(|reason| format!("{shown}: {reason}"))?;
+        let text = read_text(&file, self.max_file_bytes).map_err(|reason| format!("{shown}: {reason}"))?;
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let total = lines.len();
         let first = start.unwrap_or(1).max(1);
@@ -168,8 +202,14 @@ impl Workspace {
             return Err("the search pattern is empty".into());
         }
         let (start, shown) = self.resolve(path, true)?;
-        let mut state = Search { pattern, matches: Vec::new(), files: 0, more: false };
-        if start.is_file() {
+        let meta =
+            std::fs::symlink_metadata(&start).map_err(|e| format!("{path}: cannot be searched: {e}"))?;
+        if let Some(kind) = special_kind(&meta) {
+            return Err(format!("{shown} is {kind}; special files are not searched"));
+        }
+        let max_file_bytes = self.max_file_bytes.min(MAX_SEARCH_FILE_BYTES);
+        let mut state = Search::new(pattern, max_file_bytes);
+        if meta.is_file() {
             state.file(&start, &shown);
         } else {
             state.walk(&start, &shown);
@@ -199,7 +239,8 @@ impl Workspace {
         }
         self.check_protected(path)?;
         let (file, shown) = self.resolve(path, false).map_err(WriteError::Other)?;
-        let text = read_text(&file).map_err(|r| WriteError::Other(format!("{shown}: {r}")))?;
+        let text =
+            read_text(&file, self.max_file_bytes).map_err(|r| WriteError::Other(format!("{shown}: {r}")))?;
         match text.matches(search).count() {
             0 => Err(WriteError::Other(format!(
                 "the search text was not found in {shown}; read the file and copy the text exactly, \
@@ -306,63 +347,14 @@ fn slash_path(path: &Path) -> String {
     path.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// A file's text; binary and non-UTF-8 files are refused.
-fn read_text(file: &Path) -> Result<String, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
+/// A file's text; special, oversized, binary and non-UTF-8 files are refused.
+pub(super) fn read_text(file: &Path, max_bytes: u64) -> Result<String, String> {
+    let bytes = read_capped(file, max_bytes).map_err(|refusal| match refusal {
+        ReadRefusal::TooLarge { .. } => format!("{refusal}; it is not shown"),
+        other => other.to_string(),
+    })?;
     if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
         return Err("is a binary file".into());
     }
     String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".into())
-}
-
-/// A search in progress.
-struct Search<'a> {
-    pattern: &'a str,
-    matches: Vec<String>,
-    files: usize,
-    more: bool,
-}
-
-impl Search<'_> {
-    fn walk(&mut self, dir: &Path, shown: &str) {
-        let Ok(reader) = std::fs::read_dir(dir) else { return };
-        let mut children: Vec<_> = reader.flatten().collect();
-        children.sort_by_key(|c| c.file_name());
-        for child in children {
-            if self.more {
-                return;
-            }
-            let name = child.file_name().to_string_lossy().into_owned();
-            let path = if shown.is_empty() { name.clone() } else { format!("{shown}/{name}") };
-            // symlink_metadata: links are never followed, so a search cannot leave the workspace.
-            let Ok(meta) = child.path().symlink_metadata() else { continue };
-            if meta.is_dir() && !name.eq_ignore_ascii_case(".git") && !SKIPPED_DIRS.contains(&name.as_str()) {
-                self.walk(&child.path(), &path);
-            } else if meta.is_file() && meta.len() <= MAX_SEARCH_FILE_BYTES {
-                self.file(&child.path(), &path);
-            }
-        }
-    }
-
-    fn file(&mut self, file: &Path, shown: &str) {
-        self.files += 1;
-        if self.files > MAX_SEARCH_FILES {
-            self.more = true;
-            return;
-        }
-        if looks_secret(shown) {
-            return;
-        }
-        let Ok(text) = read_text(file) else { return };
-        for (number, line) in text.lines().enumerate() {
-            if line.contains(self.pattern) {
-                if self.matches.len() >= MAX_SEARCH_MATCHES {
-                    self.more = true;
-                    return;
-                }
-                let line = truncate_chars(line.trim(), MAX_MATCH_LINE_CHARS);
-                self.matches.push(format!("{shown}:{}: {line}", number + 1));
-            }
-        }
-    }
 }

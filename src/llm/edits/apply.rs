@@ -3,7 +3,7 @@
 //! Every path is checked before anything is written: relative, no `..`, nothing in `.git`
 //! (any case: case-insensitive filesystems would map `.GIT` onto it), no existing parent
 //! that resolves outside the workspace or into `.git` through a symlink, no write through
-//! a symlink. Files are written to a temporary sibling and renamed into place, so a file
+//! a symlink, no FIFO, socket or device as the target. Files are written to a temporary sibling and renamed into place, so a file
 //! is never left half-written.
 
 use std::collections::HashSet;
@@ -87,6 +87,12 @@ fn validate<'a>(root: &Path, index: usize, change: &'a CodeChange) -> Result<Pla
             return Err(reject("the path is a symlink; writing through it is not allowed".into()));
         }
         Ok(meta) if meta.is_dir() => return Err(reject("the path is a directory".into())),
+        // A FIFO, socket or device left by a test step: not source, and the slot's clean
+        // removes it.
+        Ok(meta) if crate::workspace_files::special_kind(&meta).is_some() => {
+            let kind = crate::workspace_files::special_kind(&meta).unwrap_or("a special file");
+            return Err(reject(format!("the path is {kind}; special files are neither read nor written")));
+        }
         Ok(_) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(source) => return Err(io_error("inspecting", &target, source)),
