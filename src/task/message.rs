@@ -83,61 +83,30 @@ pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
         Some(other) => Err(type_error("metadata", "an object", other)),
     });
 
-    let (
-        Some(_version),
-        Some(task_id),
-        Some(spec_name),
-        Some(title),
-        Some(description),
-        Some(acceptance_criteria),
-        Some(dependencies),
-        Some(required_skill),
-        Some(repo_url),
-        Some(base_branch),
-        Some(requested_branch),
-        Some(slot),
-        Some(playbook),
-        Some(timeout_seconds),
-        Some(metadata),
-    ) = (
-        version,
-        task_id,
-        spec_name,
-        title,
-        description,
-        acceptance_criteria,
-        dependencies,
-        required_skill,
-        repo_url,
-        base_branch,
-        requested_branch,
-        slot,
-        playbook,
-        timeout_seconds,
-        metadata,
-    )
-    else {
-        return Err(problems.into_error());
-    };
-    if !problems.0.is_empty() {
-        return Err(problems.into_error());
+    // Every field was read above; the task exists only when none of them failed.
+    let task = (|| {
+        version?;
+        Some(Task {
+            task_id: task_id?,
+            spec_name: spec_name?,
+            title: title?,
+            description: description?,
+            acceptance_criteria: acceptance_criteria?,
+            dependencies: dependencies?,
+            required_skill: required_skill?,
+            repo_url: repo_url?,
+            base_branch: base_branch?.unwrap_or_else(|| "main".to_string()),
+            requested_branch: requested_branch?,
+            slot: slot?,
+            playbook: playbook?,
+            timeout_seconds: timeout_seconds?,
+            metadata: metadata?,
+        })
+    })();
+    match task {
+        Some(task) if problems.0.is_empty() => Ok(task),
+        _ => Err(problems.into_error()),
     }
-    Ok(Task {
-        task_id,
-        spec_name,
-        title,
-        description,
-        acceptance_criteria,
-        dependencies,
-        required_skill,
-        repo_url,
-        base_branch: base_branch.unwrap_or_else(|| "main".to_string()),
-        requested_branch,
-        slot,
-        playbook,
-        timeout_seconds,
-        metadata,
-    })
 }
 
 /// The problems found so far; each field's check adds at most one.
