@@ -347,6 +347,17 @@ async fn the_worker_still_commits_and_pushes_a_workspace_the_sandbox_uid_owns() 
     }
 }
 
+#[tokio::test]
+async fn the_preflight_passes_on_this_host_and_names_a_missing_read_only_path() {
+    use agent_runner::process::{SandboxError, SandboxPolicy, sandbox_preflight};
+    sandbox_preflight(&SandboxPolicy::default()).await.unwrap();
+    let missing = PathBuf::from(format!("/opt/agent-runner-test-{}", uuid::Uuid::new_v4().simple()));
+    let policy = SandboxPolicy { read_only_paths: vec![missing.clone()], ..SandboxPolicy::default() };
+    let error = sandbox_preflight(&policy).await.unwrap_err();
+    assert!(matches!(&error, SandboxError::MissingReadOnlyPath { path } if *path == missing), "{error}");
+    assert_eq!(error.to_string(), format!("sandbox.read_only_paths: {} does not exist", missing.display()));
+}
+
 /// Removes a socket file the test bound outside its temporary directory.
 struct RemoveOnDrop(PathBuf);
 

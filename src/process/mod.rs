@@ -38,7 +38,7 @@ use crate::error::{Classify, FailureKind};
 pub use isolation::{CommandLine, Isolation};
 pub use limits::{LimitBreach, LimitKind, ProcessLimits};
 pub use output::OutputCollector;
-pub use sandbox::{SandboxError, SandboxPolicy};
+pub use sandbox::{SandboxError, SandboxPolicy, sandbox_preflight};
 
 /// How long a process group gets to exit after SIGTERM before it is SIGKILLed: enough for
 /// test runners to flush reports, short enough that a timeout still means "stopped now".

@@ -26,6 +26,7 @@
 //! each source under [`STAGING_DIR`] first ([`child`]); bubblewrap binds from there.
 
 pub(crate) mod child;
+mod preflight;
 pub mod seccomp;
 mod workspace;
 
@@ -34,6 +35,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use super::isolation::{BWRAP_PROGRAM, CommandLine};
+pub use preflight::sandbox_preflight;
 pub use workspace::{WorkspaceLease, hand_workspace_to, lend_workspace_to};
 
 /// `nobody:nogroup` on Debian and most distributions: a uid that owns nothing else.
