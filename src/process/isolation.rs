@@ -68,7 +68,7 @@ impl Isolation {
     }
 }
 
-/// Files the sandbox hides behind an empty file: the worker's secret files (`GIT_TOKEN_FILE`
+/// Files the sandbox covers with `/dev/null`: the worker's secret files (`GIT_TOKEN_FILE`
 /// and the like). Most lie outside the sandbox's view anyway; one inside it (under `/etc`,
 /// a read-only path or the workspace) would be readable without this. Process-wide, like
 /// the secrets.

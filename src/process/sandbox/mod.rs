@@ -131,7 +131,8 @@ pub struct SandboxLayout {
     pub has_git: bool,
     /// `(source as bubblewrap finds it, destination)` for each read-only path.
     pub read_only: Vec<(PathBuf, PathBuf)>,
-    /// Secret files inside the view, each covered by an empty file.
+    /// Secret files inside the view, each covered by `/dev/null` (bound `nodev`, so
+    /// reading it fails).
     pub hidden: Vec<PathBuf>,
     /// The descriptor bubblewrap reads the seccomp filter from.
     pub seccomp_fd: i32,
