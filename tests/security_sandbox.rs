@@ -348,6 +348,19 @@ async fn the_worker_still_commits_and_pushes_a_workspace_the_sandbox_uid_owns() 
 }
 
 #[tokio::test]
+async fn a_workspace_under_run_is_still_the_one_the_step_writes() {
+    // The staging directory covers /run in the child's own mount namespace; a workspace
+    // there must still be reached (through the descriptor opened before).
+    let Ok(under_run) = tempfile::tempdir_in("/run") else {
+        eprintln!("skipped: cannot create a directory under /run");
+        return;
+    };
+    let out = sandboxed("echo from-the-step > here && cat here", under_run.path(), false).await;
+    assert_eq!(out.output, "from-the-step\n");
+    assert_eq!(std::fs::read_to_string(under_run.path().join("here")).unwrap(), "from-the-step\n");
+}
+
+#[tokio::test]
 async fn the_preflight_passes_on_this_host_and_names_a_missing_read_only_path() {
     use agent_runner::process::{SandboxError, SandboxPolicy, sandbox_preflight};
     sandbox_preflight(&SandboxPolicy::default()).await.unwrap();

@@ -328,6 +328,10 @@ pub(crate) fn sandbox_id(value: u64) -> Result<u32, String> {
 /// `/` itself, which would put the whole host back in view.
 pub(crate) fn read_only_paths(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
     use std::path::Component;
+    let most = crate::process::sandbox::MAX_READ_ONLY_PATHS;
+    if paths.len() > most {
+        return Err(format!("at most {most} paths, got {}", paths.len()));
+    }
     for path in &paths {
         let plain = path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
         if !path.is_absolute() || !plain {

@@ -3,8 +3,11 @@
 //!
 //! A root worker's child:
 //! 1. enters a mount namespace of its own, made private so nothing propagates to the host;
-//! 2. mounts a tmpfs over [`super::STAGING_DIR`] there and binds the workspace and each
-//!    read-only path under it, by their real paths, which root can traverse;
+//! 2. opens the workspace and each read-only path (`O_PATH`; root traverses any
+//!    directory), mounts a tmpfs over [`super::STAGING_DIR`] and binds each source under
+//!    it through `/proc/self/fd/N`, so a source under `/run` itself is still reached once
+//!    the tmpfs covers it (descriptors opened before `unshare` would name mounts of the
+//!    host's namespace, which `mount` refuses to bind);
 //! 3. drops to the sandbox uid and gid (no supplementary groups; the kernel clears every
 //!    capability on that change, and the bounding set is emptied first);
 //!
@@ -25,6 +28,13 @@ const STAGED_WORKSPACE: &str = "workspace";
 /// Mount options of the staging tmpfs: traversable by the sandbox uid, small (it holds
 /// only mount points).
 const STAGING_TMPFS_OPTIONS: &str = "mode=0755,size=64k";
+/// The most read-only paths a sandbox takes: the child, which may not allocate, keeps
+/// one descriptor per source in a fixed array. Far more than a few toolchains need.
+pub const MAX_READ_ONLY_PATHS: usize = 32;
+/// The workspace and the read-only paths.
+const MAX_STAGED_SOURCES: usize = MAX_READ_ONLY_PATHS + 1;
+/// `/proc/self/fd/` and the ten digits of the largest descriptor, NUL-terminated.
+const PROC_FD_PATH_BYTES: usize = 32;
 /// Highest capability number any kernel we run on defines; unknown numbers fail harmlessly.
 const LAST_CAPABILITY: libc::c_ulong = 63;
 
@@ -65,6 +75,33 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("a path holds a NUL byte"))
 }
 
+impl StagedBind {
+    fn new(source: &Path, mount_point: &Path) -> io::Result<StagedBind> {
+        Ok(StagedBind { source: c_path(source)?, mount_point: c_path(mount_point)?, is_dir: source.is_dir() })
+    }
+}
+
+/// `/proc/self/fd/<fd>` as a NUL-terminated string, without allocating.
+fn proc_fd_path(fd: RawFd) -> [u8; PROC_FD_PATH_BYTES] {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut path = [0u8; PROC_FD_PATH_BYTES];
+    path[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let (mut rest, mut count) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[count] = b'0' + (rest % 10) as u8;
+        count += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for (slot, digit) in path[PREFIX.len()..].iter_mut().zip(digits[..count].iter().rev()) {
+        *slot = *digit;
+    }
+    path
+}
+
 impl ChildPlan {
     /// A worker that is not root: bubblewrap binds the real paths.
     pub(crate) fn unprivileged(seccomp_fd: RawFd) -> ChildPlan {
@@ -79,18 +116,17 @@ impl ChildPlan {
         gid: u32,
         seccomp_fd: RawFd,
     ) -> io::Result<(ChildPlan, StagedSources)> {
+        if read_only.len() > MAX_READ_ONLY_PATHS {
+            return Err(io::Error::other(format!("more than {MAX_READ_ONLY_PATHS} read-only paths")));
+        }
         let dir = Path::new(STAGING_DIR);
         let mut binds = Vec::with_capacity(read_only.len() + 1);
         let workspace = dir.join(STAGED_WORKSPACE);
-        binds.push(StagedBind { source: c_path(workdir)?, mount_point: c_path(&workspace)?, is_dir: true });
+        binds.push(StagedBind::new(workdir, &workspace)?);
         let mut staged_read_only = Vec::with_capacity(read_only.len());
         for (index, path) in read_only.iter().enumerate() {
             let mount_point = dir.join(format!("read-only-{index}"));
-            binds.push(StagedBind {
-                source: c_path(path)?,
-                mount_point: c_path(&mount_point)?,
-                is_dir: path.is_dir(),
-            });
+            binds.push(StagedBind::new(path, &mount_point)?);
             staged_read_only.push((mount_point, path.clone()));
         }
         let staging = Staging {
@@ -127,6 +163,11 @@ impl Staging {
             check(libc::unshare(libc::CLONE_NEWNS))?;
             let root = c"/";
             check(libc::mount(null, root.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, null.cast()))?;
+            let mut sources: [RawFd; MAX_STAGED_SOURCES] = [-1; MAX_STAGED_SOURCES];
+            for (slot, bind) in sources.iter_mut().zip(&self.binds) {
+                *slot = libc::open(bind.source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                check(*slot)?;
+            }
             let tmpfs = c"tmpfs";
             check(libc::mount(
                 tmpfs.as_ptr(),
@@ -135,7 +176,7 @@ impl Staging {
                 libc::MS_NOSUID | libc::MS_NODEV,
                 self.tmpfs_options.as_ptr().cast(),
             ))?;
-            for bind in &self.binds {
+            for (bind, source) in self.binds.iter().zip(sources) {
                 if bind.is_dir {
                     check(libc::mkdir(bind.mount_point.as_ptr(), 0o755))?;
                 } else {
@@ -143,13 +184,15 @@ impl Staging {
                     check(fd)?;
                     libc::close(fd);
                 }
+                let source_path = proc_fd_path(source);
                 check(libc::mount(
-                    bind.source.as_ptr(),
+                    source_path.as_ptr().cast(),
                     bind.mount_point.as_ptr(),
                     null,
                     libc::MS_BIND | libc::MS_REC,
                     null.cast(),
                 ))?;
+                libc::close(source);
             }
         }
         Ok(())
@@ -174,4 +217,22 @@ impl Staging {
 
 fn check(result: libc::c_int) -> io::Result<()> {
     if result == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_paths_are_spelled_without_allocating() {
+        let text = |fd| {
+            let path = proc_fd_path(fd);
+            let end = path.iter().position(|b| *b == 0).unwrap();
+            String::from_utf8(path[..end].to_vec()).unwrap()
+        };
+        assert_eq!(text(0), "/proc/self/fd/0");
+        assert_eq!(text(7), "/proc/self/fd/7");
+        assert_eq!(text(1048576), "/proc/self/fd/1048576");
+        assert_eq!(text(i32::MAX), "/proc/self/fd/2147483647");
+    }
 }

@@ -35,6 +35,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use super::isolation::{BWRAP_PROGRAM, CommandLine};
+pub use child::MAX_READ_ONLY_PATHS;
 pub use preflight::sandbox_preflight;
 pub use workspace::{WorkspaceLease, hand_workspace_to, lend_workspace_to};
 
