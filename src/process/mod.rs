@@ -13,7 +13,9 @@
 //! - the child can never gain privileges, a root worker's child holds no capabilities, and
 //!   the worker itself is made non-dumpable, so its `/proc/<pid>/environ` and memory are
 //!   out of a child's reach;
-//! - [`Isolation`] picks where it runs: directly, under bubblewrap, or in a container.
+//! - [`Isolation`] picks where it runs: directly, under bubblewrap (as an unprivileged uid
+//!   in a user namespace, in a view built for the job, under seccomp: [`sandbox`]), or in
+//!   a container.
 
 pub mod env;
 pub mod isolation;
