@@ -7,9 +7,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use agent_runner::process::ProcessLimits;
-use agent_runner::process::isolation::{
-    DockerRun, docker_cleanup_command_line, docker_command_line, sandbox_command_line,
-};
+use agent_runner::process::isolation::{DockerRun, docker_cleanup_command_line, docker_command_line};
+use agent_runner::process::sandbox::{SandboxLayout, SystemEntry, sandbox_command_line};
 
 fn strings(args: &[OsString]) -> Vec<String> {
     args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
@@ -80,36 +79,54 @@ fn docker_gets_the_bridge_network_only_when_the_step_opted_in() {
 }
 
 #[test]
-fn the_sandbox_binds_root_read_only_the_workspace_writable_and_git_read_only() {
-    let workdir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(workdir.path().join(".git")).unwrap();
-    let dir = workdir.path().display().to_string();
+fn the_sandbox_shows_system_paths_read_only_the_workspace_writable_and_runs_under_seccomp() {
+    let layout = SandboxLayout {
+        workdir: "/pool/slot-1".into(),
+        network: false,
+        system: vec![
+            SystemEntry::Directory("/usr".into()),
+            SystemEntry::Symlink { path: "/bin".into(), target: "usr/bin".into() },
+            SystemEntry::Directory("/etc".into()),
+        ],
+        workspace_source: "/run/workspace".into(),
+        has_git: true,
+        read_only: vec![("/run/read-only-0".into(), "/root/.cargo".into())],
+        hidden: vec!["/etc/agent-runner/token".into()],
+        seccomp_fd: 9,
+    };
     let env = BTreeMap::from([(OsString::from("PATH"), OsString::from("/usr/bin"))]);
-    let line = sandbox_command_line("make test", workdir.path(), false, &env);
+    let line = sandbox_command_line("make test", &layout, &env);
     assert_eq!(line.program, "bwrap");
     let expected = [
-        "--die-with-parent --new-session --cap-drop ALL".to_string(),
-        "--unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try --unshare-net".into(),
-        "--ro-bind / / --dev /dev --proc /proc --tmpfs /tmp".into(),
-        format!("--bind {dir} {dir} --ro-bind {dir}/.git {dir}/.git --chdir {dir} --clearenv"),
-        "--setenv PATH /usr/bin --setenv TMPDIR /tmp".into(),
-        "-- sh -c make test".into(),
+        "--die-with-parent --new-session --cap-drop ALL",
+        "--unshare-user --disable-userns --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try",
+        "--unshare-net",
+        "--ro-bind /usr /usr --symlink usr/bin /bin --ro-bind /etc /etc",
+        "--dev /dev --proc /proc --tmpfs /tmp --dir /tmp/home",
+        "--ro-bind /run/read-only-0 /root/.cargo",
+        "--bind /run/workspace /pool/slot-1 --ro-bind /run/workspace/.git /pool/slot-1/.git",
+        "--ro-bind /dev/null /etc/agent-runner/token",
+        "--chdir /pool/slot-1 --clearenv",
+        "--setenv HOME /tmp/home --setenv PATH /usr/bin --setenv TMPDIR /tmp",
+        "--seccomp 9",
+        "-- sh -c make test",
     ]
     .join(" ");
     assert_eq!(strings(&line.args).join(" "), expected);
-    let with_network = sandbox_command_line("true", workdir.path(), true, &env);
+    let with_network = sandbox_command_line("true", &SandboxLayout { network: true, ..layout }, &env);
     assert!(!strings(&with_network.args).contains(&"--unshare-net".to_string()));
 }
 
 #[test]
 fn a_step_opts_into_the_network_and_lowers_but_never_raises_the_limits() {
     use agent_runner::playbook::{StepExecution, parse_playbook};
-    use agent_runner::process::Isolation;
+    use agent_runner::process::{Isolation, SandboxPolicy};
+    let policy = SandboxPolicy { uid: 1500, gid: 1500, read_only_paths: vec!["/opt/node".into()] };
     let yaml = "name: p\nsteps:\n  - name: fetch\n    command: npm ci\n    network: true\n    \
                 max_processes: 8\n    max_memory_mb: 99999\n  - name: test\n    command: npm test\n";
     let playbook = parse_playbook(yaml, "p.yaml").unwrap();
     let execution = StepExecution {
-        isolation: Isolation::Sandbox { network: false },
+        isolation: Isolation::Sandbox { network: false, policy: policy.clone() },
         limits: ProcessLimits { max_memory_mb: Some(1024), cpu_seconds: None, max_processes: Some(512) },
         max_cpu_percent: Some(50),
     };
@@ -117,9 +134,12 @@ fn a_step_opts_into_the_network_and_lowers_but_never_raises_the_limits() {
     assert_eq!(
         execution.for_step(&playbook.steps[0], timeout),
         (
-            Isolation::Sandbox { network: true },
+            Isolation::Sandbox { network: true, policy: policy.clone() },
             ProcessLimits { max_memory_mb: Some(1024), cpu_seconds: Some(30), max_processes: Some(8) }
         )
     );
-    assert_eq!(execution.for_step(&playbook.steps[1], timeout).0, Isolation::Sandbox { network: false });
+    assert_eq!(
+        execution.for_step(&playbook.steps[1], timeout).0,
+        Isolation::Sandbox { network: false, policy }
+    );
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_runner::process::{
-    CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, LimitKind, ProcessLimits, run_command,
+    CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, LimitKind, ProcessLimits, SandboxPolicy,
+    run_command,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,7 @@ async fn run(spec: &CommandSpec) -> CommandOutcome {
 }
 
 fn sandbox(network: bool) -> Isolation {
-    Isolation::Sandbox { network }
+    Isolation::Sandbox { network, policy: Default::default() }
 }
 
 fn procs(max: u32) -> ProcessLimits {
@@ -138,26 +139,28 @@ async fn writing_outside_the_workspace_or_into_git_fails_in_the_sandbox() {
     // sandbox's /tmp is private, so a path there would be writable in its own tmpfs
     // without saying anything about the host.
     let outside = outside_tmp("outside");
+    let home = std::env::var("HOME").unwrap_or_default();
     let attempts = format!(
-        "for target in {out} .git/hooks/pre-push /etc/agent-runner-probe $HOME/.gitconfig; do \
+        "for target in {out} .git/hooks/pre-push /etc/agent-runner-probe {home}/.gitconfig; do \
            (echo x > \"$target\") 2>/dev/null && echo \"wrote $target\" || echo \"refused $target\"; done; \
-         echo ok > inside && echo wrote-inside; echo tmp > /tmp/probe && echo wrote-tmp",
+         echo ok > inside && echo wrote-inside; echo tmp > /tmp/probe && echo wrote-tmp; \
+         echo '[user]' > $HOME/.gitconfig && echo \"wrote $HOME/.gitconfig\"",
         out = outside.display()
     );
     let out = run(&spec(&attempts, &workspace, sandbox(false), ProcessLimits::default())).await;
-    let home = std::env::var("HOME").unwrap_or_default();
     assert_eq!(
         out.output,
         format!(
             "refused {}\nrefused .git/hooks/pre-push\nrefused /etc/agent-runner-probe\nrefused {home}/.gitconfig\n\
-             wrote-inside\nwrote-tmp\n",
+             wrote-inside\nwrote-tmp\nwrote /tmp/home/.gitconfig\n",
             outside.display()
         )
     );
     assert!(!outside.exists() && !workspace.join(".git/hooks/pre-push").exists());
     assert_eq!(std::fs::read_to_string(workspace.join("inside")).unwrap(), "ok\n");
-    // /tmp inside was private.
+    // /tmp inside was private, and so was the HOME in it.
     assert!(!Path::new("/tmp/probe").exists() || std::fs::read_to_string("/tmp/probe").unwrap() != "tmp\n");
+    assert!(!Path::new("/tmp/home/.gitconfig").exists());
 }
 
 #[tokio::test]
@@ -184,41 +187,45 @@ async fn a_local_child_of_a_root_worker_holds_no_capabilities_and_cannot_regain_
 
 #[tokio::test]
 async fn reading_the_workers_mounted_secret_file_from_the_sandbox_gets_nothing() {
-    // Outside /tmp, like a mounted Kubernetes secret: visible through the read-only root.
+    // A mounted secret inside a directory the operator shows read-only (a toolchain
+    // directory, say): visible in the sandbox unless hidden.
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let secret = outside_tmp("git-token");
+    let shown = outside_tmp("shown");
+    std::fs::create_dir(&shown).unwrap();
+    let _cleanup = RemoveOnDrop(shown.clone());
+    let secret = shown.join("git-token");
     std::fs::write(&secret, "ghp_mounted_secret_value\n").unwrap();
-    let _cleanup = RemoveOnDrop(secret.clone());
+    std::fs::write(shown.join("not-a-secret"), "visible\n").unwrap();
     let workspace = root.path().join("ws");
     std::fs::create_dir_all(&workspace).unwrap();
     agent_runner::process::isolation::hide_in_sandbox(&secret);
-    let read = format!("cat {} 2>/dev/null; echo end", secret.display());
-    let out = run(&spec(&read, &workspace, sandbox(false), ProcessLimits::default())).await;
-    assert_eq!(out.output, "end\n");
-    // Not hidden, the same file is readable in the sandbox: the check above means something.
-    let other = outside_tmp("not-a-secret");
-    std::fs::write(&other, "visible\n").unwrap();
-    let _cleanup_other = RemoveOnDrop(other.clone());
-    let read = format!("cat {}", other.display());
-    let out = run(&spec(&read, &workspace, sandbox(false), ProcessLimits::default())).await;
-    assert_eq!(out.output, "visible\n");
+    let isolation = Isolation::Sandbox {
+        network: false,
+        policy: SandboxPolicy { read_only_paths: vec![shown.clone()], ..SandboxPolicy::default() },
+    };
+    let read =
+        format!("cat {dir}/git-token 2>/dev/null; echo end; cat {dir}/not-a-secret", dir = shown.display());
+    let out = run(&spec(&read, &workspace, isolation, ProcessLimits::default())).await;
+    // Not hidden, the file beside it is readable: the check means something.
+    assert_eq!(out.output, "end\nvisible\n");
     // The worker itself still reads it.
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "ghp_mounted_secret_value\n");
 }
 
-/// A unique path in `$HOME`, which the sandbox shows read-only from the host (unlike
-/// `/tmp`, which it replaces).
+/// A unique path in `$HOME`, which the sandbox does not show (and, unlike a path in
+/// `/tmp`, which it replaces, one it could not write in its own tmpfs either).
 fn outside_tmp(name: &str) -> std::path::PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let unique = format!(".agent-runner-test-{name}-{}", uuid::Uuid::new_v4().simple());
     std::path::Path::new(&home).join(unique)
 }
 
-/// Removes a file the test created outside its temporary directory.
+/// Removes a file or directory the test created outside its temporary directory.
 struct RemoveOnDrop(std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

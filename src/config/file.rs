@@ -73,6 +73,8 @@ pub struct RawConfig {
     pub mirror: Option<super::ops::RawMirror>,
     /// Resource limits for playbook commands beyond memory and CPU.
     pub limits: Option<RawLimits>,
+    /// Settings for `execution_mode: sandbox`.
+    pub sandbox: Option<RawSandbox>,
     /// The implementation engine: mode, budgets, protected paths, prices.
     pub engine: Option<RawEngine>,
     /// Refused: the seed's flat key; use `docker.image`.
@@ -236,6 +238,19 @@ pub struct RawLimits {
     /// Largest file (bytes) the worker reads for the model or lets a task add or grow in
     /// its commit.
     pub max_file_bytes: Option<u64>,
+}
+
+/// `sandbox:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// The uid a root worker's sandboxed commands run as (not 0); default 65534 (nobody).
+    pub uid: Option<u64>,
+    /// The gid they run as (not 0); default 65534 (nogroup).
+    pub gid: Option<u64>,
+    /// Absolute paths shown read-only in the sandbox, at the same place: toolchains outside
+    /// `/usr` (`/opt/...`, `/root/.cargo`, `/root/.rustup`). Each must exist.
+    pub read_only_paths: Option<Vec<PathBuf>>,
 }
 
 /// Reads and parses the file, without checking values.

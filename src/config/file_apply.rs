@@ -1,7 +1,7 @@
 //! The file layer's values laid over the defaults: each raw field checked by the
 //! shared rules in `values`, errors naming the file and the dotted key.
 
-use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook, RawReliability};
+use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook, RawReliability, RawSandbox};
 use std::time::Duration;
 
 use super::layer::Layered;
@@ -89,6 +89,7 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_git(raw.git.unwrap_or_default(), src, l)?;
     apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
     apply_limits(raw.limits.unwrap_or_default(), src, l)?;
+    apply_sandbox(raw.sandbox.unwrap_or_default(), src, l)?;
     super::engine::apply(raw.engine.unwrap_or_default(), src, l)?;
     apply_reliability(raw.reliability.unwrap_or_default(), src, l)
 }
@@ -108,6 +109,14 @@ fn apply_limits(raw: RawLimits, src: &ConfigSource, l: &mut Layered) -> Result<(
         |n| v::in_range(n, MIN_MAX_FILE_BYTES, MAX_MAX_FILE_BYTES),
         |c| &mut c.limits.max_file_bytes,
     )
+}
+
+fn apply_sandbox(raw: RawSandbox, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(src, "sandbox.uid", raw.uid, v::sandbox_id, |c| &mut c.sandbox.uid)?;
+    l.set(src, "sandbox.gid", raw.gid, v::sandbox_id, |c| &mut c.sandbox.gid)?;
+    l.set(src, "sandbox.read_only_paths", raw.read_only_paths, v::read_only_paths, |c| {
+        &mut c.sandbox.read_only_paths
+    })
 }
 
 fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

@@ -74,6 +74,8 @@ pub struct RunnerConfig {
     pub retry: RetryConfig,
     pub reliability: ReliabilityConfig,
     pub limits: ResourceLimits,
+    /// The sandbox's uid, gid and read-only paths (`sandbox:`), for `execution_mode: sandbox`.
+    pub sandbox: crate::process::SandboxPolicy,
     pub logging: LoggingConfig,
     /// Health and metrics endpoints.
     pub http: HttpConfig,
@@ -282,6 +284,7 @@ impl RunnerConfig {
                 max_processes: Some(DEFAULT_MAX_PROCESSES),
                 max_file_bytes: crate::workspace_files::DEFAULT_MAX_FILE_BYTES,
             },
+            sandbox: crate::process::SandboxPolicy::default(),
             logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
             http: HttpConfig::default(),
             mirror: MirrorConfig::default(),

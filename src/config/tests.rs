@@ -103,6 +103,7 @@ fn defaults_are_the_documented_ones() {
             max_processes: Some(super::DEFAULT_MAX_PROCESSES),
             max_file_bytes: 5 * 1024 * 1024,
         },
+        sandbox: crate::process::SandboxPolicy { uid: 65534, gid: 65534, read_only_paths: Vec::new() },
         logging: LoggingConfig { level: LogLevel::Info, structured: true, mask_secrets: true },
         http: HttpConfig { listen: None },
         mirror: MirrorConfig {
@@ -447,6 +448,27 @@ fn file_size_cap_is_set_from_the_limits_section_and_checked() {
         file_error("limits: { max_file_bytes: 100 }\n"),
         "invalid limits.max_file_bytes from FILE: must be between 4096 and 268435456, got 100"
     );
+}
+
+#[test]
+fn the_sandbox_section_sets_uid_gid_and_read_only_paths_and_refuses_root_and_relative_paths() {
+    let yaml = "sandbox: { uid: 1500, gid: 1600, read_only_paths: [/opt/toolchain, /root/.cargo] }\n";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    let paths = vec![PathBuf::from("/opt/toolchain"), PathBuf::from("/root/.cargo")];
+    assert_eq!(
+        config.sandbox,
+        crate::process::SandboxPolicy { uid: 1500, gid: 1600, read_only_paths: paths }
+    );
+    for (yaml, key) in [
+        ("sandbox: { uid: 0 }", "sandbox.uid"),
+        ("sandbox: { gid: 4294967295 }", "sandbox.gid"),
+        ("sandbox: { read_only_paths: [opt/tools] }", "sandbox.read_only_paths"),
+        ("sandbox: { read_only_paths: [/opt/../root] }", "sandbox.read_only_paths"),
+        ("sandbox: { read_only_paths: [/] }", "sandbox.read_only_paths"),
+    ] {
+        let error = file_error(yaml);
+        assert!(error.contains(key), "{yaml}: {error}");
+    }
 }
 
 #[test]

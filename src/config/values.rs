@@ -318,6 +318,32 @@ pub(crate) fn directory(path: PathBuf) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// A sandbox uid or gid: not root's (the sandbox would be root on the host again) and not
+/// `(uid_t)-1`, which `setresuid` reads as "leave unchanged".
+pub(crate) fn sandbox_id(value: u64) -> Result<u32, String> {
+    in_range(value, 1, u64::from(u32::MAX - 1))
+}
+
+/// Paths shown read-only in the sandbox: absolute and plain (no `.` or `..`), and never
+/// `/` itself, which would put the whole host back in view.
+pub(crate) fn read_only_paths(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    use std::path::Component;
+    let most = crate::process::sandbox::MAX_READ_ONLY_PATHS;
+    if paths.len() > most {
+        return Err(format!("at most {most} paths, got {}", paths.len()));
+    }
+    for path in &paths {
+        let plain = path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !path.is_absolute() || !plain {
+            return Err(format!("{} must be an absolute path without `.` or `..`", path.display()));
+        }
+        if path.parent().is_none() {
+            return Err("`/` would show the whole host; name the directories the commands need".to_string());
+        }
+    }
+    Ok(paths)
+}
+
 /// Playbook condition variables: YAML scalars, held as the strings conditions compare.
 pub(crate) fn condition_variables(
     raw: std::collections::BTreeMap<String, serde_yaml::Value>,

@@ -130,7 +130,7 @@ impl Runner {
 fn step_execution(config: &RunnerConfig) -> StepExecution {
     let isolation = match config.execution_mode {
         ExecutionMode::LocalProcess => Isolation::LocalProcess,
-        ExecutionMode::Sandbox => Isolation::Sandbox { network: false },
+        ExecutionMode::Sandbox => Isolation::Sandbox { network: false, policy: config.sandbox.clone() },
         ExecutionMode::Docker => Isolation::Docker {
             // Checked when the configuration was loaded: docker mode requires an image.
             image: config.docker_image.clone().unwrap_or_default(),

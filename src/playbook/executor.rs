@@ -49,7 +49,9 @@ impl StepExecution {
     pub fn for_step(&self, step: &PlaybookStep, timeout: Duration) -> (Isolation, ProcessLimits) {
         let isolation = match &self.isolation {
             Isolation::LocalProcess => Isolation::LocalProcess,
-            Isolation::Sandbox { .. } => Isolation::Sandbox { network: step.network },
+            Isolation::Sandbox { policy, .. } => {
+                Isolation::Sandbox { network: step.network, policy: policy.clone() }
+            }
             Isolation::Docker { image, cpu_percent, .. } => {
                 Isolation::Docker { image: image.clone(), network: step.network, cpu_percent: *cpu_percent }
             }

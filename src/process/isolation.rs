@@ -4,10 +4,11 @@
 //!
 //! - `LocalProcess`: `sh -c` as the worker's child; the limits and the scrubbed
 //!   environment apply, the file system and the network are shared with the worker.
-//! - `Sandbox`: bubblewrap with the whole root read-only, the working directory the one
-//!   writable tree (its `.git` read-only again), a private `/tmp`, new PID, IPC and UTS
-//!   namespaces (the worker's processes are invisible), no capabilities, and no network
-//!   unless the step opts in.
+//! - `Sandbox`: bubblewrap as an unprivileged uid in a user namespace, a file-system view
+//!   built for the job (system directories read-only, the working directory the one
+//!   writable tree, its `.git` read-only again, a private `/tmp`), new PID, IPC and UTS
+//!   namespaces, no capabilities, a seccomp filter, and no network unless the step opts
+//!   in. Built in [`super::sandbox`].
 //! - `Docker`: `docker run --rm` from the configured image, the working directory mounted
 //!   (its `.git` read-only), no network unless the step opts in, memory, CPU and process
 //!   limits enforced by the engine, read-only root, no capabilities.
@@ -17,6 +18,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use super::limits::ProcessLimits;
+use super::sandbox::SandboxPolicy;
 
 /// The bubblewrap executable (Debian/Ubuntu package `bubblewrap`).
 pub const BWRAP_PROGRAM: &str = "bwrap";
@@ -42,6 +44,8 @@ pub enum Isolation {
     Sandbox {
         /// Share the host's network namespace (the step opted in).
         network: bool,
+        /// The operator's uid, gid and read-only paths.
+        policy: SandboxPolicy,
     },
     /// In a container from `image`.
     Docker {
@@ -64,9 +68,10 @@ impl Isolation {
     }
 }
 
-/// Files the sandbox hides behind an empty file: the worker's secret files (`GIT_TOKEN_FILE`
-/// and the like). The sandbox's root is the host's, read-only but readable, so without
-/// this a test command could read a mounted token. Process-wide, like the secrets.
+/// Files the sandbox covers with `/dev/null`: the worker's secret files (`GIT_TOKEN_FILE`
+/// and the like). Most lie outside the sandbox's view anyway; one inside it (under `/etc`,
+/// a read-only path or the workspace) would be readable without this. Process-wide, like
+/// the secrets.
 static HIDDEN_FILES: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Hides `path` from every sandboxed command started from now on.
@@ -79,7 +84,7 @@ pub fn hide_in_sandbox(path: &Path) {
     }
 }
 
-fn hidden_files() -> Vec<std::path::PathBuf> {
+pub(crate) fn hidden_files() -> Vec<std::path::PathBuf> {
     HIDDEN_FILES.lock().map(|h| h.clone()).unwrap_or_default()
 }
 
@@ -95,43 +100,6 @@ pub struct CommandLine {
 /// `sh -c <command>` with `env` as its whole environment.
 pub fn local_command_line(command: &str, env: BTreeMap<OsString, OsString>) -> CommandLine {
     CommandLine { program: "sh".into(), args: vec!["-c".into(), command.into()], env }
-}
-
-/// bubblewrap around `sh -c <command>`; `child_env` (already scrubbed) is set inside with
-/// `--setenv` after `--clearenv`, with `TMPDIR` pointing at the private `/tmp`.
-pub fn sandbox_command_line(
-    command: &str,
-    workdir: &Path,
-    network: bool,
-    child_env: &BTreeMap<OsString, OsString>,
-) -> CommandLine {
-    let mut args: Vec<OsString> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
-    push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
-    if !network {
-        push(&["--unshare-net"]);
-    }
-    // Order matters: later mounts go on top of earlier ones. /tmp is replaced before the
-    // workspace is bound, so a workspace under /tmp stays visible.
-    push(&["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
-    let dir = workdir.as_os_str();
-    args.extend(["--bind".into(), dir.to_owned(), dir.to_owned()]);
-    let git = workdir.join(".git");
-    if git.exists() {
-        args.extend(["--ro-bind".into(), git.clone().into_os_string(), git.into_os_string()]);
-    }
-    for secret in hidden_files().into_iter().filter(|f| f.is_file()) {
-        args.extend(["--ro-bind".into(), "/dev/null".into(), secret.into_os_string()]);
-    }
-    args.extend(["--chdir".into(), dir.to_owned(), "--clearenv".into()]);
-    let mut inside = child_env.clone();
-    inside.insert("TMPDIR".into(), "/tmp".into());
-    for (name, value) in &inside {
-        args.extend(["--setenv".into(), name.clone(), value.clone()]);
-    }
-    args.extend(["--".into(), "sh".into(), "-c".into(), command.into()]);
-    CommandLine { program: BWRAP_PROGRAM.into(), args, env: inside }
 }
 
 /// What a docker command line needs besides the command.

@@ -9,6 +9,8 @@ use tokio::process::{Child, Command};
 
 use super::isolation::{self, CommandLine, DockerRun, Isolation};
 use super::limits::{self, RlimitPlan};
+use super::sandbox::child::ChildPlan;
+use super::sandbox::{self, SandboxError, SandboxLayout, SandboxPolicy};
 use super::{CommandSpec, ProcessError, env};
 
 /// How long `docker rm --force` may take when a container's CLI was killed; an engine
@@ -21,24 +23,33 @@ pub(crate) struct Launch {
     pub line: CommandLine,
     /// `docker rm --force <name>` for docker mode.
     pub cleanup: Option<CommandLine>,
+    /// Sandbox mode: what the child does before `exec`ing bubblewrap.
+    sandbox: Option<SandboxChild>,
+}
+
+/// The sandbox's pre-`exec` plan and the pipe holding its seccomp filter, kept open
+/// until the child has inherited it.
+#[derive(Debug)]
+struct SandboxChild {
+    plan: std::sync::Arc<ChildPlan>,
+    _filter: std::os::fd::OwnedFd,
+}
+
+/// Whether the worker runs as root, and so drops its sandboxed commands to the sandbox uid.
+pub(crate) fn worker_is_root() -> bool {
+    // SAFETY: geteuid has no failure mode and touches no memory.
+    unsafe { libc::geteuid() == 0 }
 }
 
 impl Launch {
-    pub(crate) fn build(spec: &CommandSpec) -> Launch {
-        match &spec.isolation {
+    pub(crate) fn build(spec: &CommandSpec) -> Result<Launch, SandboxError> {
+        Ok(match &spec.isolation {
             Isolation::LocalProcess => Launch {
                 line: isolation::local_command_line(&spec.command, env::child_env_from_process(&spec.env)),
                 cleanup: None,
+                sandbox: None,
             },
-            Isolation::Sandbox { network } => Launch {
-                line: isolation::sandbox_command_line(
-                    &spec.command,
-                    &spec.cwd,
-                    *network,
-                    &env::child_env_from_process(&spec.env),
-                ),
-                cleanup: None,
-            },
+            Isolation::Sandbox { network, policy } => sandbox_launch(spec, *network, policy)?,
             Isolation::Docker { image, network, cpu_percent } => {
                 let name = format!("agent-runner-{}", uuid::Uuid::new_v4().simple());
                 // SAFETY: getuid/getgid have no failure mode and touch no memory.
@@ -55,10 +66,56 @@ impl Launch {
                     std::env::var_os(n)
                 });
                 let cleanup = Some(isolation::docker_cleanup_command_line(&name, &line.env));
-                Launch { line, cleanup }
+                Launch { line, cleanup, sandbox: None }
             }
-        }
+        })
     }
+}
+
+/// The bubblewrap command line and the child's plan: staged sources and a uid change for a
+/// root worker, the real paths otherwise.
+fn sandbox_launch(spec: &CommandSpec, network: bool, policy: &SandboxPolicy) -> Result<Launch, SandboxError> {
+    if let Some(missing) = policy.read_only_paths.iter().find(|p| !p.exists()) {
+        return Err(SandboxError::MissingReadOnlyPath { path: missing.clone() });
+    }
+    let filter = seccomp_pipe()?;
+    let seccomp_fd = std::os::fd::AsRawFd::as_raw_fd(&filter);
+    let (plan, workspace_source, read_only) = if worker_is_root() {
+        let (plan, staged) =
+            ChildPlan::staged(&spec.cwd, &policy.read_only_paths, policy.uid, policy.gid, seccomp_fd)
+                .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+        (plan, staged.workspace, staged.read_only)
+    } else {
+        let same_place = policy.read_only_paths.iter().map(|p| (p.clone(), p.clone())).collect();
+        (ChildPlan::unprivileged(seccomp_fd), spec.cwd.clone(), same_place)
+    };
+    let mut layout = SandboxLayout {
+        workdir: spec.cwd.clone(),
+        network,
+        system: sandbox::system_entries(),
+        workspace_source,
+        has_git: spec.cwd.join(".git").exists(),
+        read_only,
+        hidden: Vec::new(),
+        seccomp_fd,
+    };
+    layout.hidden = isolation::hidden_files()
+        .into_iter()
+        .filter(|f| f.is_file() && sandbox::is_in_view(f, &layout))
+        .collect();
+    let line = sandbox::sandbox_command_line(&spec.command, &layout, &env::child_env_from_process(&spec.env));
+    let sandbox = Some(SandboxChild { plan: std::sync::Arc::new(plan), _filter: filter });
+    Ok(Launch { line, cleanup: None, sandbox })
+}
+
+/// A pipe holding the compiled seccomp filter, its write end closed, so bubblewrap reads
+/// the filter to the end. The filter is far below a pipe's capacity.
+fn seccomp_pipe() -> Result<std::os::fd::OwnedFd, SandboxError> {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().map_err(SandboxError::Filter)?;
+    writer.write_all(&sandbox::seccomp::compiled_filter()).map_err(SandboxError::Filter)?;
+    drop(writer);
+    Ok(reader.into())
 }
 
 /// Starts the command line in its own process group with one pipe for both output streams.
@@ -83,16 +140,19 @@ pub(crate) fn spawn(
         Isolation::Docker { .. } => RlimitPlan::new(&Default::default()),
         _ => RlimitPlan::new(&spec.limits),
     };
-    // bubblewrap needs root's capabilities to build its namespaces; it drops them itself
-    // (`--cap-drop ALL`) before running the command.
-    let keep_capabilities = matches!(spec.isolation, Isolation::Sandbox { .. });
+    // A sandboxed command's child stages its view and drops to the sandbox uid itself.
+    let sandbox_plan = launch.sandbox.as_ref().map(|s| std::sync::Arc::clone(&s.plan));
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (setrlimit, prctl, capset) on values computed beforehand.
+    // async-signal-safe syscalls (setrlimit, prctl, capset, mount, setresuid) on values
+    // computed beforehand.
     unsafe {
         cmd.pre_exec(move || {
             new_session()?;
             plan.apply()?;
-            if keep_capabilities { limits::forbid_new_privileges() } else { limits::drop_privileges() }
+            match &sandbox_plan {
+                Some(sandbox) => sandbox.enter(),
+                None => limits::drop_privileges(),
+            }
         });
     }
     let child = cmd.spawn().map_err(|source| ProcessError::Spawn {

@@ -13,13 +13,16 @@
 //! - the child can never gain privileges, a root worker's child holds no capabilities, and
 //!   the worker itself is made non-dumpable, so its `/proc/<pid>/environ` and memory are
 //!   out of a child's reach;
-//! - [`Isolation`] picks where it runs: directly, under bubblewrap, or in a container.
+//! - [`Isolation`] picks where it runs: directly, under bubblewrap (as an unprivileged uid
+//!   in a user namespace, in a view built for the job, under seccomp: [`sandbox`]), or in
+//!   a container.
 
 pub mod env;
 pub mod isolation;
 mod launch;
 pub mod limits;
 mod output;
+pub mod sandbox;
 pub mod watchdog;
 
 use std::collections::BTreeMap;
@@ -37,6 +40,7 @@ use crate::error::{Classify, FailureKind};
 pub use isolation::{CommandLine, Isolation};
 pub use limits::{LimitBreach, LimitKind, ProcessLimits};
 pub use output::OutputCollector;
+pub use sandbox::{SandboxError, SandboxPolicy, sandbox_preflight};
 
 /// How long a process group gets to exit after SIGTERM before it is SIGKILLed: enough for
 /// test runners to flush reports, short enough that a timeout still means "stopped now".
@@ -140,6 +144,8 @@ pub enum ProcessError {
     Spawn { program: String, cwd: PathBuf, source: std::io::Error },
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 impl Classify for ProcessError {
@@ -151,6 +157,11 @@ impl Classify for ProcessError {
     fn is_transient(&self) -> bool {
         let io = match self {
             ProcessError::Pipe(e) | ProcessError::Spawn { source: e, .. } | ProcessError::Wait(e) => e,
+            ProcessError::Sandbox(SandboxError::Workspace { source, .. } | SandboxError::Filter(source)) => {
+                source
+            }
+            // The operator's configuration or the host's bubblewrap: not going to pass.
+            ProcessError::Sandbox(_) => return false,
         };
         matches!(io.raw_os_error(), Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE))
     }
@@ -175,7 +186,10 @@ pub async fn run_command(
         });
     }
     limits::make_worker_undumpable();
-    let launch = launch::Launch::build(spec);
+    // Declared before the process group's guard, so dropped after it: the workspace goes
+    // back to the worker once nothing of the command runs.
+    let _workspace_lease = lend_workspace_for(spec).await?;
+    let launch = launch::Launch::build(spec)?;
     let tasks_before_spawn = watchdog::system_task_count();
     let (mut child, reader) = launch::spawn(&launch, spec)?;
     let leader = child.id().and_then(|id| i32::try_from(id).ok());
@@ -207,6 +221,19 @@ pub async fn run_command(
         duration: started.elapsed(),
         truncated: collected.truncated(),
     })
+}
+
+/// A root worker's sandboxed command needs to write the workspace as the sandbox uid.
+async fn lend_workspace_for(spec: &CommandSpec) -> Result<Option<sandbox::WorkspaceLease>, ProcessError> {
+    let Isolation::Sandbox { policy, .. } = &spec.isolation else { return Ok(None) };
+    if !launch::worker_is_root() {
+        return Ok(None);
+    }
+    let (workdir, uid, gid) = (spec.cwd.clone(), policy.uid, policy.gid);
+    let lease = tokio::task::spawn_blocking(move || sandbox::lend_workspace_to(&workdir, uid, gid))
+        .await
+        .map_err(|e| SandboxError::Unavailable(format!("the ownership walk stopped: {e}")))??;
+    Ok(Some(lease))
 }
 
 /// Waits for whichever comes first: the shell's exit, a crossed limit, the timeout or
