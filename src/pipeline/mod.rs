@@ -9,6 +9,7 @@
 //! them, bounds the whole run by the task deadline, and makes sure a failure still
 //! leaves its artifacts and its `TaskFailed` event behind.
 
+mod admission;
 mod artifacts_step;
 mod assemble;
 mod log;
@@ -75,6 +76,10 @@ pub struct RunnerSettings {
     pub execution: crate::playbook::StepExecution,
     /// The implementation engine: mode, budgets, protected paths, prices.
     pub engine: crate::llm::EngineSettings,
+    /// `git.allowed_remotes`: the remotes a task may name.
+    pub allowed_remotes: Vec<crate::git::RemotePrefix>,
+    /// `pool.slot_roots`, absolute: where a task's own `slot_path` may lie.
+    pub slot_roots: Vec<PathBuf>,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
@@ -185,7 +190,7 @@ impl Runner {
         let timeout =
             Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
         let mut state = steps::RunState::default();
-        let outcome = match self.check_timeout(timeout) {
+        let outcome = match self.check_timeout(timeout).and_then(|()| self.admit(task)) {
             Err(refused) => Err(refused),
             Ok(()) => tokio::select! {
                 outcome = steps::run_steps(&ctx, &mut state) => outcome,
