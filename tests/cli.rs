@@ -69,11 +69,22 @@ async fn run_takes_one_task_from_a_file_without_a_broker_and_prints_the_summary(
     let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
     let task = sample::sample_task(&format!("file://{}", origin.display()), "5.1");
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), common::local_remotes_yaml(dir.path())).unwrap();
 
     let base_url = llm.base_url();
     let dir_path = dir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
-        agent_runner(&["--llm-endpoint", &base_url, "--text-logs", "run", "--task", "task.json"], &dir_path)
+        let args = [
+            "--config",
+            "config.yaml",
+            "--llm-endpoint",
+            &base_url,
+            "--text-logs",
+            "run",
+            "--task",
+            "task.json",
+        ];
+        agent_runner(&args, &dir_path)
     })
     .await
     .unwrap();

@@ -363,7 +363,10 @@ fn refused_token_is_tried_once_and_fails_as_permanent_auth_error() {
     const TOKEN: &str = "tok-refused-123";
     let fx = Fixture::new();
     let (url, requests) = spawn_refusing_http_server();
-    let creds = GitCredentials::with_token(secrecy::SecretString::from(TOKEN.to_string()));
+    // The server is plain http on a local port: named as a token host explicitly.
+    let origin = &url[..url["http://".len()..].find('/').map_or(url.len(), |i| i + "http://".len())];
+    let hosts = vec![agent_runner::git::TokenHost::parse(origin).unwrap()];
+    let creds = GitCredentials::with_token(secrecy::SecretString::from(TOKEN.to_string()), hosts);
     let remote = GitRemote::new(url, creds).unwrap();
 
     let err = fx.pool().acquire(&remote).unwrap_err();

@@ -130,10 +130,11 @@ async fn a_batch_survives_a_broker_restart_and_a_worker_kill_with_nothing_lost_o
     let artifacts = dir.path().join("artifacts");
     let extra = format!(
         "runner_id: restart-worker\npool_dir: {}\nartifact_store_url: file://{}\nllm:\n  endpoint: {}\n\
-         reliability:\n  retry_delays_seconds: [1]\n  reconnect_max_delay_seconds: 1\n",
+         reliability:\n  retry_delays_seconds: [1]\n  reconnect_max_delay_seconds: 1\n{}",
         dir.path().join("slots").display(),
         artifacts.display(),
         llm.base_url(),
+        common::local_remotes_yaml(dir.path()),
     );
     std::fs::write(dir.path().join("c.yaml"), binary_config(&names, &broker.url(), &extra)).unwrap();
 

@@ -34,11 +34,12 @@ fn write_config(harness: &Harness, grace_seconds: u64) {
     let extra = format!(
         "runner_id: fault-worker\npool_dir: {}\nartifact_store_url: file://{}\nplaybooks_dir: {}\n\
          llm:\n  endpoint: {}\nreliability:\n  max_attempts: 2\n  retry_delays_seconds: [1]\n  \
-         shutdown_grace_seconds: {grace_seconds}\n",
+         shutdown_grace_seconds: {grace_seconds}\n{}",
         dir.join("slots").display(),
         harness.artifacts_dir().display(),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks").display(),
         harness.llm.base_url(),
+        common::local_remotes_yaml(dir),
     );
     std::fs::write(dir.join("c.yaml"), binary_config(&harness.names, AMQP_URL, &extra)).unwrap();
 }

@@ -95,8 +95,14 @@ fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn topology_yaml(names: &TopologyNames) -> String {
-    format!("{}playbook:\n  repair_rounds: 0\n", names.config_yaml())
+/// The worker holds a token here, so it needs a token host to start; the task's local
+/// origin under `dir` is not one and is reached without the token.
+fn topology_yaml(names: &TopologyNames, dir: &Path) -> String {
+    format!(
+        "{}playbook:\n  repair_rounds: 0\n{}  token_hosts: [github.com]\n",
+        names.config_yaml(),
+        common::local_remotes_yaml(dir)
+    )
 }
 
 #[tokio::test]
@@ -127,7 +133,7 @@ async fn the_token_planted_in_the_task_and_echoed_in_every_encoding_is_masked_ev
     task["playbook"] = json!({ "name": "leak", "steps": [
         { "name": "echo-token", "command": "cat leak.txt; echo; echo \"$(cat leak.txt)\" >&2; exit 1" }
     ]});
-    std::fs::write(dir.path().join("config.yaml"), topology_yaml(&names)).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), topology_yaml(&names, dir.path())).unwrap();
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
 
     let artifacts = format!("file://{}", dir.path().join("artifacts").display());
@@ -194,10 +200,22 @@ async fn probe_environment(mode: &str) -> String {
     let mut task = sample::sample_task(&format!("file://{}", origin.display()), "9.2");
     task["playbook"] = json!({ "name": "probe", "steps": [{ "name": "probe", "command": ENV_PROBE }] });
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    let config = format!("{}  token_hosts: [github.com]\n", common::local_remotes_yaml(dir.path()));
+    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
 
     let (dir_path, base_url, mode) = (dir.path().to_path_buf(), llm.base_url(), mode.to_string());
     let output = tokio::task::spawn_blocking(move || {
-        let args = ["--llm-endpoint", &base_url, "--execution-mode", &mode, "run", "--task", "task.json"];
+        let args = [
+            "--config",
+            "config.yaml",
+            "--llm-endpoint",
+            &base_url,
+            "--execution-mode",
+            &mode,
+            "run",
+            "--task",
+            "task.json",
+        ];
         binary(&dir_path, &args, &[("GIT_TOKEN", &token), ("OPENAI_API_KEY", "sk-SECRETMARK-llm-key")])
     })
     .await

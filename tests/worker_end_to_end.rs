@@ -270,7 +270,9 @@ async fn eight_tasks_at_concurrency_four_all_complete_each_in_a_slot_of_its_own(
 async fn failures_are_classified_in_the_dead_letter_headers() {
     let answer = sample::scripted_answer();
     let harness = Harness::new("classified", Script::responder(move |_| answer.clone())).await;
-    let mut missing_repo = sample::sample_task("file:///nonexistent/origin.git", "7.1");
+    // Allowed (under the harness's directory), but not there.
+    let missing_url = format!("file://{}/nonexistent/origin.git", harness.dir.path().display());
+    let mut missing_repo = sample::sample_task(&missing_url, "7.1");
     missing_repo["title"] = json!("Clone a repository that does not exist");
     let mut too_slow = sample::sample_task(&harness.repo_url(), "7.2");
     too_slow["timeout_seconds"] = json!(2);

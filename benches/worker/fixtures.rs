@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use agent_runner::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
 use agent_runner::config::{self, ArtifactStoreLocation, ConfigOverrides, RunnerConfig};
+use agent_runner::git::RemotePrefix;
 use agent_runner::llm::scripted::{self, Script, ScriptedLlmHandle};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -50,6 +51,11 @@ impl Bench {
         format!("git://127.0.0.1:{}/{name}", self.daemon.port)
     }
 
+    /// The `git.allowed_remotes` entry for this bench's `git daemon`.
+    pub fn allowed_remote(&self) -> String {
+        format!("git://127.0.0.1:{}/", self.daemon.port)
+    }
+
     /// Worker configuration under this bench's directory, with `concurrency` tasks.
     pub fn config(&self, name: &str, concurrency: usize) -> anyhow::Result<RunnerConfig> {
         let env = |_: &str| None;
@@ -62,6 +68,9 @@ impl Bench {
         };
         let mut config = config::load(None, &env, &overrides)?;
         config.services.artifact_store = ArtifactStoreLocation::Filesystem(self.dir.path().join("artifacts"));
+        let remote =
+            RemotePrefix::parse(&self.allowed_remote()).map_err(|reason| anyhow::anyhow!("{reason}"))?;
+        config.git.allowed_remotes.push(remote);
         Ok(config)
     }
 

@@ -192,7 +192,8 @@ pub async fn process(
     for run in 0..starts {
         let names = bench.topology("process").await?;
         let config_path = bench.dir.path().join(format!("process-{run}.yaml"));
-        std::fs::write(&config_path, names.config_yaml())?;
+        let remotes = format!("git:\n  allowed_remotes: [\"{}\"]\n", bench.allowed_remote());
+        std::fs::write(&config_path, format!("{}{remotes}", names.config_yaml()))?;
         let started = Instant::now();
         let mut child = tokio::process::Command::new(binary)
             .args(["--config", &config_path.display().to_string(), "--llm-endpoint", &bench.llm.base_url()])

@@ -55,6 +55,8 @@ pub struct RawConfig {
     pub runner_id: Option<String>,
     /// Root directory of the local slot pool.
     pub pool_dir: Option<PathBuf>,
+    /// Where a task's own `slot_path` may lie.
+    pub pool: Option<RawPool>,
     /// Directory of named playbooks.
     pub playbooks_dir: Option<PathBuf>,
     /// RabbitMQ connection and topology.
@@ -152,9 +154,25 @@ pub struct RawGit {
     pub author_email: Option<String>,
     /// Remote fetched from and pushed to.
     pub remote_name: Option<String>,
+    /// URL prefixes a task's `repo_url` must start with (at a `/` boundary); replaces the
+    /// default `[https://]`. `file:///dir/` admits local paths under `/dir`.
+    pub allowed_remotes: Option<Vec<String>>,
+    /// Hosts (`github.com`, `host:port`) that may receive the git token, over https, or
+    /// over http for an entry written `http://host:port`. Empty by default: a worker
+    /// given a token refuses to start until this names its host.
+    pub token_hosts: Option<Vec<String>>,
     /// Refused: the token comes from the environment or a secret file.
     #[serde(default, deserialize_with = "reject::git_token")]
     pub token: Option<Infallible>,
+}
+
+/// `pool:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Directories a task message's `slot_path` must lie under (a root itself is not a
+    /// slot); default: `pool_dir`.
+    pub slot_roots: Option<Vec<PathBuf>>,
 }
 
 /// `playbook:`.

@@ -1,10 +1,13 @@
 //! The file layer's values laid over the defaults: each raw field checked by the
 //! shared rules in `values`, errors naming the file and the dotted key.
 
-use super::file::{RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook, RawReliability, RawSandbox};
+use super::file::{
+    RawAmqp, RawConfig, RawGit, RawLimits, RawLlm, RawPlaybook, RawPool, RawReliability, RawSandbox,
+};
 use std::time::Duration;
 
 use super::layer::Layered;
+use super::remotes;
 use super::values::{self as v, AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel};
 use super::{
     ConfigError, ConfigSource, MAX_CONCURRENCY, MAX_CPU_PERCENT, MAX_MAX_FILE_BYTES, MAX_OUTPUT_CAP_BYTES,
@@ -87,6 +90,7 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;
     apply_git(raw.git.unwrap_or_default(), src, l)?;
+    apply_pool(raw.pool.unwrap_or_default(), src, l)?;
     apply_playbook(raw.playbook.unwrap_or_default(), src, l)?;
     apply_limits(raw.limits.unwrap_or_default(), src, l)?;
     apply_sandbox(raw.sandbox.unwrap_or_default(), src, l)?;
@@ -194,7 +198,21 @@ fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), C
 fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
     l.set(src, "git.author_name", raw.author_name, |s| v::text_line(&s), |c| &mut c.git.author_name)?;
     l.set(src, "git.author_email", raw.author_email, |s| v::text_line(&s), |c| &mut c.git.author_email)?;
-    l.set(src, "git.remote_name", raw.remote_name, |s| v::text_line(&s), |c| &mut c.git.remote_name)
+    l.set(src, "git.remote_name", raw.remote_name, |s| v::text_line(&s), |c| &mut c.git.remote_name)?;
+    l.set(src, "git.allowed_remotes", raw.allowed_remotes, remotes::allowed_remotes, |c| {
+        &mut c.git.allowed_remotes
+    })?;
+    l.set(src, "git.token_hosts", raw.token_hosts, remotes::token_hosts, |c| &mut c.git.token_hosts)
+}
+
+fn apply_pool(raw: RawPool, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    l.set(
+        src,
+        "pool.slot_roots",
+        raw.slot_roots,
+        |roots| remotes::slot_roots(roots).map(Some),
+        |c| &mut c.pool.slot_roots,
+    )
 }
 
 fn apply_playbook(raw: RawPlaybook, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

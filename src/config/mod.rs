@@ -19,6 +19,7 @@ mod layer;
 mod ops;
 mod overrides;
 mod reject;
+mod remotes;
 mod secret;
 mod values;
 
@@ -66,6 +67,8 @@ pub struct RunnerConfig {
     pub pool_dir: PathBuf,
     /// Where named playbooks are looked up.
     pub playbooks_dir: PathBuf,
+    /// Where a task message's `slot_path` may lie.
+    pub pool: PoolConfig,
     pub services: ServicesConfig,
     pub amqp: AmqpConfig,
     pub llm: LlmConfig,
@@ -147,6 +150,18 @@ pub struct GitConfig {
     pub remote_name: String,
     /// Environment variable holding the git token (read with [`read_secret`]).
     pub token_env_var: String,
+    /// `git.allowed_remotes`: a task's `repo_url` must match one of these.
+    pub allowed_remotes: Vec<crate::git::RemotePrefix>,
+    /// `git.token_hosts`: the only hosts the token goes to; a token with none refuses
+    /// to start.
+    pub token_hosts: Vec<crate::git::TokenHost>,
+}
+
+/// Which directories the worker owns as slots.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolConfig {
+    /// `pool.slot_roots`; `None`: `pool_dir` alone (see [`RunnerConfig::slot_roots`]).
+    pub slot_roots: Option<Vec<PathBuf>>,
 }
 
 /// Playbook execution limits.
@@ -251,6 +266,7 @@ impl RunnerConfig {
             default_timeout: Duration::from_secs(1800),
             pool_dir: home.join("slots"),
             playbooks_dir: PathBuf::from("playbooks"),
+            pool: PoolConfig::default(),
             services: ServicesConfig {
                 task_registry_url: None,
                 repo_pool_url: None,
@@ -268,6 +284,8 @@ impl RunnerConfig {
                 author_email: "agent-runner@necrocode.local".to_string(),
                 remote_name: "origin".to_string(),
                 token_env_var: "GIT_TOKEN".to_string(),
+                allowed_remotes: vec![crate::git::RemotePrefix::any_https()],
+                token_hosts: Vec::new(),
             },
             playbook: PlaybookConfig {
                 default_step_timeout: Duration::from_secs(600),
@@ -290,6 +308,14 @@ impl RunnerConfig {
             mirror: MirrorConfig::default(),
             engine: crate::llm::EngineSettings::default(),
         }
+    }
+}
+
+impl RunnerConfig {
+    /// The directories a task's `slot_path` may lie under: `pool.slot_roots`, or the
+    /// pool directory when that is unset (read late, so a changed `pool_dir` counts).
+    pub fn slot_roots(&self) -> Vec<PathBuf> {
+        self.pool.slot_roots.clone().unwrap_or_else(|| vec![self.pool_dir.clone()])
     }
 }
 

@@ -56,6 +56,7 @@ fn defaults_are_the_documented_ones() {
         default_timeout: Duration::from_secs(1800),
         pool_dir: PathBuf::from("/var/lib/ar/slots"),
         playbooks_dir: PathBuf::from("playbooks"),
+        pool: PoolConfig { slot_roots: None },
         services: ServicesConfig {
             task_registry_url: None,
             repo_pool_url: None,
@@ -87,6 +88,8 @@ fn defaults_are_the_documented_ones() {
             author_email: "agent-runner@necrocode.local".into(),
             remote_name: "origin".into(),
             token_env_var: "GIT_TOKEN".into(),
+            allowed_remotes: vec![crate::git::RemotePrefix::any_https()],
+            token_hosts: Vec::new(),
         },
         playbook: PlaybookConfig {
             default_step_timeout: Duration::from_secs(600),
@@ -378,6 +381,10 @@ fn shipped_examples_load() {
     let kubernetes = load_example("config.kubernetes.yaml");
     assert_eq!(kubernetes.execution_mode, ExecutionMode::Sandbox);
     assert_eq!(kubernetes.limits.max_cpu_percent, Some(200));
+    // The image runs with a GIT_TOKEN secret: without a token host it would not start.
+    let github = vec![crate::git::TokenHost::parse("github.com").unwrap()];
+    assert_eq!((&kubernetes.git.token_hosts, &docker.git.token_hosts), (&github, &github));
+    assert_eq!(local.git.allowed_remotes, vec![crate::git::RemotePrefix::any_https()]);
 }
 
 #[test]

@@ -54,9 +54,15 @@ pub async fn run_demo(
         .context("cannot create the sample repository")?;
     say(&format!("sample origin repository: {}", origin.display()));
     config.pool_dir = home.join("slots");
+    // The sample origin is a local path: admit it, and nothing else local.
+    let origin_prefix = crate::git::RemotePrefix::local_directory(&home)
+        .map_err(|reason| anyhow::anyhow!("demo home {} {reason}", home.display()))?;
+    config.git.allowed_remotes.push(origin_prefix);
     config.services.artifact_store = crate::config::ArtifactStoreLocation::Filesystem(home.join("artifacts"));
 
     let mut secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
+    // The demo pushes to its own local origin, which needs no token.
+    secrets.git_token = None;
     let scripted_llm = config.llm.endpoint.is_none() && secrets.llm_api_key.is_none();
     let _llm = if scripted_llm {
         let answer = sample::scripted_answer();

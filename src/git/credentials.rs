@@ -2,16 +2,22 @@
 //! through the credentials callback.
 //!
 //! The token never goes into a URL, a git config or a message. The callback releases it
-//! only to the host of the task's own remote URL: the agent works inside the checkout and
-//! could rewrite `.git/config` (origin URL, `pushurl`, `insteadOf`), and without this check
-//! the next push would hand the token to whatever host it pointed at.
+//! only when the URL libgit2 authenticates for is on a configured token host
+//! (`git.token_hosts`, https unless an entry names `http://`) and is the host of the
+//! task's own remote: the task message names that remote, and the agent works inside the
+//! checkout and could rewrite `.git/config` (origin URL, `pushurl`, `insteadOf`); a
+//! redirect makes libgit2 ask for the redirect target, which fails both checks when it
+//! is another host.
 
 use std::cell::Cell;
 
 use git2::{Cred, CredentialType, ErrorClass, ErrorCode, RemoteCallbacks};
 use secrecy::{ExposeSecret, SecretString};
 
+use std::sync::Arc;
+
 use super::error::{GitError, redact_url, url_authority, url_has_password};
+use super::remote_policy::{TokenHost, is_token_host};
 
 /// The username GitHub (and most hosts) accept alongside an access token.
 pub const DEFAULT_TOKEN_USERNAME: &str = "x-access-token";
@@ -22,33 +28,51 @@ pub const DEFAULT_TOKEN_USERNAME: &str = "x-access-token";
 /// instead of looping.
 const MAX_CREDENTIAL_ATTEMPTS: u32 = 1;
 
-/// Username and optional token for HTTPS remotes. `Debug` never shows the token.
+/// Username and optional token for HTTPS remotes, and the hosts the token may go to.
+/// `Debug` never shows the token.
 #[derive(Clone)]
 pub struct GitCredentials {
     /// Sent as the HTTP basic-auth user; defaults to [`DEFAULT_TOKEN_USERNAME`].
     pub username: String,
     token: Option<SecretString>,
+    /// `git.token_hosts`: the only hosts the token is ever handed to.
+    token_hosts: Arc<[TokenHost]>,
 }
 
 impl GitCredentials {
-    /// Credentials with an explicit username.
-    pub fn new(username: impl Into<String>, token: Option<SecretString>) -> Self {
-        GitCredentials { username: username.into(), token }
+    /// Credentials with an explicit username, for `token_hosts` only.
+    pub fn new(
+        username: impl Into<String>,
+        token: Option<SecretString>,
+        token_hosts: Vec<TokenHost>,
+    ) -> Self {
+        GitCredentials { username: username.into(), token, token_hosts: token_hosts.into() }
     }
 
-    /// Token credentials with the default username.
-    pub fn with_token(token: SecretString) -> Self {
-        Self::new(DEFAULT_TOKEN_USERNAME, Some(token))
+    /// Token credentials with the default username, for `token_hosts` only.
+    pub fn with_token(token: SecretString, token_hosts: Vec<TokenHost>) -> Self {
+        Self::new(DEFAULT_TOKEN_USERNAME, Some(token), token_hosts)
     }
 
     /// No credentials: public remotes and local paths.
     pub fn anonymous() -> Self {
-        Self::new(DEFAULT_TOKEN_USERNAME, None)
+        Self::new(DEFAULT_TOKEN_USERNAME, None, Vec::new())
     }
 
     /// Whether a token is configured.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// What a task with remote `url` gets: these credentials when `url` is on a token
+    /// host, anonymous ones otherwise (an allowed remote that is not a token host is
+    /// reached without the token).
+    pub fn for_remote(&self, url: &str) -> GitCredentials {
+        if self.token.is_some() && is_token_host(&self.token_hosts, url) {
+            self.clone()
+        } else {
+            GitCredentials { username: self.username.clone(), ..GitCredentials::anonymous() }
+        }
     }
 
     /// Callbacks for one libgit2 network operation against `allowed_url`: the token is
@@ -98,6 +122,12 @@ impl CredentialGate<'_> {
         if url_origin(url).is_none() || url_origin(url) != self.allowed_origin {
             return Err(auth_error(format!(
                 "refusing to send the token to {}: not the task's remote host",
+                redact_url(url)
+            )));
+        }
+        if !is_token_host(&self.creds.token_hosts, url) {
+            return Err(auth_error(format!(
+                "refusing to send the token to {}: not in git.token_hosts (or not over https)",
                 redact_url(url)
             )));
         }
@@ -175,7 +205,8 @@ mod tests {
     const TOKEN: &str = "ghp_verysecret123";
 
     fn token_creds() -> GitCredentials {
-        GitCredentials::with_token(SecretString::from(TOKEN.to_string()))
+        let hosts = vec![TokenHost::parse("github.com").unwrap()];
+        GitCredentials::with_token(SecretString::from(TOKEN.to_string()), hosts)
     }
 
     #[test]
@@ -236,6 +267,17 @@ mod tests {
             let err = refusal(gate.provide(url, CredentialType::USER_PASS_PLAINTEXT));
             assert_eq!(err.code(), ErrorCode::Auth, "{url}");
         }
+    }
+
+    #[test]
+    fn the_task_remote_is_not_enough_without_a_token_host() {
+        let creds = GitCredentials::with_token(SecretString::from(TOKEN.to_string()), Vec::new());
+        let gate = gate(&creds);
+        let err = refusal(gate.provide("https://github.com/o/r.git", CredentialType::USER_PASS_PLAINTEXT));
+        assert!(err.message().contains("git.token_hosts"), "{}", err.message());
+        assert!(!creds.for_remote("https://github.com/o/r.git").has_token());
+        assert!(token_creds().for_remote("https://github.com/o/r.git").has_token());
+        assert!(!token_creds().for_remote("http://github.com/o/r.git").has_token());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Everything here is synchronous libgit2 work; async callers wrap each call in
 //! `tokio::task::spawn_blocking`. Remotes may be HTTPS URLs (token via
-//! [`GitCredentials`]), `file://` URLs or plain paths (tests use local bare repositories).
+//! [`GitCredentials`], to `git.token_hosts` only), `git://` and `file://` URLs or plain
+//! paths (tests use local bare repositories), as far as `git.allowed_remotes` admits
+//! them ([`check_allowed_remote`]).
 //!
 //! Order of use: [`LocalSlotPool::acquire`] → [`sanitize_branch_name`] →
 //! [`prepare_workspace`] → (agent edits, tests run) → [`commit_all`] → [`diff_since`] →
@@ -20,7 +22,9 @@ mod error;
 mod harden;
 mod oversized;
 mod push;
+mod remote_policy;
 mod slot;
+mod slot_roots;
 mod workspace;
 
 pub use branch_name::sanitize_branch_name;
@@ -35,5 +39,7 @@ pub use push::{
     BranchOnRemote, PushOutcome, adopt_commit, branch_on_remote, fetch_branch, push_branch,
     remote_branch_commit,
 };
+pub use remote_policy::{RemotePrefix, TokenHost, check_allowed_remote, is_token_host};
 pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};
+pub use slot_roots::resolve_slot_path;
 pub use workspace::{PreparedWorkspace, origin_url, prepare_workspace};

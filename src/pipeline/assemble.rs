@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::{Runner, RunnerServices, RunnerSettings};
 use crate::artifacts::{ArtifactStore, StoreOptions};
 use crate::clients::{ClientSettings, RepoPoolClient};
-use crate::config::{ConfigError, ExecutionMode, RunnerConfig, read_secret};
+use crate::config::{ConfigError, ConfigSource, ExecutionMode, RunnerConfig, read_secret};
 use crate::events::EventSink;
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::{LlmSettings, SharedLlmClient};
@@ -50,6 +50,24 @@ impl RunnerSecrets {
             llm_api_key: read_secret(&config.llm.api_key_env_var, env)?,
         })
     }
+
+    /// A token with nowhere it may go is a configuration mistake that would otherwise
+    /// show up only as failing pushes: refuse to start instead, saying what to set.
+    /// [`Runner::from_config`] checks it; `agent-runner worker` checks it before it
+    /// connects to the broker.
+    pub fn check_token_hosts(&self, config: &RunnerConfig) -> Result<(), ConfigError> {
+        if self.git_token.is_none() || !config.git.token_hosts.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            origin: ConfigSource::Default,
+            key: "git.token_hosts".to_string(),
+            reason: format!(
+                "a git token is set ({}) but no host may receive it: list its hosts, e.g. [github.com]",
+                config.git.token_env_var
+            ),
+        })
+    }
 }
 
 impl RunnerSecrets {
@@ -71,6 +89,7 @@ impl Runner {
         secrets: RunnerSecrets,
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
+        secrets.check_token_hosts(config)?;
         let masker = secrets.masker(config);
         // Logs are written by the whole process, not just this runner: mask them too.
         crate::telemetry::mask_in_logs(&masker);
@@ -92,7 +111,7 @@ impl Runner {
             slot_pool: LocalSlotPool::new(absolute(&config.pool_dir)),
             repo_pool,
             git_credentials: match secrets.git_token {
-                Some(token) => GitCredentials::with_token(token),
+                Some(token) => GitCredentials::with_token(token, config.git.token_hosts.clone()),
                 None => GitCredentials::anonymous(),
             },
             git_author: GitAuthor {
@@ -121,6 +140,8 @@ impl Runner {
             execution: step_execution(config),
             engine: config.engine.clone(),
             max_file_bytes: config.limits.max_file_bytes,
+            allowed_remotes: config.git.allowed_remotes.clone(),
+            slot_roots: config.slot_roots().iter().map(|root| absolute(root)).collect(),
         };
         Ok(Runner::new(services, settings))
     }

@@ -9,6 +9,7 @@
 //! them, bounds the whole run by the task deadline, and makes sure a failure still
 //! leaves its artifacts and its `TaskFailed` event behind.
 
+mod admission;
 mod artifacts_step;
 mod assemble;
 mod log;
@@ -78,6 +79,10 @@ pub struct RunnerSettings {
     /// Largest workspace file read for the model, added or grown by a commit, or shown in
     /// the diff artifact (`limits.max_file_bytes`).
     pub max_file_bytes: u64,
+    /// `git.allowed_remotes`: the remotes a task may name.
+    pub allowed_remotes: Vec<crate::git::RemotePrefix>,
+    /// `pool.slot_roots`, absolute: where a task's own `slot_path` may lie.
+    pub slot_roots: Vec<PathBuf>,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
@@ -188,7 +193,7 @@ impl Runner {
         let timeout =
             Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
         let mut state = steps::RunState::default();
-        let outcome = match self.check_timeout(timeout) {
+        let outcome = match self.check_timeout(timeout).and_then(|()| self.admit(task)) {
             Err(refused) => Err(refused),
             Ok(()) => tokio::select! {
                 outcome = steps::run_steps(&ctx, &mut state) => outcome,

@@ -124,21 +124,26 @@ type AcquiredSlot = (SlotLease, GitRemote, Option<crate::clients::PooledSlot>);
 
 async fn acquire_slot(ctx: &RunContext<'_>) -> Result<AcquiredSlot, TaskFailure> {
     let task = ctx.task;
-    let credentials = ctx.runner.services.git_credentials.clone();
+    // Only a remote on a token host gets the token; any other allowed remote is reached
+    // anonymously.
+    let credentials_for = |url: &str| ctx.runner.services.git_credentials.for_remote(url);
     if let Some(slot) = &task.slot {
-        let lease = SlotLease::preallocated(slot.slot_id.clone(), slot.slot_path.clone());
+        // Checked again at the point of use: this is the path the lease will reset.
+        let slot_path = ctx.runner.admitted_slot_path(&slot.slot_path)?;
+        let lease = SlotLease::preallocated(slot.slot_id.clone(), slot_path.clone());
         let url = match &task.repo_url {
             Some(url) => url.clone(),
             None => {
-                let path = slot.slot_path.clone();
-                blocking("slot", move || git::origin_url(&path)).await?
+                let url = blocking("slot", move || git::origin_url(&slot_path)).await?;
+                ctx.runner.admit_slot_origin(&url)?;
+                url
             }
         };
-        let remote = GitRemote::new(url, credentials).map_err(|e| e.to_failure("slot"))?;
+        let remote = GitRemote::new(url.clone(), credentials_for(&url)).map_err(|e| e.to_failure("slot"))?;
         return Ok((lease, remote, None));
     }
     let url = task.repo_url.clone().unwrap_or_default();
-    let remote = GitRemote::new(url.clone(), credentials).map_err(|e| e.to_failure("slot"))?;
+    let remote = GitRemote::new(url.clone(), credentials_for(&url)).map_err(|e| e.to_failure("slot"))?;
     if let Some(repo_pool) = &ctx.runner.services.repo_pool {
         let required_by = format!("{}/{}/{}", ctx.runner.settings.runner_id, task.spec_name, task.task_id);
         // The allocation runs in a task of its own: if this run is stopped while the

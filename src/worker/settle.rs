@@ -85,7 +85,8 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
 }
 
 /// Why a parsed task must not run at all: delivered too often (the worker died every
-/// time), or cancelled before it arrived; with the event that answers an operator's
+/// time), cancelled before it arrived, or naming a remote or slot the configuration
+/// does not allow; with the event that answers an operator's
 /// cancel, if that is why.
 fn refusal(
     worker: &Worker,
@@ -106,7 +107,8 @@ fn refusal(
             TaskFailure::new(FailureKind::Cancelled, "validate", "cancelled by an operator before it ran");
         return Some((Some(EventType::TaskCancelled), failure));
     }
-    None
+    // A remote or slot outside the configuration: refused before any git operation.
+    worker.runner.admit(task).err().map(|failure| (None, failure))
 }
 
 /// Runs the task; a panic becomes a `crashed` failure instead of leaving the delivery

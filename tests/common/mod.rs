@@ -2,6 +2,7 @@
 //! repository, a scripted OpenAI-compatible endpoint, and a worker wired to all three.
 #![allow(dead_code)]
 
+pub mod git_http;
 pub mod processes;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ impl Harness {
         };
         let mut config = config::load(None, &empty_env, &overrides).unwrap();
         config.services.artifact_store = ArtifactStoreLocation::Filesystem(self.artifacts_dir());
+        config.git.allowed_remotes.push(local_remotes(self.dir.path()));
         config
     }
 
@@ -83,6 +85,17 @@ impl Harness {
     /// Runs a worker with `config` until it has settled `tasks` deliveries.
     pub async fn run_worker(&self, config: RunnerConfig, concurrency: u16, tasks: usize) -> WorkerReport {
         let secrets = RunnerSecrets { git_token: None, llm_api_key: None };
+        self.run_worker_with(config, secrets, concurrency, tasks).await
+    }
+
+    /// [`Harness::run_worker`] holding `secrets` (a git token, for the token tests).
+    pub async fn run_worker_with(
+        &self,
+        config: RunnerConfig,
+        secrets: RunnerSecrets,
+        concurrency: u16,
+        tasks: usize,
+    ) -> WorkerReport {
         let worker = Worker::connect(&config, secrets, self.names.clone()).await.unwrap();
         let options = WorkerOptions {
             concurrency,
@@ -105,6 +118,16 @@ impl Harness {
     pub async fn cleanup(self) {
         self.session.delete(&self.names).await.unwrap();
     }
+}
+
+/// The `git.allowed_remotes` entry admitting the local origins a test creates under `dir`.
+pub fn local_remotes(dir: &Path) -> agent_runner::git::RemotePrefix {
+    agent_runner::git::RemotePrefix::local_directory(dir).unwrap()
+}
+
+/// The same for a config file the real binary reads: https plus the origins under `dir`.
+pub fn local_remotes_yaml(dir: &Path) -> String {
+    format!("git:\n  allowed_remotes: [\"https://\", \"file://{}/\"]\n", dir.display())
 }
 
 /// What `read` gives once it gives `expected`, or after 5 s as it then is. For queue

@@ -180,5 +180,7 @@ pub fn runner_config(dir: &Path, llm: &str) -> RunnerConfig {
     };
     let mut config = config::load(None, &|_| None, &overrides).unwrap();
     config.services.artifact_store = ArtifactStoreLocation::Filesystem(dir.join("artifacts"));
+    // The origins the ops tests create live under `dir`.
+    config.git.allowed_remotes.push(agent_runner::git::RemotePrefix::local_directory(dir).unwrap());
     config
 }
