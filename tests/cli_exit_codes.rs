@@ -32,7 +32,9 @@ fn task_running(dir: &Path, command: &str) {
     task["playbook"] =
         serde_json::json!({ "name": "probe", "steps": [{ "name": "tests", "command": command }] });
     std::fs::write(dir.join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
-    std::fs::write(dir.join("c.yaml"), "playbook:\n  allow_inline: true\n  repair_rounds: 0\n").unwrap();
+    let remotes = format!("git:\n  allowed_remotes: [\"file://{}/\"]\n", dir.display());
+    let config = format!("playbook:\n  allow_inline: true\n  repair_rounds: 0\n{remotes}");
+    std::fs::write(dir.join("c.yaml"), config).unwrap();
 }
 
 #[test]
@@ -108,6 +110,7 @@ async fn a_failed_task_exits_1_and_an_interrupted_one_130() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["success"], false);
+    assert_eq!(summary["error"]["kind"], "test_execution", "{summary}");
 
     let interrupted = tempfile::tempdir().unwrap();
     let marker = interrupted.path().join("step-started");
