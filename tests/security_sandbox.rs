@@ -316,6 +316,8 @@ async fn the_worker_still_commits_and_pushes_a_workspace_the_sandbox_uid_owns() 
     sample::create_origin(&origin, "main", sample::SAMPLE_FILES).unwrap();
     let answer = sample::scripted_answer();
     let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
+    let remotes = format!("git:\n  allowed_remotes: [\"file://{}/\"]\n", dir.path().display());
+    std::fs::write(dir.path().join("c.yaml"), remotes).unwrap();
     for task_id in ["12.1", "12.2"] {
         let task = sample::sample_task(&format!("file://{}", origin.display()), task_id);
         std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
@@ -323,6 +325,8 @@ async fn the_worker_still_commits_and_pushes_a_workspace_the_sandbox_uid_owns() 
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
                 .args([
+                    "--config",
+                    "c.yaml",
                     "--llm-endpoint",
                     &base_url,
                     "--execution-mode",
