@@ -1,8 +1,9 @@
 //! What a deployment relies on, on the real binary and the real broker: `worker --once`
 //! ends on an empty queue after `--idle-timeout` (a Kubernetes Job that lost the race
 //! for a task frees its pod), a worker with `amqp.idle_timeout_seconds` ends after its
-//! last task, and `agent-runner health` answers for the worker's readiness with its
-//! exit code, as a container healthcheck without curl needs.
+//! last task, `agent-runner health` answers for the worker's readiness with its exit
+//! code, as a container healthcheck without curl needs, and a worker whose execution
+//! mode cannot run here refuses to start instead of failing every task it takes.
 
 mod common;
 mod reliability_support;
@@ -125,5 +126,78 @@ async fn health_without_an_http_address_says_what_to_set() {
     assert!(!answer.status.success());
     let stderr = String::from_utf8_lossy(&answer.stderr).into_owned();
     assert!(stderr.contains("set http.listen in the configuration or pass --http-addr"), "{stderr}");
+    harness.cleanup().await;
+}
+
+/// Starts the worker with `mode` and `env` on the harness's config; its exit and stderr.
+async fn worker_refusal(harness: &Harness, mode: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"));
+    command
+        .args(["--config", "c.yaml", "--execution-mode", mode, "worker", "--once", "--idle-timeout", "5"])
+        .current_dir(harness.dir.path())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("AMQP_URL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_sandbox_worker_without_bubblewrap_refuses_to_start_and_takes_no_task() {
+    let harness = Harness::new("deploy-no-bwrap", Script::replies(["unused"])).await;
+    write_config(&harness, "", "");
+    let task = serde_json::to_vec(&sample::sample_task(&harness.repo_url(), "n.1")).unwrap();
+    harness.publish("task.backend", &task).await;
+    let empty_path = harness.dir.path().join("empty-path");
+    std::fs::create_dir(&empty_path).unwrap();
+    let path = empty_path.display().to_string();
+    let (code, stderr) = worker_refusal(&harness, "sandbox", &[("PATH", &path)]).await;
+    assert_eq!(code, Some(78), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: execution_mode sandbox: the sandbox does not work here: `bwrap` is not installed \
+         (Debian/Ubuntu package bubblewrap)\n"
+    );
+    assert_depths(&harness, (1, 0)).await;
+    harness.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_docker_worker_whose_engine_does_not_answer_refuses_to_start_as_unavailable() {
+    let harness = Harness::new("deploy-no-engine", Script::replies(["unused"])).await;
+    write_config(&harness, "", "docker:\n  image: agent-runner-test:absent\n");
+    let socket = format!("unix://{}/no-engine.sock", harness.dir.path().display());
+    let (code, stderr) = worker_refusal(&harness, "docker", &[("DOCKER_HOST", &socket)]).await;
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(
+        stderr.starts_with("error: execution_mode docker: the docker engine does not answer: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    harness.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_docker_worker_whose_image_is_absent_refuses_to_start() {
+    let engine =
+        std::process::Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+    if !engine.is_ok_and(|o| o.status.success()) {
+        println!("skipped: no docker engine answers here (scripts/test-deploy starts one)");
+        return;
+    }
+    let harness = Harness::new("deploy-no-image", Script::replies(["unused"])).await;
+    let image = format!("agent-runner-test-absent:{}", uuid::Uuid::new_v4().simple());
+    write_config(&harness, "", &format!("docker:\n  image: {image}\n"));
+    let (code, stderr) = worker_refusal(&harness, "docker", &[]).await;
+    assert_eq!(code, Some(78), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: execution_mode docker: the image {image} is not on the docker engine (the worker never \
+             pulls: docker pull or docker load it)\n"
+        )
+    );
     harness.cleanup().await;
 }

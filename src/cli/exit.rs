@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::amqp::AmqpError;
 use crate::config::ConfigError;
+use crate::pipeline::PreflightError;
 
 /// Why the process ended; `as u8` is the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,8 @@ pub enum Exit {
     Internal = 70,
     /// The broker or a service refused our credentials or permissions (`EX_NOPERM`).
     Authentication = 77,
-    /// The configuration (file, environment, flags, secrets) is invalid (`EX_CONFIG`).
+    /// The configuration (file, environment, flags, secrets) is invalid, or asks for an
+    /// execution mode this host cannot provide (`EX_CONFIG`).
     Configuration = 78,
     /// Stopped by SIGINT or SIGTERM before the work was done (128 + SIGINT).
     Interrupted = 130,
@@ -59,6 +61,12 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
         }
         if cause.is::<ConfigError>() || cause.is::<MissingSetting>() {
             return Exit::Configuration;
+        }
+        if let Some(preflight) = cause.downcast_ref::<PreflightError>() {
+            return match preflight {
+                PreflightError::EngineUnreachable(_) => Exit::Unavailable,
+                _ => Exit::Configuration,
+            };
         }
         if let Some(amqp) = cause.downcast_ref::<AmqpError>() {
             return if amqp.is_authentication() { Exit::Authentication } else { Exit::Unavailable };

@@ -26,6 +26,7 @@ pub struct WorkerArgs {
 pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     secrets.check_token_hosts(&config)?;
+    crate::pipeline::check_execution_mode(&config).await?;
     let worker = Worker::connect(&config, secrets, TopologyNames::from(&config.amqp)).await?;
     let options = WorkerOptions {
         concurrency: u16::try_from(config.amqp.concurrency).unwrap_or(u16::MAX),

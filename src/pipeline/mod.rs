@@ -14,6 +14,7 @@ mod artifacts_step;
 mod assemble;
 mod log;
 mod metrics;
+mod preflight;
 mod result;
 mod resume;
 mod run_context;
@@ -22,6 +23,7 @@ mod steps;
 pub use assemble::{AssembleError, RunnerSecrets};
 pub use log::ExecutionLog;
 pub use metrics::{MetricsSampler, RunMetrics};
+pub use preflight::{PreflightError, check_execution_mode};
 pub use result::{RunResult, StepTiming};
 pub use run_context::RunContext;
 

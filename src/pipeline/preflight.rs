@@ -1,0 +1,97 @@
+//! Start-up checks that the configured execution mode can run a command on this host, so
+//! a worker that cannot run tasks refuses to start with one clear line instead of taking
+//! tasks off the queue and failing each at its first step (spending model tokens on
+//! repair rounds first).
+//!
+//! - `sandbox`: `true` run once through the whole sandbox ([`sandbox_preflight`]).
+//! - `docker`: the engine answers (`docker version`) and the image is on it (`docker
+//!   image inspect`); the worker never pulls, so a missing image would fail every step.
+//! - `local-process`: nothing to check.
+
+use std::time::Duration;
+
+use crate::config::{ExecutionMode, RunnerConfig};
+use crate::process::{SandboxError, sandbox_preflight};
+
+/// How long one docker CLI call may take: an engine that needs longer to answer
+/// `version` is not going to start containers for test steps either.
+const DOCKER_CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Variables the docker CLI reads to find and reach the engine; nothing else of the
+/// worker's environment is passed to it.
+const DOCKER_CLI_ENV_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+];
+
+/// Why the configured execution mode cannot run here.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("execution_mode sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+    /// The engine is down or unreachable: an infrastructure failure, not a setting.
+    #[error("execution_mode docker: the docker engine does not answer: {0}")]
+    EngineUnreachable(String),
+    #[error(
+        "execution_mode docker: the image {image} is not on the docker engine (the worker never pulls: docker pull or docker load it)"
+    )]
+    ImageMissing { image: String },
+}
+
+/// Checks that `config.execution_mode` works on this host.
+pub async fn check_execution_mode(config: &RunnerConfig) -> Result<(), PreflightError> {
+    match config.execution_mode {
+        ExecutionMode::LocalProcess => Ok(()),
+        ExecutionMode::Sandbox => Ok(sandbox_preflight(&config.sandbox).await?),
+        ExecutionMode::Docker => {
+            docker(&["version", "--format", "{{.Server.Version}}"])
+                .await
+                .map_err(PreflightError::EngineUnreachable)?;
+            // Checked when the configuration was loaded: docker mode requires an image.
+            let image = config.docker_image.clone().unwrap_or_default();
+            match docker(&["image", "inspect", "--format", "{{.Id}}", &image]).await {
+                Ok(_) => Ok(()),
+                Err(reason) if reason.contains("No such image") => {
+                    Err(PreflightError::ImageMissing { image })
+                }
+                Err(reason) => Err(PreflightError::EngineUnreachable(reason)),
+            }
+        }
+    }
+}
+
+/// Runs the docker CLI with `args`; its standard output, or why it failed (the CLI's own
+/// first line of error).
+async fn docker(args: &[&str]) -> Result<String, String> {
+    let mut command = tokio::process::Command::new(crate::process::isolation::DOCKER_PROGRAM);
+    command.args(args).env_clear().kill_on_drop(true);
+    for name in DOCKER_CLI_ENV_VARS {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let output = match tokio::time::timeout(DOCKER_CHECK_TIMEOUT, command.output()).await {
+        Err(_) => {
+            return Err(format!(
+                "`docker {}` took more than {} s",
+                args.join(" "),
+                DOCKER_CHECK_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err("the docker CLI is not installed".to_string());
+        }
+        Ok(Err(error)) => return Err(format!("cannot run the docker CLI: {error}")),
+        Ok(Ok(output)) => output,
+    };
+    if output.status.success() {
+        return Ok(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string())
+}
