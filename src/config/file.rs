@@ -147,6 +147,9 @@ pub struct RawGit {
     pub author_email: Option<String>,
     /// Remote fetched from and pushed to.
     pub remote_name: Option<String>,
+    /// Regexes for known false positives of the push guard's secret scan, matched against
+    /// the offending added line or against `path:line`.
+    pub secret_scan_allow: Option<Vec<String>>,
     /// Refused: the token comes from the environment or a secret file.
     #[serde(default, deserialize_with = "reject::git_token")]
     pub token: Option<Infallible>,

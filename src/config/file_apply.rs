@@ -170,7 +170,14 @@ fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), C
 fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
     l.set(src, "git.author_name", raw.author_name, |s| v::text_line(&s), |c| &mut c.git.author_name)?;
     l.set(src, "git.author_email", raw.author_email, |s| v::text_line(&s), |c| &mut c.git.author_email)?;
-    l.set(src, "git.remote_name", raw.remote_name, |s| v::text_line(&s), |c| &mut c.git.remote_name)
+    l.set(src, "git.remote_name", raw.remote_name, |s| v::text_line(&s), |c| &mut c.git.remote_name)?;
+    l.set(
+        src,
+        "git.secret_scan_allow",
+        raw.secret_scan_allow,
+        |patterns| crate::secrets::AllowPatterns::new(&patterns),
+        |c| &mut c.git.secret_scan_allow,
+    )
 }
 
 fn apply_playbook(raw: RawPlaybook, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

@@ -142,6 +142,8 @@ pub struct GitConfig {
     pub remote_name: String,
     /// Environment variable holding the git token (read with [`read_secret`]).
     pub token_env_var: String,
+    /// What the push guard's secret scan lets through (`git.secret_scan_allow`).
+    pub secret_scan_allow: crate::secrets::AllowPatterns,
 }
 
 /// Playbook execution limits.
@@ -254,6 +256,7 @@ impl RunnerConfig {
                 author_email: "agent-runner@necrocode.local".to_string(),
                 remote_name: "origin".to_string(),
                 token_env_var: "GIT_TOKEN".to_string(),
+                secret_scan_allow: crate::secrets::AllowPatterns::default(),
             },
             playbook: PlaybookConfig {
                 default_step_timeout: Duration::from_secs(600),

@@ -86,6 +86,7 @@ fn defaults_are_the_documented_ones() {
             author_email: "agent-runner@necrocode.local".into(),
             remote_name: "origin".into(),
             token_env_var: "GIT_TOKEN".into(),
+            secret_scan_allow: crate::secrets::AllowPatterns::default(),
         },
         playbook: PlaybookConfig {
             default_step_timeout: Duration::from_secs(600),
@@ -523,5 +524,17 @@ fn reliability_comes_from_the_file_and_bad_delays_are_named() {
     assert_eq!(
         file_error("reliability:\n  max_attempts: 0\n"),
         "invalid reliability.max_attempts from FILE: must be between 1 and 20, got 0"
+    );
+}
+
+#[test]
+fn secret_scan_allow_patterns_come_from_the_file_and_a_bad_one_is_named() {
+    let yaml = "git:\n  secret_scan_allow: ['EXAMPLE$', '^fixtures/.*:\\d+$']\n";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.git.secret_scan_allow.patterns(), ["EXAMPLE$", r"^fixtures/.*:\d+$"]);
+    let error = file_error("git: { secret_scan_allow: ['(unclosed'] }\n");
+    assert!(
+        error.starts_with("invalid git.secret_scan_allow from FILE: `(unclosed` is not a valid regex"),
+        "{error}"
     );
 }

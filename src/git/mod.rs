@@ -13,6 +13,7 @@
 //! ([`harden_repository`]): a test command ran in the checkout before them, and nothing it
 //! planted in `.git` may steer the worker's own commit or push.
 
+mod added;
 mod branch_name;
 mod commit;
 mod credentials;
@@ -22,6 +23,7 @@ mod push;
 mod slot;
 mod workspace;
 
+pub use added::{AddedLines, added_lines};
 pub use branch_name::sanitize_branch_name;
 pub use commit::{CommitInfo, CommitRequest, GitAuthor, changed_files, commit_all, diff_since};
 pub use credentials::{DEFAULT_TOKEN_USERNAME, GitCredentials, GitRemote};

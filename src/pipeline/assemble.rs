@@ -14,7 +14,7 @@ use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::{LlmSettings, SharedLlmClient};
 use crate::playbook::StepExecution;
 use crate::process::{Isolation, ProcessLimits};
-use crate::secrets::Masker;
+use crate::secrets::{Masker, SecretScan};
 
 /// Why a runner could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,9 @@ impl Runner {
             Some(url) => Some(RepoPoolClient::new(url.clone(), client_settings)?),
             None => None,
         };
+        // The scan knows the secrets even when `mask_secrets` is off: pushing one is never right.
+        let known = Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()]);
+        let secret_scan = SecretScan::new(known, config.git.secret_scan_allow.clone());
         let services = RunnerServices {
             artifact_store,
             events,
@@ -107,6 +110,7 @@ impl Runner {
                 retry_count: config.retry.llm,
             }),
             masker,
+            secret_scan,
         };
         let settings = RunnerSettings {
             runner_id: config.runner_id.clone(),

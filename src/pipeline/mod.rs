@@ -13,6 +13,7 @@ mod artifacts_step;
 mod assemble;
 mod log;
 mod metrics;
+mod push_guard;
 mod result;
 mod resume;
 mod run_context;
@@ -51,6 +52,8 @@ pub struct RunnerServices {
     /// One client for every task, built on first use.
     pub llm: SharedLlmClient,
     pub masker: Masker,
+    /// The push guard's scan: the known secrets (masked or not) and the allow-patterns.
+    pub secret_scan: crate::secrets::SecretScan,
 }
 
 /// The knobs of a run that come from configuration.
