@@ -86,9 +86,10 @@ impl Runner {
             Some(url) => Some(RepoPoolClient::new(url.clone(), client_settings)?),
             None => None,
         };
-        // The scan knows the secrets even when `mask_secrets` is off: pushing one is never right.
+        // The push guard and the model's requests know the secrets even when `mask_secrets`
+        // is off: pushing one, or sending it to a third party, is never right.
         let known = Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()]);
-        let secret_scan = SecretScan::new(known, config.git.secret_scan_allow.clone());
+        let secret_scan = SecretScan::new(known.clone(), config.git.secret_scan_allow.clone());
         let services = RunnerServices {
             artifact_store,
             events,
@@ -102,13 +103,16 @@ impl Runner {
                 name: config.git.author_name.clone(),
                 email: config.git.author_email.clone(),
             },
-            llm: SharedLlmClient::new(LlmSettings {
-                endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
-                model: config.llm.model.clone(),
-                api_key: secrets.llm_api_key,
-                timeout: config.llm.timeout,
-                retry_count: config.retry.llm,
-            }),
+            llm: SharedLlmClient::new(
+                LlmSettings {
+                    endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
+                    model: config.llm.model.clone(),
+                    api_key: secrets.llm_api_key,
+                    timeout: config.llm.timeout,
+                    retry_count: config.retry.llm,
+                },
+                known,
+            ),
             masker,
             secret_scan,
         };
