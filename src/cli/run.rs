@@ -24,6 +24,7 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let result = runner.run(&task, 1, &super::shutdown_signal()).await;
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    // The summary carries task text, test output and the model's explanation.
+    println!("{}", runner.services.masker.mask(&serde_json::to_string_pretty(&result)?));
     Ok(if result.success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
