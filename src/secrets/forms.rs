@@ -34,10 +34,15 @@ pub(super) fn forms_of(raw: &str, min_len: usize) -> Forms {
     }
     wrappable.push(hex::encode(raw));
     wrappable.push(hex::encode_upper(raw));
-    // The standard alphabet's `+` and `/` are URL-encoded in a query string.
+    // The standard alphabet's `+` and `/` are URL-encoded in a query string, and some
+    // JSON encoders (not serde's) escape `/` as `\/`.
     for form in base64_forms(raw.as_bytes()) {
         if form.contains(['+', '/']) {
             plain.push(percent_encode(&form, false));
+            plain.push(percent_encode(&form, true));
+        }
+        if form.contains('/') {
+            plain.push(form.replace('/', "\\/"));
         }
     }
     plain.extend(wrappable.iter().cloned());
@@ -102,5 +107,12 @@ mod tests {
         assert!(forms.plain.iter().any(|f| f == "ghp_abc%22def"));
         assert!(!forms.wrappable.iter().any(|f| f == "ghp_abc\"def"), "a quote is not in the alphabet");
         assert!(forms_of("ghp_abcdef", 6).wrappable.iter().any(|f| f == "ghp_abcdef"));
+        // `?>?` encodes to `Pz4/` at offset 0: the `/` appears escaped and URL-encoded.
+        let slashed = forms_of("?>??>??>?", 6);
+        assert!(slashed.plain.iter().any(|f| f.contains("\\/")));
+        assert!(
+            slashed.plain.iter().any(|f| f.contains("%2F"))
+                && slashed.plain.iter().any(|f| f.contains("%2f"))
+        );
     }
 }

@@ -25,61 +25,70 @@ fn break_at(bytes: &[u8], at: usize) -> Option<usize> {
     BREAKS.iter().find(|b| bytes[at..].starts_with(b)).map(|b| b.len())
 }
 
-/// One run: the joined characters and, for each, its byte offset in the original text.
-#[derive(Default)]
-struct Run {
-    joined: String,
-    origin: Vec<usize>,
-    /// Line breaks crossed between two alphabet characters.
-    crossings: usize,
-    /// A break was just seen and no character has followed it yet.
-    after_break: bool,
-}
-
 /// Spans of `text` where one of `needles` (all alphabet-only) occurs across a line break.
+///
+/// A run is only joined (allocated) when it crosses a break, so ordinary text costs a
+/// pass over its bytes and nothing else.
 pub(super) fn find_wrapped(text: &str, needles: &[String], shortest: usize) -> Vec<Range<usize>> {
     if needles.is_empty() || !(text.contains('\n') || text.contains("\\n")) {
         return Vec::new();
     }
     let bytes = text.as_bytes();
     let mut spans = Vec::new();
-    let mut run = Run::default();
+    // The current run: where it starts, how many alphabet characters it holds, how many
+    // breaks it crossed between two of them, and whether a break was just passed.
+    let (mut start, mut chars, mut crossings, mut after_break) = (0, 0, 0, false);
     let mut at = 0;
-    while at < bytes.len() {
-        if is_alphabet(bytes[at]) {
-            if run.after_break {
-                run.crossings += 1;
-                run.after_break = false;
+    while at <= bytes.len() {
+        if at < bytes.len() && is_alphabet(bytes[at]) {
+            if chars == 0 {
+                start = at;
             }
-            run.joined.push(bytes[at] as char);
-            run.origin.push(at);
+            crossings += usize::from(after_break);
+            (chars, after_break) = (chars + 1, false);
             at += 1;
             continue;
         }
-        match break_at(bytes, at) {
-            Some(len) if !run.joined.is_empty() && !run.after_break => {
-                run.after_break = true;
+        let next_break = if at < bytes.len() { break_at(bytes, at) } else { None };
+        match next_break {
+            Some(len) if chars > 0 && !after_break => {
+                after_break = true;
                 at += len;
             }
             _ => {
-                search(&std::mem::take(&mut run), needles, shortest, &mut spans);
+                if crossings > 0 && chars >= shortest {
+                    search(text, start..at, needles, &mut spans);
+                }
+                (chars, crossings, after_break) = (0, 0, false);
                 // A break that ended the run is skipped whole, never re-read as text.
-                at += break_at(bytes, at).unwrap_or(1);
+                at += next_break.unwrap_or(1);
             }
         }
     }
-    search(&run, needles, shortest, &mut spans);
     spans
 }
 
-fn search(run: &Run, needles: &[String], shortest: usize, spans: &mut Vec<Range<usize>>) {
-    if run.crossings == 0 || run.joined.len() < shortest {
-        return; // one line: the plain needles already cover it
+/// Joins the run `range` of `text` without its breaks and maps needle matches back.
+fn search(text: &str, range: Range<usize>, needles: &[String], spans: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut joined = String::with_capacity(range.len());
+    let mut origin = Vec::with_capacity(range.len());
+    let mut at = range.start;
+    while at < range.end {
+        // Inside a run, anything that is not an alphabet character starts a break (the
+        // `n` of an escaped `\n` is in the alphabet, so breaks are skipped whole).
+        match break_at(bytes, at) {
+            Some(len) if !is_alphabet(bytes[at]) => at += len,
+            _ => {
+                joined.push(bytes[at] as char);
+                origin.push(at);
+                at += 1;
+            }
+        }
     }
     for needle in needles {
-        for (start, found) in run.joined.match_indices(needle.as_str()) {
-            let end = start + found.len();
-            let (first, last) = (run.origin[start], run.origin[end - 1]);
+        for (start, found) in joined.match_indices(needle.as_str()) {
+            let (first, last) = (origin[start], origin[start + found.len() - 1]);
             // Only matches that actually cross a break are this module's business.
             if last - first + 1 != found.len() {
                 spans.push(first..last + 1);
