@@ -175,7 +175,7 @@ impl LlmClient {
         let unusable =
             |e: serde_json::Error| ImplementError::Settings(format!("cannot mask the chat request: {e}"));
         let mut value = serde_json::to_value(&request).map_err(unusable)?;
-        mask_strings(&mut value, &self.masker);
+        self.masker.mask_json(&mut value);
         serde_json::from_value(value).map_err(unusable)
     }
 
@@ -305,25 +305,6 @@ impl LlmClient {
             source = cause.source();
         }
         text
-    }
-}
-
-/// Masks every string in `value`, keys included (tool arguments are JSON in a string).
-fn mask_strings(value: &mut serde_json::Value, masker: &Masker) {
-    match value {
-        serde_json::Value::String(text) if masker.contains(text) => *text = masker.mask(text),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| mask_strings(item, masker)),
-        serde_json::Value::Object(fields) => {
-            let masked: serde_json::Map<String, serde_json::Value> = std::mem::take(fields)
-                .into_iter()
-                .map(|(key, mut item)| {
-                    mask_strings(&mut item, masker);
-                    (masker.mask(&key), item)
-                })
-                .collect();
-            *fields = masked;
-        }
-        _ => {}
     }
 }
 

@@ -121,6 +121,25 @@ impl Masker {
         !self.find(text).is_empty()
     }
 
+    /// Masks every string in `value`, keys included: a request's tool arguments are JSON
+    /// inside a string, and any field may carry text from the task or the repository.
+    pub fn mask_json(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) if self.contains(text) => *text = self.mask(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| self.mask_json(item)),
+            serde_json::Value::Object(fields) => {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(key, mut item)| {
+                        self.mask_json(&mut item);
+                        (self.mask(&key), item)
+                    })
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+
     /// Returns `text` with every known secret replaced. A span that crossed line breaks
     /// keeps its breaks after the mask, so line numbers stay true.
     pub fn mask(&self, text: &str) -> String {
@@ -240,6 +259,14 @@ mod tests {
                 assert!(!masker.contains(&joined), "pad {pad} width {width}: nothing left to find unwrapped");
             }
         }
+    }
+
+    #[test]
+    fn mask_json_masks_nested_strings_and_keys() {
+        let masker = Masker::new([Some(&secret("supersecretvalue"))]);
+        let mut value = serde_json::json!({"a": ["x supersecretvalue"], "supersecretvalue": {"n": 1}});
+        masker.mask_json(&mut value);
+        assert_eq!(value, serde_json::json!({"a": ["x ****"], "****": {"n": 1}}));
     }
 
     #[test]
