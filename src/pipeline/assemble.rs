@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{Runner, RunnerServices, RunnerSettings};
 use crate::artifacts::{ArtifactStore, StoreOptions};
@@ -71,6 +71,16 @@ impl Runner {
         secrets: RunnerSecrets,
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
+        for (name, secret) in [("git token", &secrets.git_token), ("LLM api key", &secrets.llm_api_key)] {
+            if secret.as_ref().is_some_and(|s| s.expose_secret().len() < crate::secrets::MIN_MASKABLE_LEN) {
+                // Not an error (a local model server takes any key), but the operator
+                // should know this value is neither masked nor caught by the push scan.
+                tracing::warn!(
+                    "the {name} is shorter than {} characters: it is not masked",
+                    crate::secrets::MIN_MASKABLE_LEN
+                );
+            }
+        }
         let masker = secrets.masker(config);
         // Logs are written by the whole process, not just this runner: mask them too.
         crate::telemetry::mask_in_logs(&masker);

@@ -38,7 +38,7 @@ pub const MASK: &str = "****";
 /// ordinary text, and no real credential is that short. The same floor applies to each
 /// derived form (a line of a key file, a base64 core), so a secret's short fragments
 /// are not masked on their own.
-const MIN_MASKABLE_LEN: usize = 6;
+pub const MIN_MASKABLE_LEN: usize = 6;
 
 /// Replaces every known secret, in each of its encoded forms, with [`MASK`].
 /// Cheap to clone; shared by every component that writes outward.
