@@ -284,19 +284,7 @@ async fn a_model_writing_the_configured_token_is_dead_lettered_as_secret_detecte
     std::fs::write(dir.path().join("config.yaml"), names.config_yaml()).unwrap();
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
 
-    let artifacts = format!("file://{}", dir.path().join("artifacts").display());
-    let (dir_path, base_url, token_env) = (dir.path().to_path_buf(), llm.base_url(), token.clone());
-    let worker = tokio::task::spawn_blocking(move || {
-        let common_args = ["--config", "config.yaml", "--llm-endpoint", &base_url];
-        let secrets = [("GIT_TOKEN", token_env.as_str())];
-        let published = binary(&dir_path, &[&common_args[..], &["publish", "task.json"]].concat(), &secrets);
-        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
-        let global =
-            [&common_args[..], &["--artifact-store-url", &artifacts, "--pool-dir", "slots"]].concat();
-        binary(&dir_path, &[&global[..], &["worker", "--once"]].concat(), &secrets)
-    })
-    .await
-    .unwrap();
+    let worker = publish_and_work(dir.path(), &llm.base_url(), &token).await;
     assert!(worker.status.success(), "{}", String::from_utf8_lossy(&worker.stderr));
 
     let letters = browse_queue(&session, &names.dead_letter_queue, 10).await.unwrap();
@@ -314,4 +302,58 @@ async fn a_model_writing_the_configured_token_is_dead_lettered_as_secret_detecte
     files_under(&dir.path().join("artifacts"), &mut outputs);
     assert_eq!(scan(&outputs, &[&token]), Vec::<(String, String)>::new());
     session.delete(&names).await.unwrap();
+}
+
+/// `agent-runner publish task.json` then `worker --once` in `dir` (which holds both files),
+/// with the git token set; returns the worker's output.
+async fn publish_and_work(dir: &Path, base_url: &str, token: &str) -> Output {
+    let (dir_path, base_url, token) = (dir.to_path_buf(), base_url.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
+        let artifacts = format!("file://{}", dir_path.join("artifacts").display());
+        let common_args = ["--config", "config.yaml", "--llm-endpoint", &base_url];
+        let secrets = [("GIT_TOKEN", token.as_str())];
+        let published = binary(&dir_path, &[&common_args[..], &["publish", "task.json"]].concat(), &secrets);
+        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+        let global =
+            [&common_args[..], &["--artifact-store-url", &artifacts, "--pool-dir", "slots"]].concat();
+        binary(&dir_path, &[&global[..], &["worker", "--once"]].concat(), &secrets)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dlq_show_prints_a_dead_letter_carrying_the_token_masked_and_keeps_the_body_for_replay() {
+    let token = planted_token("DLQSHOW");
+    let harness = common::Harness::new("secdlq", Script::steps([])).await;
+    // No repository: refused before anything runs and dead-lettered with its body intact.
+    let mut task = sample::sample_task("", "12.8");
+    task["title"] = json!(format!("Deploy with {token}"));
+    task.as_object_mut().unwrap().remove("repo_url");
+    harness.publish("task.greeter", &serde_json::to_vec(&task).unwrap()).await;
+    let dir = harness.dir.path().to_path_buf();
+    std::fs::write(dir.join("config.yaml"), harness.names.config_yaml()).unwrap();
+    let (base_url, token_env) = (harness.llm.base_url(), token.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let secrets = [("GIT_TOKEN", token_env.as_str())];
+        let global = ["--config", "config.yaml", "--llm-endpoint", &base_url, "--pool-dir", "slots"];
+        let worker = binary(&dir, &[&global[..], &["worker", "--once"]].concat(), &secrets);
+        assert!(worker.status.success(), "{}", String::from_utf8_lossy(&worker.stderr));
+        let plain = binary(&dir, &["--config", "config.yaml", "dlq", "show", "12.8"], &secrets);
+        let json = binary(&dir, &["--config", "config.yaml", "dlq", "show", "12.8", "--json"], &secrets);
+        [plain, json]
+    })
+    .await
+    .unwrap();
+    let letters = browse_queue(&harness.session, &harness.names.dead_letter_queue, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].header_text("x-failure-kind").as_deref(), Some("validation"));
+    let escaped = serde_json::to_string(&token).unwrap();
+    assert!(letters[0].body.contains(escaped.trim_matches('"')), "the stored body stays replayable");
+    for output in &outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success() && stdout.contains("Deploy with ****"), "{stdout}");
+        assert_eq!(scan(&[("dlq show".into(), stdout)], &[&token]), Vec::<(String, String)>::new());
+    }
+    harness.cleanup().await;
 }

@@ -1,7 +1,7 @@
 //! The encoded forms of one secret that the masker searches for.
 //!
 //! Each form is a needle matched verbatim: the raw value, URL-encoded (both hex-digit
-//! cases), JSON-escaped, each line of a multi-line value, hex (both cases), and base64 at
+//! cases), JSON-escaped (once, and twice for JSON inside JSON), each line of a multi-line value, hex (both cases), and base64 at
 //! each of the three byte offsets in both alphabets (the standard one also URL-encoded,
 //! as it lands in query strings). Encodings whose characters are all base64-alphabet
 //! characters (hex and base64) are also searched across line breaks (see `wrapped`).
@@ -22,8 +22,15 @@ pub(super) struct Forms {
 pub(super) fn forms_of(raw: &str, min_len: usize) -> Forms {
     let long_enough = |n: &String| n.len() >= min_len;
     let mut plain = vec![raw.to_string(), percent_encode(raw, false), percent_encode(raw, true)];
-    if let Ok(json) = serde_json::to_string(raw) {
-        plain.push(json.trim_matches('"').to_string());
+    // JSON-escaped once, and twice: a message body shown inside JSON (`dlq show --json`,
+    // a task echoed in an event) is a JSON string holding JSON.
+    let mut escaped = raw.to_string();
+    for _ in 0..2 {
+        match serde_json::to_string(&escaped) {
+            Ok(json) => escaped = json.trim_matches('"').to_string(),
+            Err(_) => break,
+        }
+        plain.push(escaped.clone());
     }
     // A multi-line secret (a key file) may surface one line at a time.
     plain.extend(raw.lines().map(str::to_string));

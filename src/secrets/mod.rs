@@ -229,6 +229,14 @@ mod tests {
     }
 
     #[test]
+    fn masks_json_inside_json() {
+        let masker = Masker::new([Some(&secret("ghp_q\"uote"))]);
+        let inner = serde_json::json!({ "title": "ghp_q\"uote" }).to_string();
+        let outer = serde_json::json!({ "body": inner }).to_string();
+        assert_eq!(masker.mask(&outer), r#"{"body":"{\"title\":\"****\"}"}"#);
+    }
+
+    #[test]
     fn masks_hex_in_both_cases() {
         let masker = Masker::new([Some(&secret("ghp_HexMe"))]);
         let hex = hex::encode("ghp_HexMe");

@@ -55,7 +55,9 @@ pub fn echoed_forms(token: &str) -> Vec<String> {
 pub fn needles(secret: &str) -> Vec<String> {
     let mut needles =
         vec![secret.to_string(), percent_encode(secret), hex::encode(secret), hex::encode_upper(secret)];
-    needles.push(serde_json::to_string(secret).unwrap().trim_matches('"').to_string());
+    let escaped = serde_json::to_string(secret).unwrap().trim_matches('"').to_string();
+    needles.push(serde_json::to_string(&escaped).unwrap().trim_matches('"').to_string());
+    needles.push(escaped);
     for offset in 0..3usize {
         let mut bytes = vec![0u8; offset];
         bytes.extend_from_slice(secret.as_bytes());
