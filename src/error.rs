@@ -38,6 +38,9 @@ pub enum FailureKind {
     /// Delivered more often than `max_attempts` without ever settling: the worker died
     /// (killed, out of memory, panicked) each time it ran this task.
     Crashed,
+    /// The push guard found a known secret or a credential shape on a line the task's
+    /// commit adds; the push was refused. Permanent: the same work would be refused again.
+    SecretDetected,
 }
 
 impl FailureKind {
@@ -54,6 +57,7 @@ impl FailureKind {
             FailureKind::BudgetExhausted => "budget_exhausted",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Crashed => "crashed",
+            FailureKind::SecretDetected => "secret_detected",
         }
     }
 }

@@ -47,6 +47,12 @@ pub fn mask_in_logs(masker: &Masker) {
     *current = current.union(masker);
 }
 
+/// `text` masked like a log line: for what the CLI prints to stdout and stderr (the run
+/// summary, dead letters, errors), which leaves the process as surely as a log does.
+pub fn mask_output(text: &str) -> String {
+    LOG_MASKER.read().unwrap_or_else(|poisoned| poisoned.into_inner()).mask(text)
+}
+
 /// A [`MakeWriter`] whose writers mask each formatted event before passing it on.
 /// The fmt layer writes one whole event per `write` call, so a secret is never split
 /// across two calls.

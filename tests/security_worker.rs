@@ -3,97 +3,14 @@
 //! environment and in `/proc`. Every outward path of the run is scanned.
 
 mod common;
-
-use std::path::Path;
-use std::process::{Command, Output};
+mod secret_forms;
 
 use agent_runner::amqp::{AmqpSession, TopologyNames, browse_queue};
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::{self, Script};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use secret_forms::{binary, echoed_forms, files_under, planted_token, scan};
 use serde_json::json;
-
-/// A token with characters that URL-encoding and JSON-escaping both change.
-fn planted_token(marker: &str) -> String {
-    format!("ghp_{marker}{}/+\"Zq", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-fn percent_encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// How a test would print the token: raw, URL-encoded, JSON-escaped, and base64 (both
-/// alphabets) with 0, 1 and 2 bytes in front so every alignment occurs.
-fn echoed_forms(token: &str) -> Vec<String> {
-    let mut forms = vec![token.to_string(), percent_encode(token), serde_json::to_string(token).unwrap()];
-    for prefix in ["", "a", "ab"] {
-        let bytes = format!("{prefix}{token}.");
-        forms.push(STANDARD.encode(&bytes));
-        forms.push(URL_SAFE_NO_PAD.encode(&bytes));
-    }
-    forms
-}
-
-/// What must never appear: the token and its encodings, base64 reduced to the characters
-/// that depend on the token's bits alone (at each alignment, both alphabets).
-fn needles(secret: &str) -> Vec<String> {
-    let mut needles = vec![secret.to_string(), percent_encode(secret)];
-    needles.push(serde_json::to_string(secret).unwrap().trim_matches('"').to_string());
-    for offset in 0..3usize {
-        let mut bytes = vec![0u8; offset];
-        bytes.extend_from_slice(secret.as_bytes());
-        let (first, end) = ((8 * offset).div_ceil(6), 8 * (offset + secret.len()) / 6);
-        needles.push(STANDARD_NO_PAD.encode(&bytes)[first..end].to_string());
-        needles.push(URL_SAFE_NO_PAD.encode(&bytes)[first..end].to_string());
-    }
-    needles
-}
-
-/// Every (source, needle) pair found.
-fn scan(sources: &[(String, String)], secrets: &[&str]) -> Vec<(String, String)> {
-    let mut hits = Vec::new();
-    for secret in secrets {
-        for needle in needles(secret) {
-            for (name, text) in sources {
-                if text.contains(&needle) {
-                    hits.push((name.clone(), needle.clone()));
-                }
-            }
-        }
-    }
-    hits
-}
-
-fn files_under(dir: &Path, out: &mut Vec<(String, String)>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push((
-                path.display().to_string(),
-                String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into(),
-            ));
-        }
-    }
-}
-
-fn binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AMQP_URL")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
+use std::path::Path;
 
 /// The worker holds a token here, so it needs a token host to start; the task's local
 /// origin under `dir` is not one and is reached without the token.

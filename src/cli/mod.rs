@@ -124,6 +124,12 @@ impl GlobalArgs {
     fn load(&self, worker: Option<&worker::WorkerArgs>) -> anyhow::Result<RunnerConfig> {
         let config = config::load(self.config.as_deref(), &config::process_env, &self.overrides(worker))?;
         crate::telemetry::init(&config.logging);
+        // Every subcommand's output is masked, not only a runner's: `dlq show` prints
+        // message bodies, errors may quote what they could not parse. A secret that cannot
+        // be read here fails the commands that need it, later, with the reason.
+        if let Ok(secrets) = crate::pipeline::RunnerSecrets::from_env(&config, &config::process_env) {
+            crate::telemetry::mask_in_logs(&secrets.masker(&config));
+        }
         Ok(config)
     }
 }
@@ -142,7 +148,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", exit::one_line(&error));
+            eprintln!("error: {}", crate::telemetry::mask_output(&exit::one_line(&error)));
             exit::exit_for(&error).into()
         }
     }
@@ -154,7 +160,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::run(global.load(Some(&args))?, args).await,
         Command::Run(args) => run::run(global.load(None)?, args).await,
         Command::Publish(args) => publish::run(global.load(None)?, args).await,
-        Command::Playbook(command) => playbook::run(command),
+        Command::Playbook(command) => {
+            // Validation needs no configuration; loading it only arms the output masking.
+            let _ = global.load(None);
+            playbook::run(command)
+        }
         Command::Dlq(command) => dlq::run(global.load(None)?, command).await,
         Command::Cancel(args) => cancel::run(global.load(None)?, args).await,
         Command::Demo(args) => demo::run(global.load(None)?, args).await,

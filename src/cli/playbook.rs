@@ -26,12 +26,13 @@ pub fn run(command: PlaybookCommand) -> anyhow::Result<ExitCode> {
                         playbook.steps.len()
                     );
                     for step in &playbook.steps {
-                        println!("  - {}: {}", step.name, step.command);
+                        let line = format!("  - {}: {}", step.name, step.command);
+                        println!("{}", crate::telemetry::mask_output(&line));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => {
-                    eprintln!("{error}");
+                    eprintln!("{}", crate::telemetry::mask_output(&error.to_string()));
                     Ok(ExitCode::FAILURE)
                 }
             }

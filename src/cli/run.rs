@@ -26,7 +26,8 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let shutdown = super::shutdown_signal();
     let result = runner.run(&task, 1, &shutdown).await;
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    // The summary carries task text, test output and the model's explanation.
+    println!("{}", runner.services.masker.mask(&serde_json::to_string_pretty(&result)?));
     let exit = match (result.success, shutdown.is_cancelled()) {
         (true, _) => Exit::Success,
         (false, true) => Exit::Interrupted,

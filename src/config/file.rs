@@ -161,6 +161,9 @@ pub struct RawGit {
     /// over http for an entry written `http://host:port`. Empty by default: a worker
     /// given a token refuses to start until this names its host.
     pub token_hosts: Option<Vec<String>>,
+    /// Regexes for known false positives of the push guard's secret scan, matched against
+    /// the offending added line or against `path:line`.
+    pub secret_scan_allow: Option<Vec<String>>,
     /// Refused: the token comes from the environment or a secret file.
     #[serde(default, deserialize_with = "reject::git_token")]
     pub token: Option<Infallible>,

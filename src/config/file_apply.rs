@@ -202,7 +202,14 @@ fn apply_git(raw: RawGit, src: &ConfigSource, l: &mut Layered) -> Result<(), Con
     l.set(src, "git.allowed_remotes", raw.allowed_remotes, remotes::allowed_remotes, |c| {
         &mut c.git.allowed_remotes
     })?;
-    l.set(src, "git.token_hosts", raw.token_hosts, remotes::token_hosts, |c| &mut c.git.token_hosts)
+    l.set(src, "git.token_hosts", raw.token_hosts, remotes::token_hosts, |c| &mut c.git.token_hosts)?;
+    l.set(
+        src,
+        "git.secret_scan_allow",
+        raw.secret_scan_allow,
+        |patterns| crate::secrets::AllowPatterns::new(&patterns),
+        |c| &mut c.git.secret_scan_allow,
+    )
 }
 
 fn apply_pool(raw: RawPool, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

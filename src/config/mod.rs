@@ -155,6 +155,8 @@ pub struct GitConfig {
     /// `git.token_hosts`: the only hosts the token goes to; a token with none refuses
     /// to start.
     pub token_hosts: Vec<crate::git::TokenHost>,
+    /// What the push guard's secret scan lets through (`git.secret_scan_allow`).
+    pub secret_scan_allow: crate::secrets::AllowPatterns,
 }
 
 /// Which directories the worker owns as slots.
@@ -286,6 +288,7 @@ impl RunnerConfig {
                 token_env_var: "GIT_TOKEN".to_string(),
                 allowed_remotes: vec![crate::git::RemotePrefix::any_https()],
                 token_hosts: Vec::new(),
+                secret_scan_allow: crate::secrets::AllowPatterns::default(),
             },
             playbook: PlaybookConfig {
                 default_step_timeout: Duration::from_secs(600),

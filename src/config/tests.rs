@@ -90,6 +90,7 @@ fn defaults_are_the_documented_ones() {
             token_env_var: "GIT_TOKEN".into(),
             allowed_remotes: vec![crate::git::RemotePrefix::any_https()],
             token_hosts: Vec::new(),
+            secret_scan_allow: crate::secrets::AllowPatterns::default(),
         },
         playbook: PlaybookConfig {
             default_step_timeout: Duration::from_secs(600),
@@ -583,5 +584,17 @@ fn the_idle_timeout_comes_from_the_file_or_the_worker_flag() {
             .starts_with("invalid amqp.idle_timeout_seconds from FILE: must be between 1 and"),
         "{}",
         file_error("amqp: { idle_timeout_seconds: 0 }\n")
+    );
+}
+
+#[test]
+fn secret_scan_allow_patterns_come_from_the_file_and_a_bad_one_is_named() {
+    let yaml = "git:\n  secret_scan_allow: ['EXAMPLE$', '^fixtures/.*:\\d+$']\n";
+    let config = load_with(Some(yaml), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.git.secret_scan_allow.patterns(), ["EXAMPLE$", r"^fixtures/.*:\d+$"]);
+    let error = file_error("git: { secret_scan_allow: ['(unclosed'] }\n");
+    assert!(
+        error.starts_with("invalid git.secret_scan_allow from FILE: `(unclosed` is not a valid regex"),
+        "{error}"
     );
 }

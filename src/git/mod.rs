@@ -15,6 +15,7 @@
 //! ([`harden_repository`]): a test command ran in the checkout before them, and nothing it
 //! planted in `.git` may steer the worker's own commit or push.
 
+mod added;
 mod branch_name;
 mod commit;
 mod credentials;
@@ -27,6 +28,7 @@ mod slot;
 mod slot_roots;
 mod workspace;
 
+pub use added::{AddedLines, added_lines};
 pub use branch_name::sanitize_branch_name;
 pub use commit::{
     CommitInfo, CommitRequest, GitAuthor, MAX_PATCH_BYTES, changed_files, commit_all, diff_since,

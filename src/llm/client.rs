@@ -6,6 +6,10 @@
 //! budget, timeouts are retried too, and the wait a server may impose is capped. The
 //! [`ResponseProbe`] around that transport keeps the status and `Retry-After` that
 //! async-openai's error type drops.
+//!
+//! Every request passes through [`LlmClient::complete`], which masks every string in it
+//! (task text, playbook commands, tool results, test output, the model's own earlier
+//! turns) before it is sent: the model is a third party, and nothing can bypass this.
 
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::probe::{LastResponse, ResponseProbe};
 use super::{ImplementError, truncate_chars};
 use crate::error::Classify;
+use crate::secrets::Masker;
 
 /// First retry delay: most 5xx from a local model server are momentary (model loading).
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
@@ -84,6 +89,8 @@ pub struct LlmClient {
     model: String,
     timeout: Duration,
     retry_count: u32,
+    /// Applied to every request: its own API key, and the worker's secrets ([`LlmClient::masking`]).
+    masker: Masker,
 }
 
 // By hand: the config holds the raw endpoint, which may carry user info or a token query.
@@ -140,7 +147,36 @@ impl LlmClient {
             model: settings.model.clone(),
             timeout: settings.timeout,
             retry_count: settings.retry_count,
+            masker: Masker::new([settings.api_key.as_ref()]),
         })
+    }
+
+    /// Also masks `masker`'s secrets in every request.
+    pub fn masking(mut self, masker: &Masker) -> Self {
+        self.masker = self.masker.union(masker);
+        self
+    }
+
+    /// `text` as this client would send it: callers that record what was sent (the
+    /// transcript) mask with this, so the record and the request are the same text.
+    pub fn mask(&self, text: &str) -> String {
+        self.masker.mask(text)
+    }
+
+    /// The request with every string in it masked. Masking is idempotent, so text the
+    /// caller masked already goes out unchanged.
+    fn masked(
+        &self,
+        request: CreateChatCompletionRequest,
+    ) -> Result<CreateChatCompletionRequest, ImplementError> {
+        if self.masker.is_empty() {
+            return Ok(request);
+        }
+        let unusable =
+            |e: serde_json::Error| ImplementError::Settings(format!("cannot mask the chat request: {e}"));
+        let mut value = serde_json::to_value(&request).map_err(unusable)?;
+        self.masker.mask_json(&mut value);
+        serde_json::from_value(value).map_err(unusable)
     }
 
     /// Sends one chat completion request, retrying transient failures.
@@ -193,6 +229,7 @@ impl LlmClient {
         &self,
         request: CreateChatCompletionRequest,
     ) -> Result<CreateChatCompletionResponse, ImplementError> {
+        let request = self.masked(request)?;
         let (probe, seen) = ResponseProbe::new(self.http.clone());
         let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
 

@@ -18,7 +18,9 @@ pub async fn upload_all(
 ) -> Result<(), TaskFailure> {
     let masker = &ctx.runner.services.masker;
     let diff = diff_text(state, ctx.runner.settings.max_file_bytes).await;
-    upload(ctx, ArtifactKind::Diff, masker.mask(&diff).into_bytes(), result).await?;
+    // Credential shapes too: a refused push names where they are, the artifact must not show them.
+    let diff = crate::secrets::mask_credential_shapes(&masker.mask(&diff));
+    upload(ctx, ArtifactKind::Diff, diff.into_bytes(), result).await?;
 
     let tests = match &state.test_report {
         Some(report) => serde_json::to_string_pretty(report),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{Runner, RunnerServices, RunnerSettings};
 use crate::artifacts::{ArtifactStore, StoreOptions};
@@ -14,7 +14,7 @@ use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::{LlmSettings, SharedLlmClient};
 use crate::playbook::StepExecution;
 use crate::process::{Isolation, ProcessLimits};
-use crate::secrets::Masker;
+use crate::secrets::{Masker, SecretScan};
 
 /// Why a runner could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,16 @@ impl Runner {
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
         secrets.check_token_hosts(config)?;
+        for (name, secret) in [("git token", &secrets.git_token), ("LLM api key", &secrets.llm_api_key)] {
+            if secret.as_ref().is_some_and(|s| s.expose_secret().len() < crate::secrets::MIN_MASKABLE_LEN) {
+                // Not an error (a local model server takes any key), but the operator
+                // should know this value is neither masked nor caught by the push scan.
+                tracing::warn!(
+                    "the {name} is shorter than {} characters: it is not masked",
+                    crate::secrets::MIN_MASKABLE_LEN
+                );
+            }
+        }
         let masker = secrets.masker(config);
         // Logs are written by the whole process, not just this runner: mask them too.
         crate::telemetry::mask_in_logs(&masker);
@@ -105,6 +115,10 @@ impl Runner {
             Some(url) => Some(RepoPoolClient::new(url.clone(), client_settings)?),
             None => None,
         };
+        // The push guard and the model's requests know the secrets even when `mask_secrets`
+        // is off: pushing one, or sending it to a third party, is never right.
+        let known = Masker::new([secrets.git_token.as_ref(), secrets.llm_api_key.as_ref()]);
+        let secret_scan = SecretScan::new(known.clone(), config.git.secret_scan_allow.clone());
         let services = RunnerServices {
             artifact_store,
             events,
@@ -118,14 +132,18 @@ impl Runner {
                 name: config.git.author_name.clone(),
                 email: config.git.author_email.clone(),
             },
-            llm: SharedLlmClient::new(LlmSettings {
-                endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
-                model: config.llm.model.clone(),
-                api_key: secrets.llm_api_key,
-                timeout: config.llm.timeout,
-                retry_count: config.retry.llm,
-            }),
+            llm: SharedLlmClient::new(
+                LlmSettings {
+                    endpoint: config.llm.endpoint.as_ref().map(|u| u.to_string()),
+                    model: config.llm.model.clone(),
+                    api_key: secrets.llm_api_key,
+                    timeout: config.llm.timeout,
+                    retry_count: config.retry.llm,
+                },
+                known,
+            ),
             masker,
+            secret_scan,
         };
         let settings = RunnerSettings {
             runner_id: config.runner_id.clone(),

@@ -15,6 +15,7 @@ mod assemble;
 mod log;
 mod metrics;
 mod preflight;
+mod push_guard;
 mod result;
 mod resume;
 mod run_context;
@@ -54,6 +55,8 @@ pub struct RunnerServices {
     /// One client for every task, built on first use.
     pub llm: SharedLlmClient,
     pub masker: Masker,
+    /// The push guard's scan: the known secrets (masked or not) and the allow-patterns.
+    pub secret_scan: crate::secrets::SecretScan,
 }
 
 /// The knobs of a run that come from configuration.

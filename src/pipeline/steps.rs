@@ -383,6 +383,7 @@ async fn push(
     branch: String,
     base: String,
 ) -> Result<Option<CommitInfo>, TaskFailure> {
+    super::push_guard::check_before_push(ctx, path.clone(), &branch, &base).await?;
     let (push_path, push_remote, push_branch) = (path.clone(), remote.clone(), branch.clone());
     let pushed =
         tokio::task::spawn_blocking(move || git::push_branch(&push_path, &push_remote, &push_branch))

@@ -19,6 +19,7 @@ use crate::amqp::{
     AmqpSession, DeadLetter, DlqCursor, HeaderMap, HeaderValue, Outgoing, TopologyNames, header,
 };
 use crate::config::RunnerConfig;
+use crate::telemetry::mask_output;
 use filter::Filters;
 
 /// The default replay pace: fast enough to drain hundreds in a minute, slow enough not to
@@ -79,10 +80,17 @@ pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<Ex
             let letters = collect(&session, &names, &filters).await?;
             let now = chrono::Utc::now();
             match (json, summary) {
-                (true, true) => println!("{}", serde_json::to_string_pretty(&output::groups(&letters, now))?),
-                (true, false) => println!("{}", serde_json::to_string_pretty(&output::rows(&letters, now))?),
-                (false, true) => print!("{}", output::summary_table(&letters, now)),
-                (false, false) => print!("{}", output::table(&letters, now)),
+                (true, true) => {
+                    println!(
+                        "{}",
+                        mask_output(&serde_json::to_string_pretty(&output::groups(&letters, now))?)
+                    )
+                }
+                (true, false) => {
+                    println!("{}", mask_output(&serde_json::to_string_pretty(&output::rows(&letters, now))?))
+                }
+                (false, true) => print!("{}", mask_output(&output::summary_table(&letters, now))),
+                (false, false) => print!("{}", mask_output(&output::table(&letters, now))),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -94,9 +102,9 @@ pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<Ex
                 return Ok(ExitCode::FAILURE);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
+                println!("{}", mask_output(&serde_json::to_string_pretty(&letters)?));
             } else {
-                print!("{}", output::details(&letters));
+                print!("{}", mask_output(&output::details(&letters)));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -55,10 +55,10 @@ impl Round<'_, '_> {
     async fn run(&mut self, req: &ImplementRequest) -> Result<String, ImplementError> {
         let settings = self.ctx.settings;
         let prompt = agent_prompt(req, settings.mode, &settings.protected, settings.limits.max_turns);
-        self.note(Speaker::System, &prompt.system);
-        self.note(Speaker::User, &prompt.user);
-        self.messages.push(turn::system(prompt.system));
-        self.messages.push(turn::user(prompt.user));
+        let system = self.client.mask(&prompt.system);
+        self.note(Speaker::System, &system);
+        self.messages.push(turn::system(system));
+        self.tell(prompt.user);
         loop {
             if let Some(trip) = self.session.budget.check() {
                 return Err(self.wrap_up(trip).await);
@@ -103,18 +103,25 @@ impl Round<'_, '_> {
         if let Some(cost) = cost {
             r.estimated_cost_usd = Some(r.estimated_cost_usd.unwrap_or(0.0) + cost);
         }
+        // The answer goes back in the next request and into the transcript as the client
+        // sends it; the tools act on the answer as it came.
+        let mut sent = answer.clone();
+        sent.content = self.client.mask(&sent.content);
+        for call in &mut sent.calls {
+            call.arguments = self.client.mask(&call.arguments);
+        }
         let entry = Entry {
             round: self.session.rounds,
             turn: self.session.budget.turns,
             speaker: Speaker::Assistant,
-            text: answer.content.clone(),
-            tool_calls: answer.calls.clone(),
+            text: sent.content.clone(),
+            tool_calls: sent.calls.clone(),
             tool: None,
             ok: None,
             tokens: Some(answer.prompt_tokens.saturating_add(answer.completion_tokens)),
         };
         self.session.transcript.push(entry);
-        self.messages.push(turn::assistant(answer));
+        self.messages.push(turn::assistant(&sent));
     }
 
     async fn on_tool_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
@@ -125,7 +132,8 @@ impl Round<'_, '_> {
         let mut finish = None;
         for call in &answer.calls {
             self.session.budget.note_call(format!("{}({})", call.name, call.arguments.trim()));
-            let outcome = self.tools.call(&call.name, &call.arguments).await;
+            let mut outcome = self.tools.call(&call.name, &call.arguments).await;
+            outcome.text = self.client.mask(&outcome.text);
             changed |= outcome.changed.is_some();
             finish = finish.or(outcome.finish.clone());
             self.record_tool(&call.name, &outcome);
@@ -198,7 +206,8 @@ impl Round<'_, '_> {
         let mut feedback = Vec::new();
         for (index, action) in actions.iter().enumerate() {
             self.session.budget.note_call(format!("{action:?}"));
-            let (name, outcome) = self.perform(action).await;
+            let (name, mut outcome) = self.perform(action).await;
+            outcome.text = self.client.mask(&outcome.text);
             changed |= outcome.changed.is_some();
             self.record_tool(name, &outcome);
             feedback.push(format!("[{}] {}", index + 1, outcome.text));
@@ -285,8 +294,9 @@ impl Round<'_, '_> {
         self.result.refusals.push(text);
     }
 
-    /// A user message from the engine, recorded.
+    /// A user message, recorded as it is sent.
     fn tell(&mut self, text: String) {
+        let text = self.client.mask(&text);
         self.note(Speaker::User, &text);
         self.messages.push(turn::user(text));
     }

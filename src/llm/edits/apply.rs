@@ -131,6 +131,10 @@ pub(crate) fn confine_path(path: &str) -> Result<PathBuf, &'static str> {
     if rel.as_os_str().is_empty() {
         return Err("the path names no file");
     }
+    let name = rel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    if let Some(reason) = super::credential_files::credential_file(&name) {
+        return Err(reason);
+    }
     Ok(rel)
 }
 
@@ -225,5 +229,7 @@ mod tests {
         assert_eq!(confine_path("."), Err("the path names no file"));
         assert_eq!(confine_path(""), Err("the path is empty"));
         assert_eq!(confine_path(".github/ci.yml"), Ok(PathBuf::from(".github/ci.yml")));
+        assert!(confine_path("app/.env").unwrap_err().starts_with("a .env file holds credentials"));
+        assert_eq!(confine_path(".env/lib/site.py"), Ok(PathBuf::from(".env/lib/site.py")));
     }
 }

@@ -6,6 +6,7 @@
 //! validation: every change is checked before the first byte is written.
 
 mod apply;
+mod credential_files;
 mod parse;
 
 use serde::{Deserialize, Deserializer, Serialize};
