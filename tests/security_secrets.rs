@@ -54,7 +54,7 @@ async fn run_task(
     sample::create_origin(&origin, "main", &files).unwrap();
     task["repo_url"] = json!(format!("file://{}", origin.display()));
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
-    std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), with_local_git(config, dir.path())).unwrap();
     let llm = scripted::start(script).await.unwrap();
     let (dir_path, base_url, token) = (dir.path().to_path_buf(), llm.base_url(), token.to_string());
     let output = tokio::task::spawn_blocking(move || {
@@ -67,6 +67,21 @@ async fn run_task(
     .await
     .unwrap();
     TaskRun { dir, output, llm }
+}
+
+/// `config` with the git section these runs need: the worker holds a token, so it needs
+/// a token host to start, and the local origins under `dir` must be allowed remotes
+/// (they are not token hosts: the token never goes to them).
+fn with_local_git(config: &str, dir: &Path) -> String {
+    let lines = format!(
+        "  allowed_remotes: [\"https://\", \"file://{}/\"]\n  token_hosts: [github.com]\n",
+        dir.display()
+    );
+    match config.trim() {
+        "{}" | "" => format!("git:\n{lines}"),
+        _ if config.contains("git:\n") => config.replacen("git:\n", &format!("git:\n{lines}"), 1),
+        _ => format!("{config}git:\n{lines}"),
+    }
 }
 
 fn write(path: &str, content: &str) -> ScriptedCall {
@@ -281,7 +296,7 @@ async fn a_model_writing_the_configured_token_is_dead_lettered_as_secret_detecte
     let session = AmqpSession::connect(common::AMQP_URL, "security-push").await.unwrap();
     session.declare(&names).await.unwrap();
     let task = sample::sample_task(&format!("file://{}", origin.display()), "12.7");
-    std::fs::write(dir.path().join("config.yaml"), names.config_yaml()).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), with_local_git(&names.config_yaml(), dir.path())).unwrap();
     std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
 
     let worker = publish_and_work(dir.path(), &llm.base_url(), &token).await;
@@ -332,7 +347,7 @@ async fn dlq_show_prints_a_dead_letter_carrying_the_token_masked_and_keeps_the_b
     task.as_object_mut().unwrap().remove("repo_url");
     harness.publish("task.greeter", &serde_json::to_vec(&task).unwrap()).await;
     let dir = harness.dir.path().to_path_buf();
-    std::fs::write(dir.join("config.yaml"), harness.names.config_yaml()).unwrap();
+    std::fs::write(dir.join("config.yaml"), with_local_git(&harness.names.config_yaml(), &dir)).unwrap();
     let (base_url, token_env) = (harness.llm.base_url(), token.clone());
     let outputs = tokio::task::spawn_blocking(move || {
         let secrets = [("GIT_TOKEN", token_env.as_str())];
