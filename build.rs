@@ -1,7 +1,9 @@
 //! Build information for `agent-runner --version`: the git revision the binary was built
 //! from (with `-dirty` when the tree had uncommitted changes), the target and the
-//! profile. A build outside a git checkout (a container build context without `.git`)
-//! says `unknown` or takes `AGENT_RUNNER_GIT_REVISION` from the builder.
+//! profile; the revision and target also bare (`AGENT_RUNNER_REVISION`,
+//! `AGENT_RUNNER_TARGET`) for the `agent_runner_build_info` metric. A build outside a git
+//! checkout (a container build context without `.git`) says `unknown` or takes
+//! `AGENT_RUNNER_GIT_REVISION` from the builder.
 
 use std::process::Command;
 
@@ -32,9 +34,12 @@ fn main() {
     });
     let target = std::env::var("TARGET").unwrap_or_default();
     let profile = std::env::var("PROFILE").unwrap_or_default();
+    let revision = revision.as_deref().unwrap_or("unknown");
     println!(
-        "cargo:rustc-env=AGENT_RUNNER_LONG_VERSION={} (revision {}, {target}, {profile})",
+        "cargo:rustc-env=AGENT_RUNNER_LONG_VERSION={} (revision {revision}, {target}, {profile})",
         std::env::var("CARGO_PKG_VERSION").unwrap_or_default(),
-        revision.as_deref().unwrap_or("unknown"),
     );
+    // The same, bare, for the `agent_runner_build_info` metric's labels.
+    println!("cargo:rustc-env=AGENT_RUNNER_REVISION={revision}");
+    println!("cargo:rustc-env=AGENT_RUNNER_TARGET={target}");
 }

@@ -44,6 +44,21 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, for the closed label set of the dead-letter metric.
+    pub const ALL: [FailureKind; 11] = [
+        FailureKind::Validation,
+        FailureKind::WorkspacePreparation,
+        FailureKind::Implementation,
+        FailureKind::TestExecution,
+        FailureKind::Push,
+        FailureKind::ArtifactUpload,
+        FailureKind::Timeout,
+        FailureKind::BudgetExhausted,
+        FailureKind::Cancelled,
+        FailureKind::Crashed,
+        FailureKind::SecretDetected,
+    ];
+
     /// The stable wire name, as used in headers, events and summaries.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,10 +1,12 @@
-//! Process metrics in the Prometheus text format, served on `/metrics` (see `http`).
+//! The worker's metrics in the Prometheus text format, served on `/metrics` (see `http`).
 //!
 //! A small hand-rolled registry rather than a metrics crate: the set of metrics is
 //! fixed and known at compile time ([`FAMILIES`]), every label value comes from a closed
 //! set (step names, outcomes, failure kinds — never a task id), and the text format is a
-//! few lines to write. That keeps one dependency and its build time out, and makes the
-//! bounded-labels rule something the types enforce: callers pass enums or `&'static str`.
+//! few lines to write (`render`). Each family declares its closed label sets, and every
+//! combination of them is listed from the first scrape, at zero: an idle worker shows
+//! `agent_runner_tasks_in_flight 0`, and a rate over a series that never moved is 0, not
+//! absent. The standard `process_*` series are read at scrape time (`process`).
 //!
 //! Recording goes to one process-wide registry ([`global`]): a worker process is one
 //! worker, and the recording points (the pipeline's step timer, the delivery loop's
@@ -12,24 +14,27 @@
 //! through code that has no other reason to know about metrics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 
 /// What kind of series a family holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MetricKind {
     Counter,
     Gauge,
-    Histogram,
+    /// With its bucket upper bounds in seconds, ascending (`+Inf` is implied).
+    Histogram(&'static [f64]),
 }
 
-/// One metric family: its name, help text, kind and label names.
+/// One metric family: its name, help text, kind, label names and, per label, the closed
+/// set of values it takes (every combination is listed at zero until recorded).
 #[derive(Debug)]
 pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: MetricKind,
     pub labels: &'static [&'static str],
+    /// One closed value set per entry of `labels`, in the same order.
+    pub label_values: &'static [&'static [&'static str]],
 }
 
 /// Step-duration buckets in seconds: steps run from milliseconds (slot, commit) to tens
@@ -37,12 +42,51 @@ pub struct Family {
 const STEP_BUCKETS: &[f64] =
     &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
-/// Tasks settled, by outcome (`completed`, `failed`, `unsettled`).
+/// Whole-task buckets in seconds: a task is at least a clone, a model call and a test run
+/// (seconds), and at most the broker's consumer timeout (two hours in the deployment).
+const TASK_BUCKETS: &[f64] =
+    &[1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0];
+
+/// Queue-wait buckets in seconds: sub-second while workers keep up, minutes to hours when
+/// the fleet is scaled in or a retry delay (up to the longest `retry_delays`) is included.
+const QUEUE_WAIT_BUCKETS: &[f64] =
+    &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0];
+
+/// How a task delivery was settled (`TaskOutcome`'s labels).
+const TASK_OUTCOMES: &[&str] = &["completed", "failed", "retried", "unsettled"];
+/// The timed steps; any other name is recorded as `other` (see `record_step`).
+pub(crate) const STEPS: &[&str] =
+    &["slot", "workspace", "implement", "test", "commit", "push", "upload", "other"];
+/// `ok`: the step did its work and it held; `failed`: it ran to its end and found the work
+/// wanting (tests that failed); `error`: the step itself could not complete.
+const STEP_RESULTS: &[&str] = &["ok", "failed", "error"];
+/// The services whose calls are retried (`clients::Service::name`).
+const RETRY_OPERATIONS: &[&str] = &["task_registry", "repo_pool", "artifact_store"];
+/// `FailureKind` wire names, then the mirror's own dead-letter reasons.
+const DEAD_LETTER_KINDS: &[&str] = &[
+    "validation",
+    "workspace_preparation",
+    "implementation",
+    "test_execution",
+    "push",
+    "artifact_upload",
+    "timeout",
+    "budget_exhausted",
+    "cancelled",
+    "crashed",
+    "secret_detected",
+    "malformed_event",
+    "registry_refused",
+];
+const MIRROR_OUTCOMES: &[&str] = &["applied", "duplicate", "skipped", "dead_lettered"];
+
+/// Tasks settled, by outcome.
 pub const TASKS: Family = Family {
     name: "agent_runner_tasks_total",
-    help: "Task deliveries settled, by outcome: completed (acked), failed (dead-lettered), unsettled (left for redelivery)",
+    help: "Task deliveries settled, by outcome: completed (acked), failed (dead-lettered), retried (parked in a retry queue), unsettled (left for redelivery)",
     kind: MetricKind::Counter,
     labels: &["outcome"],
+    label_values: &[TASK_OUTCOMES],
 };
 /// Tasks running now.
 pub const IN_FLIGHT: Family = Family {
@@ -50,20 +94,39 @@ pub const IN_FLIGHT: Family = Family {
     help: "Tasks being run by this process now",
     kind: MetricKind::Gauge,
     labels: &[],
+    label_values: &[],
 };
 /// Step durations.
 pub const STEP_DURATION: Family = Family {
     name: "agent_runner_step_duration_seconds",
-    help: "Duration of pipeline steps, by step and result (ok, error)",
-    kind: MetricKind::Histogram,
+    help: "Duration of pipeline steps, by step and result (ok; failed: the tests ran and failed; error: the step could not complete)",
+    kind: MetricKind::Histogram(STEP_BUCKETS),
     labels: &["step", "result"],
+    label_values: &[STEPS, STEP_RESULTS],
+};
+/// End-to-end duration of a delivery on this worker.
+pub const TASK_DURATION: Family = Family {
+    name: "agent_runner_task_duration_seconds",
+    help: "Duration of a task delivery on this worker, from receipt to settlement (validation, every step, upload, ack or dead letter), by outcome",
+    kind: MetricKind::Histogram(TASK_BUCKETS),
+    labels: &["outcome"],
+    label_values: &[TASK_OUTCOMES],
+};
+/// Time in the queue before a worker took the message.
+pub const QUEUE_WAIT: Family = Family {
+    name: "agent_runner_queue_wait_seconds",
+    help: "Time from a task message's publication (timestamp_in_ms header, else the AMQP timestamp property) to its receipt by this worker; messages with neither are not observed",
+    kind: MetricKind::Histogram(QUEUE_WAIT_BUCKETS),
+    labels: &[],
+    label_values: &[],
 };
 /// Retries of outside calls.
 pub const RETRIES: Family = Family {
     name: "agent_runner_retries_total",
-    help: "Retried calls to outside services and retried tasks, by operation",
+    help: "Retried calls to outside services, by operation",
     kind: MetricKind::Counter,
     labels: &["operation"],
+    label_values: &[RETRY_OPERATIONS],
 };
 /// Dead letters by failure kind.
 pub const DEAD_LETTERS: Family = Family {
@@ -71,6 +134,7 @@ pub const DEAD_LETTERS: Family = Family {
     help: "Messages dead-lettered, by failure kind",
     kind: MetricKind::Counter,
     labels: &["kind"],
+    label_values: &[DEAD_LETTER_KINDS],
 };
 /// LLM tokens.
 pub const LLM_TOKENS: Family = Family {
@@ -78,6 +142,7 @@ pub const LLM_TOKENS: Family = Family {
     help: "LLM tokens used, by direction (prompt, completion)",
     kind: MetricKind::Counter,
     labels: &["direction"],
+    label_values: &[&["prompt", "completion"]],
 };
 /// LLM cost.
 pub const LLM_COST: Family = Family {
@@ -85,6 +150,7 @@ pub const LLM_COST: Family = Family {
     help: "LLM cost in US dollars, as reported by the implementation engine",
     kind: MetricKind::Counter,
     labels: &[],
+    label_values: &[],
 };
 /// Broker reconnects.
 pub const BROKER_RECONNECTS: Family = Family {
@@ -92,13 +158,15 @@ pub const BROKER_RECONNECTS: Family = Family {
     help: "Connections to the broker re-established after a loss",
     kind: MetricKind::Counter,
     labels: &[],
+    label_values: &[],
 };
 /// Mirror events by outcome.
 pub const MIRROR_EVENTS: Family = Family {
     name: "agent_runner_mirror_events_total",
-    help: "Events handled by the registry mirror, by outcome (applied, duplicate, dead_lettered)",
+    help: "Events handled by the registry mirror, by outcome (applied, duplicate, skipped, dead_lettered)",
     kind: MetricKind::Counter,
     labels: &["outcome"],
+    label_values: &[MIRROR_OUTCOMES],
 };
 /// Mirror lag.
 pub const MIRROR_LAG: Family = Family {
@@ -106,13 +174,32 @@ pub const MIRROR_LAG: Family = Family {
     help: "Age of the last event the mirror applied to the Task Registry, when it was applied",
     kind: MetricKind::Gauge,
     labels: &[],
+    label_values: &[],
 };
+/// Which build this process runs: always 1, the information is in the labels.
+pub const BUILD_INFO: Family = Family {
+    name: "agent_runner_build_info",
+    help: "The build this process runs (always 1): package version, git revision, target triple",
+    kind: MetricKind::Gauge,
+    labels: &["version", "revision", "target"],
+    label_values: &[&[BUILD_VERSION], &[BUILD_REVISION], &[BUILD_TARGET]],
+};
+
+/// The package version (`Cargo.toml`).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the binary was built from (`build.rs`: short hash, `-dirty` when the
+/// tree had uncommitted changes, `unknown` outside a checkout).
+pub const BUILD_REVISION: &str = env!("AGENT_RUNNER_REVISION");
+/// The target triple the binary was built for.
+pub const BUILD_TARGET: &str = env!("AGENT_RUNNER_TARGET");
 
 /// Every family, in the order `/metrics` lists them.
 pub const FAMILIES: &[&Family] = &[
     &TASKS,
     &IN_FLIGHT,
     &STEP_DURATION,
+    &TASK_DURATION,
+    &QUEUE_WAIT,
     &RETRIES,
     &DEAD_LETTERS,
     &LLM_TOKENS,
@@ -120,29 +207,81 @@ pub const FAMILIES: &[&Family] = &[
     &BROKER_RECONNECTS,
     &MIRROR_EVENTS,
     &MIRROR_LAG,
+    &BUILD_INFO,
 ];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Histogram {
-    /// Cumulative counts per bucket of [`STEP_BUCKETS`].
+    /// The family's bucket upper bounds.
+    bounds: &'static [f64],
+    /// Cumulative counts per bucket of `bounds`.
     buckets: Vec<u64>,
     count: u64,
     sum: f64,
 }
 
+impl Histogram {
+    fn empty(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0 }
+    }
+}
+
 type SeriesKey = (&'static str, Vec<String>);
 
-/// A registry of series. Use [`global`] in the program; tests may make their own.
-#[derive(Debug, Default)]
+/// A registry of series, every family's closed label combinations present at zero from
+/// the start. Use [`global`] in the program; tests may make their own.
+#[derive(Debug)]
 pub struct Metrics {
     values: Mutex<BTreeMap<SeriesKey, f64>>,
     histograms: Mutex<BTreeMap<SeriesKey, Histogram>>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut values = BTreeMap::new();
+        let mut histograms = BTreeMap::new();
+        for family in FAMILIES {
+            for labels in label_combinations(family) {
+                let key = (family.name, labels);
+                match family.kind {
+                    MetricKind::Counter | MetricKind::Gauge => {
+                        values.insert(key, 0.0);
+                    }
+                    MetricKind::Histogram(bounds) => {
+                        histograms.insert(key, Histogram::empty(bounds));
+                    }
+                }
+            }
+        }
+        Metrics { values: Mutex::new(values), histograms: Mutex::new(histograms) }
+    }
+}
+
+/// Every combination of `family`'s closed label sets (one empty combination when it has
+/// no labels).
+fn label_combinations(family: &Family) -> Vec<Vec<String>> {
+    family.label_values.iter().fold(vec![Vec::new()], |combinations, values| {
+        combinations
+            .iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |value| {
+                    let mut combination = prefix.clone();
+                    combination.push((*value).to_string());
+                    combination
+                })
+            })
+            .collect()
+    })
+}
+
 /// The process-wide registry `/metrics` serves.
 pub fn global() -> &'static Metrics {
     static GLOBAL: OnceLock<Metrics> = OnceLock::new();
-    GLOBAL.get_or_init(Metrics::default)
+    GLOBAL.get_or_init(|| {
+        let metrics = Metrics::default();
+        metrics.set(&BUILD_INFO, &[BUILD_VERSION, BUILD_REVISION, BUILD_TARGET], 1.0);
+        metrics
+    })
 }
 
 fn key(family: &Family, labels: &[&str]) -> SeriesKey {
@@ -170,13 +309,12 @@ impl Metrics {
         self.values.lock().ok().and_then(|v| v.get(&key(family, labels)).copied()).unwrap_or(0.0)
     }
 
-    /// Records one observation in a histogram.
+    /// Records one observation in a histogram family (anything else is ignored).
     pub fn observe(&self, family: &Family, labels: &[&str], value: f64) {
+        let MetricKind::Histogram(bounds) = family.kind else { return };
         let Ok(mut histograms) = self.histograms.lock() else { return };
-        let histogram = histograms
-            .entry(key(family, labels))
-            .or_insert_with(|| Histogram { buckets: vec![0; STEP_BUCKETS.len()], ..Histogram::default() });
-        for (count, bound) in histogram.buckets.iter_mut().zip(STEP_BUCKETS) {
+        let histogram = histograms.entry(key(family, labels)).or_insert_with(|| Histogram::empty(bounds));
+        for (count, bound) in histogram.buckets.iter_mut().zip(histogram.bounds) {
             if value <= *bound {
                 *count += 1;
             }
@@ -184,67 +322,14 @@ impl Metrics {
         histogram.count += 1;
         histogram.sum += value;
     }
-
-    /// The registry in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let values = self.values.lock().map(|v| v.clone()).unwrap_or_default();
-        let histograms = self.histograms.lock().map(|h| h.clone()).unwrap_or_default();
-        let mut out = String::new();
-        for family in FAMILIES {
-            let kind = match family.kind {
-                MetricKind::Counter => "counter",
-                MetricKind::Gauge => "gauge",
-                MetricKind::Histogram => "histogram",
-            };
-            let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-            let _ = writeln!(out, "# TYPE {} {kind}", family.name);
-            for ((name, labels), value) in values.iter().filter(|((n, _), _)| *n == family.name) {
-                let _ = writeln!(out, "{name}{} {}", label_text(family.labels, labels, None), number(*value));
-            }
-            for ((name, labels), h) in histograms.iter().filter(|((n, _), _)| *n == family.name) {
-                for (bound, count) in STEP_BUCKETS.iter().zip(&h.buckets) {
-                    let le = number(*bound);
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {count}",
-                        label_text(family.labels, labels, Some(&le))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    label_text(family.labels, labels, Some("+Inf")),
-                    h.count
-                );
-                let _ =
-                    writeln!(out, "{name}_sum{} {}", label_text(family.labels, labels, None), number(h.sum));
-                let _ = writeln!(out, "{name}_count{} {}", label_text(family.labels, labels, None), h.count);
-            }
-        }
-        out
-    }
 }
 
-fn label_text(names: &[&str], values: &[String], le: Option<&str>) -> String {
-    let mut pairs: Vec<String> =
-        names.iter().zip(values).map(|(name, value)| format!("{name}=\"{}\"", escape(value))).collect();
-    if let Some(le) = le {
-        pairs.push(format!("le=\"{le}\""));
-    }
-    if pairs.is_empty() { String::new() } else { format!("{{{}}}", pairs.join(",")) }
-}
-
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { value.to_string() }
-}
-
+mod process;
 mod record;
+mod render;
 
 pub use record::{
-    InFlight, TaskOutcome, record_broker_reconnect, record_dead_letter, record_llm_cost, record_llm_usage,
-    record_mirror_event, record_retry, record_step, record_task_outcome, set_mirror_lag,
+    InFlight, StepResult, TaskOutcome, record_broker_reconnect, record_dead_letter, record_llm_cost,
+    record_llm_usage, record_mirror_event, record_queue_wait, record_retry, record_step,
+    record_task_duration, record_task_outcome, set_mirror_lag,
 };

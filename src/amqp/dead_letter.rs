@@ -38,6 +38,10 @@ pub mod header {
     /// Set by `dlq replay`: when, and how many times this message was replayed.
     pub const REPLAYED_AT: &str = "x-replayed-at";
     pub const REPLAY_COUNT: &str = "x-replay-count";
+    /// When the message was last published, in milliseconds since the epoch: set by every
+    /// publish of ours (the AMQP `timestamp` property has whole seconds only). The name is
+    /// the one RabbitMQ's message-timestamp plugin uses, so a broker stamping it agrees.
+    pub const PUBLISHED_AT_MS: &str = "timestamp_in_ms";
 }
 
 /// Why a message is being dead-lettered; becomes the `x-failure-*` headers.

@@ -61,12 +61,21 @@ impl ConfirmedPublisher {
         }
     }
 
-    /// Publishes a persistent JSON message and waits for the broker's confirm.
+    /// Publishes a persistent JSON message and waits for the broker's confirm. Every
+    /// message is stamped with the time of this publish (the AMQP `timestamp` property and
+    /// the `timestamp_in_ms` header, replacing a copied one): a worker measures queue wait
+    /// from it, and a republished copy (retry, dead letter, replay) waits from its own
+    /// publication.
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), AmqpError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut headers = message.headers.clone();
+        let millis = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        headers.insert(super::header::PUBLISHED_AT_MS.into(), super::HeaderValue::Int(millis));
         let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_delivery_mode(PERSISTENT)
-            .with_headers(to_field_table(message.headers));
+            .with_timestamp(now.as_secs())
+            .with_headers(to_field_table(&headers));
         let operation = format!("publishing to exchange '{}'", message.exchange);
         let confirm = self
             .current()

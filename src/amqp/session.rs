@@ -207,6 +207,18 @@ impl InboundDelivery {
         from_field_table(self.delivery.properties.headers().as_ref())
     }
 
+    /// When the message was published, in milliseconds since the epoch: the
+    /// `timestamp_in_ms` header, else the AMQP `timestamp` property (whole seconds, as a
+    /// Dispatcher of another client library may set it); `None` when it carries neither.
+    pub fn published_at_ms(&self) -> Option<i64> {
+        let header = self.headers().get(super::header::PUBLISHED_AT_MS).and_then(|v| v.as_int());
+        let property = || {
+            let seconds = (*self.delivery.properties.timestamp())?;
+            i64::try_from(seconds).ok()?.checked_mul(1000)
+        };
+        header.or_else(property)
+    }
+
     /// Acknowledges: the broker forgets the message.
     pub async fn ack(&self) -> Result<(), AmqpError> {
         let acked =

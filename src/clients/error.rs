@@ -11,6 +11,9 @@ pub enum Service {
 }
 
 impl Service {
+    /// Every service, for the closed label set of the retry metric.
+    pub const ALL: [Service; 3] = [Service::TaskRegistry, Service::RepoPool, Service::ArtifactStore];
+
     /// The name used in errors, logs and the `operation` label of the retry metric.
     pub fn name(self) -> &'static str {
         match self {

@@ -6,7 +6,8 @@
 //! - `/readyz` answers 200 only while the process is connected to the broker and
 //!   consuming (set by the worker's delivery loop or the mirror through [`Readiness`]),
 //!   503 otherwise, with the reason in the body.
-//! - `/metrics` is the Prometheus text exposition of [`crate::metrics::global`].
+//! - `/metrics` is the Prometheus text exposition of [`crate::metrics::global`], with the
+//!   standard `process_*` series of this process read at each scrape.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -2,14 +2,9 @@
 //! the only way the rest of the program touches metrics.
 
 use super::{
-    BROKER_RECONNECTS, DEAD_LETTERS, IN_FLIGHT, LLM_COST, LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, RETRIES,
-    STEP_DURATION, TASKS, global,
+    BROKER_RECONNECTS, DEAD_LETTERS, IN_FLIGHT, LLM_COST, LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT,
+    RETRIES, STEP_DURATION, STEPS, TASK_DURATION, TASKS, global,
 };
-
-/// Step names that get their own series; anything else is counted as `other`, so a
-/// future step with a dynamic name can never blow up the label set.
-const KNOWN_STEPS: &[&str] =
-    &["validate", "slot", "workspace", "implement", "test", "commit", "push", "upload", "release"];
 
 /// How a task delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,15 +30,49 @@ impl TaskOutcome {
     }
 }
 
+/// How one run of a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepResult {
+    /// The step did its work, and the work held.
+    Ok,
+    /// The step ran to its end and found the work wanting: the tests ran and failed.
+    Failed,
+    /// The step itself could not complete (its error ends the run).
+    Error,
+}
+
+impl StepResult {
+    /// The `result` label, as in the README's metrics table.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepResult::Ok => "ok",
+            StepResult::Failed => "failed",
+            StepResult::Error => "error",
+        }
+    }
+}
+
 /// Counts one settled task.
 pub fn record_task_outcome(outcome: TaskOutcome) {
     global().add(&TASKS, &[outcome.label()], 1.0);
 }
 
-/// Observes one step's duration.
-pub fn record_step(step: &str, ok: bool, seconds: f64) {
-    let step = KNOWN_STEPS.iter().find(|known| **known == step).copied().unwrap_or("other");
-    global().observe(&STEP_DURATION, &[step, if ok { "ok" } else { "error" }], seconds);
+/// Observes one delivery's time on this worker, receipt to settlement.
+pub fn record_task_duration(outcome: TaskOutcome, seconds: f64) {
+    global().observe(&TASK_DURATION, &[outcome.label()], seconds);
+}
+
+/// Observes how long a task message waited between its publication and its receipt.
+/// Negative waits (the publisher's clock ahead of ours) count as 0.
+pub fn record_queue_wait(seconds: f64) {
+    global().observe(&QUEUE_WAIT, &[], seconds.max(0.0));
+}
+
+/// Observes one step's duration. Step names outside the closed set are counted as
+/// `other`, so a future step with a dynamic name can never blow up the label set.
+pub fn record_step(step: &str, result: StepResult, seconds: f64) {
+    let step = STEPS.iter().find(|known| **known == step).copied().unwrap_or("other");
+    global().observe(&STEP_DURATION, &[step, result.label()], seconds);
 }
 
 /// Counts one retry of `operation` (`task_registry`, `repo_pool`, `artifact_store`,
@@ -105,6 +134,7 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::super::{Metrics, STEP_DURATION, TASKS};
+    use super::{StepResult, TaskOutcome};
 
     #[test]
     fn renders_counters_and_histograms_in_the_text_format() {
@@ -131,9 +161,41 @@ mod tests {
 
     #[test]
     fn unknown_step_names_collapse_into_other() {
-        super::record_step("task-1.1-special", true, 1.0);
+        super::record_step("task-1.1-special", StepResult::Ok, 1.0);
         let text = super::global().render();
         assert!(text.contains("step=\"other\""));
         assert!(!text.contains("task-1.1-special"));
+    }
+
+    #[test]
+    fn every_label_a_recording_point_can_pass_is_registered_at_zero() {
+        use super::super::FAMILIES;
+        let registered = Metrics::default().render();
+        let has = |series: String| registered.lines().any(|l| l == format!("{series} 0"));
+        for outcome in
+            [TaskOutcome::Completed, TaskOutcome::Failed, TaskOutcome::Retried, TaskOutcome::Unsettled]
+        {
+            assert!(has(format!("agent_runner_tasks_total{{outcome=\"{}\"}}", outcome.label())));
+            assert!(has(format!(
+                "agent_runner_task_duration_seconds_count{{outcome=\"{}\"}}",
+                outcome.label()
+            )));
+        }
+        for result in [StepResult::Ok, StepResult::Failed, StepResult::Error] {
+            let series = format!(
+                "agent_runner_step_duration_seconds_count{{step=\"test\",result=\"{}\"}}",
+                result.label()
+            );
+            assert!(has(series), "{registered}");
+        }
+        for kind in crate::error::FailureKind::ALL {
+            assert!(has(format!("agent_runner_dead_letters_total{{kind=\"{}\"}}", kind.as_str())));
+        }
+        for service in crate::clients::Service::ALL {
+            assert!(has(format!("agent_runner_retries_total{{operation=\"{}\"}}", service.name())));
+        }
+        for family in FAMILIES {
+            assert_eq!(family.labels.len(), family.label_values.len(), "closed sets of {}", family.name);
+        }
     }
 }

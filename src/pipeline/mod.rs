@@ -39,6 +39,7 @@ use crate::error::{FailureKind, TaskFailure};
 use crate::events::{EventSink, EventType};
 use crate::git::{GitAuthor, GitCredentials, LocalSlotPool};
 use crate::llm::SharedLlmClient;
+use crate::metrics::StepResult;
 use crate::secrets::Masker;
 use crate::task::Task;
 
@@ -233,8 +234,14 @@ impl Runner {
             // The delivery goes back to the broker; the next attempt writes the artifacts.
             return result;
         }
+        // Timed here rather than as a `ctx.step`: the upload is the run's wrap-up, after
+        // the log and summary it stores were written, and has no events of its own.
+        let uploading = Instant::now();
         let wrap_up = artifacts_step::upload_all(&ctx, &state, &mut result);
-        match tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await {
+        let uploaded = tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await;
+        let upload_result = if matches!(uploaded, Ok(Ok(()))) { StepResult::Ok } else { StepResult::Error };
+        crate::metrics::record_step("upload", upload_result, uploading.elapsed().as_secs_f64());
+        match uploaded {
             Ok(Ok(())) => {}
             Ok(Err(upload_failure)) => {
                 result.success = false;

@@ -16,6 +16,8 @@ use crate::task::Task;
 pub struct StepTiming {
     pub step: String,
     pub duration_ms: u64,
+    /// `false` when the step failed, or completed and found the work wanting (tests that
+    /// ran and failed).
     pub ok: bool,
 }
 

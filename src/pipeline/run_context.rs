@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ExecutionLog, Runner, StepTiming};
 use crate::error::TaskFailure;
 use crate::events::{EventSubject, EventType};
+use crate::metrics::StepResult;
 use crate::task::Task;
 
 /// One task run in progress.
@@ -58,6 +59,18 @@ impl<'a> RunContext<'a> {
         name: &str,
         work: impl Future<Output = Result<T, TaskFailure>>,
     ) -> Result<T, TaskFailure> {
+        self.judged_step(name, work, |_| true).await
+    }
+
+    /// [`RunContext::step`] for a step that can complete and still find the work wanting
+    /// (tests that ran and failed): `held` judges the value, and a `false` is recorded as
+    /// `failed` (metric, timing, event) while the value goes back for the caller to act on.
+    pub async fn judged_step<T>(
+        &self,
+        name: &str,
+        work: impl Future<Output = Result<T, TaskFailure>>,
+        held: impl FnOnce(&T) -> bool,
+    ) -> Result<T, TaskFailure> {
         if let Ok(mut current) = self.current_step.lock() {
             *current = name.to_string();
         }
@@ -77,16 +90,24 @@ impl<'a> RunContext<'a> {
         let outcome = work.await;
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_millis() as u64;
-        let ok = outcome.is_ok();
-        crate::metrics::record_step(name, ok, elapsed.as_secs_f64());
+        let result = match &outcome {
+            Ok(value) if held(value) => StepResult::Ok,
+            Ok(_) => StepResult::Failed,
+            Err(_) => StepResult::Error,
+        };
+        let ok = result == StepResult::Ok;
+        crate::metrics::record_step(name, result, elapsed.as_secs_f64());
         match &outcome {
-            Ok(_) => self.log.record(name, &format!("completed in {duration_ms} ms")),
+            Ok(_) if ok => self.log.record(name, &format!("completed in {duration_ms} ms")),
+            Ok(_) => self.log.record(name, &format!("completed in {duration_ms} ms, with failures")),
             Err(failure) => self.log.record(name, &format!("failed after {duration_ms} ms: {failure}")),
         }
         if let Ok(mut timings) = self.timings.lock() {
             timings.push(StepTiming { step: name.to_string(), duration_ms, ok });
         }
-        let data = serde_json::json!({ "step": name, "duration_ms": duration_ms, "ok": ok });
+        let data = serde_json::json!({
+            "step": name, "duration_ms": duration_ms, "ok": ok, "result": result.label(),
+        });
         self.emit(EventType::StepCompleted, &discriminator, data).await;
         outcome
     }

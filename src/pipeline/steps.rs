@@ -75,7 +75,8 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
         state.implementation = session.totals().cloned();
         outcome?;
 
-        let report = ctx.step("test", run_tests(ctx, &resolved.playbook, &path)).await?;
+        let tests = run_tests(ctx, &resolved.playbook, &path);
+        let report = ctx.judged_step("test", tests, |report| report.success).await?;
         if ctx.cancel.is_cancelled() {
             // The tests "failed" because their processes were killed: no repair round.
             return Err(TaskFailure::new(FailureKind::Cancelled, "test", "the task was stopped"));

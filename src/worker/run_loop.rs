@@ -244,20 +244,28 @@ async fn idle_expiry(timeout: Option<Duration>, busy_at: tokio::time::Instant) {
     }
 }
 
-/// Settles a delivery, keeping the in-flight gauge and the outcome counter.
+/// Settles a delivery, keeping the in-flight gauge, the outcome counter, the queue wait
+/// (publication to receipt) and the delivery's duration on this worker.
 async fn settle_counted(
     worker: &Worker,
     delivery: crate::amqp::InboundDelivery,
     handle: &super::control::TaskHandle,
 ) -> Settlement {
+    let received = std::time::Instant::now();
+    if let Some(published_ms) = delivery.published_at_ms() {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        crate::metrics::record_queue_wait(now_ms.saturating_sub(published_ms) as f64 / 1000.0);
+    }
     let _in_flight = crate::metrics::InFlight::start();
     let settlement = settle(worker, delivery, handle).await;
-    crate::metrics::record_task_outcome(match settlement {
+    let outcome = match settlement {
         Settlement::Acked => crate::metrics::TaskOutcome::Completed,
         Settlement::DeadLettered => crate::metrics::TaskOutcome::Failed,
         Settlement::Retried => crate::metrics::TaskOutcome::Retried,
         Settlement::Unsettled => crate::metrics::TaskOutcome::Unsettled,
-    });
+    };
+    crate::metrics::record_task_duration(outcome, received.elapsed().as_secs_f64());
+    crate::metrics::record_task_outcome(outcome);
     settlement
 }
 
