@@ -107,6 +107,20 @@ pub const MIRROR_LAG: Family = Family {
     kind: MetricKind::Gauge,
     labels: &[],
 };
+/// Events waiting in the worker's outbox.
+pub const EVENT_OUTBOX_DEPTH: Family = Family {
+    name: "agent_runner_event_outbox_depth",
+    help: "Lifecycle events parked in the outbox, waiting for the broker to take them",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
+/// Events the outbox dropped.
+pub const EVENT_OUTBOX_DROPPED: Family = Family {
+    name: "agent_runner_event_outbox_dropped_total",
+    help: "Lifecycle events dropped because the outbox was full",
+    kind: MetricKind::Counter,
+    labels: &[],
+};
 
 /// Every family, in the order `/metrics` lists them.
 pub const FAMILIES: &[&Family] = &[
@@ -120,6 +134,8 @@ pub const FAMILIES: &[&Family] = &[
     &BROKER_RECONNECTS,
     &MIRROR_EVENTS,
     &MIRROR_LAG,
+    &EVENT_OUTBOX_DEPTH,
+    &EVENT_OUTBOX_DROPPED,
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -245,6 +261,7 @@ fn number(value: f64) -> String {
 mod record;
 
 pub use record::{
-    InFlight, TaskOutcome, record_broker_reconnect, record_dead_letter, record_llm_cost, record_llm_usage,
-    record_mirror_event, record_retry, record_step, record_task_outcome, set_mirror_lag,
+    InFlight, TaskOutcome, record_broker_reconnect, record_dead_letter, record_event_outbox_dropped,
+    record_llm_cost, record_llm_usage, record_mirror_event, record_retry, record_step, record_task_outcome,
+    set_event_outbox_depth, set_mirror_lag,
 };
