@@ -27,6 +27,12 @@ impl BrokerUser {
         format!("amqp://{0}:{0}@127.0.0.1:5672/%2f", self.name)
     }
 
+    /// Lets this user publish (write) or not; configure and read stay allowed.
+    pub fn permit_writes(&self, allowed: bool) {
+        let write = if allowed { ".*" } else { "^$" };
+        rabbitmqctl(&["set_permissions", "-p", "/", &self.name, ".*", write, ".*"]);
+    }
+
     /// Lets this user open at most `max` connections; -1 for no limit.
     pub fn limit_connections(&self, max: i32) {
         rabbitmqctl(&["set_user_limits", &self.name, &format!("{{\"max-connections\": {max}}}")]);
