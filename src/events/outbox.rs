@@ -39,6 +39,10 @@ const FIRST_DRAIN_DELAY: Duration = Duration::from_millis(200);
 /// recovered on its own).
 const MAX_DRAIN_DELAY: Duration = Duration::from_secs(5);
 
+/// At most this many task ids named in the log line of what a shutdown lost: enough to
+/// look a few up, without a line of ten thousand ids.
+const LOST_TASKS_LOGGED: usize = 20;
+
 /// How much the outbox may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxBound {
@@ -203,28 +207,38 @@ impl EventOutbox {
                 .filter(|e| e.event_type.changes_task_status())
                 .filter_map(|e| e.task_id.as_deref())
                 .collect();
+            outcomes_lost.sort_unstable();
             outcomes_lost.dedup();
+            let tasks_with_status_lost = outcomes_lost.len();
+            outcomes_lost.truncate(LOST_TASKS_LOGGED);
             tracing::error!(
                 lost = lost.len(),
-                tasks_with_status_lost = ?outcomes_lost,
+                tasks_with_status_lost,
+                some_of_those_tasks = ?outcomes_lost,
                 "stopping with lifecycle events still in the outbox; they are lost"
             );
         }
         lost.len()
     }
 
-    fn park(&self, event: &Event, reason: &EventError) {
+    /// Parks `event` at the back; `failure` is why it could not be published, `None`
+    /// when it only queues behind events already parked.
+    fn park(&self, event: &Event, failure: Option<&EventError>) {
         let size = serde_json::to_vec(event).map(|body| body.len()).unwrap_or(0);
         let mut state = self.shared.lock();
-        let first = state.parked.is_empty();
+        let state_was_empty = state.parked.is_empty();
         let dropped = state.parked.park(event.clone(), size);
         let depth = state.parked.len();
         let start_drainer = !state.draining;
         state.draining = true;
         drop(state);
         crate::metrics::set_event_outbox_depth(depth);
-        if first {
-            tracing::warn!(error = %reason, event_id = %event.event_id, "lifecycle events parked in the outbox until the broker takes them");
+        if state_was_empty {
+            tracing::warn!(
+                error = failure.map(tracing::field::display),
+                event_id = %event.event_id,
+                "lifecycle events parked in the outbox until the broker takes them"
+            );
         } else {
             tracing::debug!(event_id = %event.event_id, depth, "lifecycle event parked behind earlier ones");
         }
@@ -246,8 +260,8 @@ impl EventOutbox {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is a queue and a flag; a panic cannot leave it half-updated in a way
-        // that matters more than losing every parked event would.
+        // A poisoned lock still guards a consistent state: every update under it is one
+        // push, pop or flag write, which a panic cannot leave half done.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -297,20 +311,11 @@ impl EventSink for EventOutbox {
     /// whenever `inner` fails. Parking is success for the caller: the event will go out.
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>> {
         Box::pin(async move {
-            {
-                let state = self.shared.lock();
-                if !state.parked.is_empty() {
-                    drop(state);
-                    let reason = EventError {
-                        event_type: event.event_type.name(),
-                        reason: "earlier events are still parked".to_string(),
-                    };
-                    self.park(event, &reason);
-                    return Ok(());
-                }
-            }
-            if let Err(error) = self.shared.inner.publish(event).await {
-                self.park(event, &error);
+            let behind_parked = !self.shared.lock().parked.is_empty();
+            if behind_parked {
+                self.park(event, None);
+            } else if let Err(error) = self.shared.inner.publish(event).await {
+                self.park(event, Some(&error));
             }
             Ok(())
         })
