@@ -7,6 +7,12 @@
 //! attempt out: a task completes once, and an attempt that only finishes what an earlier
 //! one pushed (idempotent redelivery) must announce the same completion, not a second.
 
+mod outbox;
+#[cfg(test)]
+mod outbox_tests;
+
+pub use outbox::{EventOutbox, MAX_PARKED_BYTES, MAX_PARKED_EVENTS, OutboxBound, ParkedEvents};
+
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -48,6 +54,19 @@ impl EventType {
             EventType::RunnerStarted => "RunnerStarted",
             EventType::RunnerStopping => "RunnerStopping",
         }
+    }
+
+    /// Whether the Task Registry's status of the task follows from this event (the
+    /// mirror's mapping): the events the outbox keeps longest when it must drop some.
+    pub fn changes_task_status(self) -> bool {
+        matches!(
+            self,
+            EventType::TaskStarted
+                | EventType::TaskCompleted
+                | EventType::TaskFailed
+                | EventType::TaskCancelled
+                | EventType::TaskDeadLettered
+        )
     }
 
     /// The routing key on the events exchange: `task.<snake_name>` or `runner.<snake_name>`.
@@ -136,9 +155,9 @@ pub trait EventSink: Send + Sync {
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), EventError>>;
 }
 
-/// Publishes `event`, logging instead of failing when it cannot: lifecycle events are
-/// best-effort, the work and its artifacts matter more than one missing event, and the
-/// terminal events carry deterministic ids the mirror reconciles on.
+/// Publishes `event`, logging instead of failing when it cannot: the work and its
+/// artifacts matter more than one event. Behind the worker's [`EventOutbox`] a failed
+/// publish is parked and retried instead of returned; other sinks may still fail here.
 pub async fn publish_best_effort(sink: &dyn EventSink, event: &Event) {
     if let Err(error) = sink.publish(event).await {
         tracing::warn!(%error, "lifecycle event not published");

@@ -185,6 +185,23 @@ pub const BUILD_INFO: Family = Family {
     label_values: &[&[BUILD_VERSION], &[BUILD_REVISION], &[BUILD_TARGET]],
 };
 
+/// Events waiting in the worker's outbox.
+pub const EVENT_OUTBOX_DEPTH: Family = Family {
+    name: "agent_runner_event_outbox_depth",
+    help: "Lifecycle events parked in the outbox, waiting for the broker to take them",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    label_values: &[],
+};
+/// Events the outbox dropped.
+pub const EVENT_OUTBOX_DROPPED: Family = Family {
+    name: "agent_runner_event_outbox_dropped_total",
+    help: "Lifecycle events dropped because the outbox was full",
+    kind: MetricKind::Counter,
+    labels: &[],
+    label_values: &[],
+};
+
 /// The package version (`Cargo.toml`).
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision the binary was built from (`build.rs`: short hash, `-dirty` when the
@@ -207,6 +224,8 @@ pub const FAMILIES: &[&Family] = &[
     &BROKER_RECONNECTS,
     &MIRROR_EVENTS,
     &MIRROR_LAG,
+    &EVENT_OUTBOX_DEPTH,
+    &EVENT_OUTBOX_DROPPED,
     &BUILD_INFO,
 ];
 
@@ -329,7 +348,8 @@ mod record;
 mod render;
 
 pub use record::{
-    InFlight, StepResult, TaskOutcome, record_broker_reconnect, record_dead_letter, record_llm_cost,
-    record_llm_usage, record_mirror_event, record_queue_wait, record_retry, record_step,
-    record_task_duration, record_task_outcome, set_mirror_lag,
+    InFlight, StepResult, TaskOutcome, record_broker_reconnect, record_dead_letter,
+    record_event_outbox_dropped, record_llm_cost, record_llm_usage, record_mirror_event, record_queue_wait,
+    record_retry, record_step, record_task_duration, record_task_outcome, set_event_outbox_depth,
+    set_mirror_lag,
 };

@@ -12,6 +12,7 @@ use agent_runner::llm::scripted::Script;
 use agent_runner::pipeline::RunnerSecrets;
 use agent_runner::worker::{Worker, WorkerOptions};
 use common::Harness;
+use common::broker::{BrokerUser, close_connection_named};
 use tokio_util::sync::CancellationToken;
 
 async fn get(base: &str, path: &str) -> (u16, String) {
@@ -33,54 +34,6 @@ async fn wait_for_readyz(base: &str, status: u16) -> String {
     tokio::time::timeout(Duration::from_secs(30), wait).await.expect("/readyz reached the expected status")
 }
 
-/// Runs `rabbitmqctl` with `args`, which must succeed; its standard output.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let ran = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
-    assert!(ran.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&ran.stderr));
-    String::from_utf8_lossy(&ran.stdout).into_owned()
-}
-
-/// A broker user of this test's own, so that its connections can be refused without
-/// touching anyone else's; deleted when dropped.
-struct BrokerUser {
-    name: String,
-}
-
-impl BrokerUser {
-    fn create() -> Self {
-        let name = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        rabbitmqctl(&["add_user", &name, &name]);
-        rabbitmqctl(&["set_permissions", "-p", "/", &name, ".*", ".*", ".*"]);
-        BrokerUser { name }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://{0}:{0}@127.0.0.1:5672/%2f", self.name)
-    }
-
-    /// Lets this user open at most `max` connections; -1 for no limit.
-    fn limit_connections(&self, max: i32) {
-        rabbitmqctl(&["set_user_limits", &self.name, &format!("{{\"max-connections\": {max}}}")]);
-    }
-}
-
-impl Drop for BrokerUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl").args(["delete_user", &self.name]).output();
-    }
-}
-
-/// Closes the broker connection the client named `name`, as a broker restart or a
-/// network partition would, with `rabbitmqctl close_connection`.
-fn close_connection_named(name: &str) {
-    // The table format prints pids as close_connection takes them (`<rabbit@host.N.N.N>`).
-    let listed = rabbitmqctl(&["list_connections", "pid", "client_properties", "--no-table-headers", "-q"]);
-    let marker = format!("{{\"connection_name\",\"{name}\"}}");
-    let line = listed.lines().find(|l| l.contains(&marker)).expect("the worker's connection is listed");
-    let pid = line.split('\t').next().unwrap();
-    rabbitmqctl(&["close_connection", pid, "readiness test: broker going away"]);
-}
-
 #[tokio::test]
 async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
     let harness = Harness::new("readyz", Script::replies(["unused"])).await;
@@ -91,7 +44,7 @@ async fn readyz_follows_the_broker_connection_and_livez_stays_up() {
     assert_eq!(get(&base, "/readyz").await, (503, "not ready: starting\n".to_string()));
     assert_eq!(get(&base, "/livez").await, (200, "ok\n".to_string()));
 
-    let user = BrokerUser::create();
+    let user = BrokerUser::create("readyz");
     let mut config = harness.config();
     config.amqp.url = agent_runner::config::AmqpUrl::parse(&user.url()).unwrap();
     config.runner_id = format!("readyz-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

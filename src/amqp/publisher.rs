@@ -22,7 +22,17 @@ const PERSISTENT: u8 = 2;
 #[derive(Clone)]
 pub struct ConfirmedPublisher {
     channel: Arc<RwLock<Channel>>,
+    /// The session's connection, for a publisher that reopens its channel when the
+    /// broker closed the channel but not the connection (a refused or failed publish
+    /// closes the channel; nothing else would ever open a new one). `None`: the channel
+    /// is replaced only by a reconnect.
+    reopen_on: Option<ConnectionSlot>,
+    /// One reopen at a time, so concurrent publishes share the fresh channel.
+    reopening: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The session's current connection, swapped by a reconnect.
+pub(crate) type ConnectionSlot = Arc<RwLock<Arc<Connection>>>;
 
 /// One message to publish.
 pub struct Outgoing<'a> {
@@ -42,7 +52,51 @@ impl ConfirmedPublisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(AmqpError::protocol("enabling publisher confirms"))?;
-        Ok(ConfirmedPublisher { channel: Arc::new(RwLock::new(channel)) })
+        Ok(ConfirmedPublisher {
+            channel: Arc::new(RwLock::new(channel)),
+            reopen_on: None,
+            reopening: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// This publisher, reopening its channel on `connection` when the broker closed it.
+    pub(crate) fn reopening_on(mut self, connection: ConnectionSlot) -> Self {
+        self.reopen_on = Some(connection);
+        self
+    }
+
+    /// The channel to publish on: the current one, or a fresh one when the broker closed
+    /// it while the connection stayed up. With the connection down the closed channel is
+    /// returned as it is: the publish fails, and reconnecting is the delivery loop's job.
+    async fn usable_channel(&self) -> Channel {
+        let channel = self.current();
+        let Some(slot) = &self.reopen_on else { return channel };
+        if channel.status().connected() {
+            return channel;
+        }
+        let _one_at_a_time = self.reopening.lock().await;
+        let channel = self.current();
+        if channel.status().connected() {
+            return channel;
+        }
+        let connection = match slot.read() {
+            Ok(connection) => connection.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if !connection.status().connected() {
+            return channel;
+        }
+        match ConfirmedPublisher::open(&connection).await {
+            Ok(fresh) => {
+                self.replace_with(fresh);
+                tracing::info!("publish channel reopened after the broker closed it");
+                self.current()
+            }
+            Err(error) => {
+                tracing::debug!(%error, "publish channel could not be reopened");
+                channel
+            }
+        }
     }
 
     /// Puts `fresh`'s channel in place of this one's, for every clone.
@@ -78,7 +132,8 @@ impl ConfirmedPublisher {
             .with_headers(to_field_table(&headers));
         let operation = format!("publishing to exchange '{}'", message.exchange);
         let confirm = self
-            .current()
+            .usable_channel()
+            .await
             .basic_publish(
                 ShortString::from(message.exchange),
                 ShortString::from(message.routing_key),

@@ -9,7 +9,8 @@
 //!
 //! The connection can be replaced ([`AmqpSession::reconnect`]) after the broker went
 //! away: the publish channels are swapped under every clone of the publishers, so the
-//! event sink and the dead-letter path follow without being rebuilt.
+//! event sink and the dead-letter path follow without being rebuilt. The events channel
+//! is also reopened on its own when the broker closes just that channel.
 
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +23,7 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
 use super::headers::{HeaderMap, from_field_table};
+use super::publisher::ConnectionSlot;
 use super::{AmqpError, ConfirmedPublisher, TopologyNames, declare_topology, redact_amqp_url};
 
 /// An open connection with its publish channels.
@@ -29,10 +31,11 @@ pub struct AmqpSession {
     /// Kept to reconnect; holds the password, so the session has no `Debug`.
     url: String,
     name: String,
-    connection: RwLock<Arc<Connection>>,
+    connection: ConnectionSlot,
     /// Dead letters, retries, and tasks (`publish`, the tests, the benchmark).
     pub publisher: ConfirmedPublisher,
-    /// Lifecycle events only.
+    /// Lifecycle events only; reopens its channel if the broker closes it (the event
+    /// outbox drains through it).
     pub events_publisher: ConfirmedPublisher,
 }
 
@@ -69,11 +72,13 @@ impl AmqpSession {
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
         let connection = open_connection(url, name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
-        let events_publisher = ConfirmedPublisher::open(&connection).await?;
+        let events_channel = ConfirmedPublisher::open(&connection).await?;
+        let connection: ConnectionSlot = Arc::new(RwLock::new(Arc::new(connection)));
+        let events_publisher = events_channel.reopening_on(connection.clone());
         Ok(AmqpSession {
             url: url.to_string(),
             name: name.to_string(),
-            connection: RwLock::new(Arc::new(connection)),
+            connection,
             publisher,
             events_publisher,
         })

@@ -2,8 +2,9 @@
 //! the only way the rest of the program touches metrics.
 
 use super::{
-    BROKER_RECONNECTS, DEAD_LETTERS, IN_FLIGHT, LLM_COST, LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT,
-    RETRIES, STEP_DURATION, STEPS, TASK_DURATION, TASKS, global,
+    BROKER_RECONNECTS, DEAD_LETTERS, EVENT_OUTBOX_DEPTH, EVENT_OUTBOX_DROPPED, IN_FLIGHT, LLM_COST,
+    LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT, RETRIES, STEP_DURATION, STEPS, TASK_DURATION, TASKS,
+    global,
 };
 
 /// How a task delivery was settled.
@@ -110,6 +111,16 @@ pub fn record_mirror_event(outcome: &'static str) {
 /// Sets the mirror lag: how old the event it just applied was.
 pub fn set_mirror_lag(seconds: f64) {
     global().set(&MIRROR_LAG, &[], seconds.max(0.0));
+}
+
+/// Sets the number of lifecycle events parked in the outbox.
+pub fn set_event_outbox_depth(depth: usize) {
+    global().set(&EVENT_OUTBOX_DEPTH, &[], depth as f64);
+}
+
+/// Counts one lifecycle event the full outbox dropped.
+pub fn record_event_outbox_dropped() {
+    global().add(&EVENT_OUTBOX_DROPPED, &[], 1.0);
 }
 
 /// Counts a task as in flight until dropped; dropping (also on panic or cancellation)

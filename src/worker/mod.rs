@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::amqp::{AmqpError, AmqpSession, RetryQueues, TopologyNames};
 use crate::config::ReliabilityConfig;
-use crate::events::{EventSink, EventSubject, EventType};
+use crate::events::{EventOutbox, EventSink, EventSubject, EventType, OutboxBound};
 use crate::pipeline::Runner;
 
 /// How the loop runs.
@@ -53,7 +53,10 @@ pub struct Worker {
     pub session: AmqpSession,
     pub names: TopologyNames,
     pub runner: Arc<Runner>,
+    /// The sink the runner and the settle path publish to: `outbox` as a trait object.
     pub events: Arc<dyn EventSink>,
+    /// Parks the events the broker cannot take and publishes them once it can.
+    pub outbox: EventOutbox,
     pub reliability: ReliabilityConfig,
     pub retry: RetryQueues,
     pub controls: TaskControls,
@@ -111,17 +114,20 @@ impl Worker {
         };
         retry.declare(&session).await?;
         let masker = secrets.masker(config);
-        let events: Arc<dyn EventSink> = Arc::new(crate::amqp::AmqpEventSink::new(
+        let broker_sink: Arc<dyn EventSink> = Arc::new(crate::amqp::AmqpEventSink::new(
             session.events_publisher.clone(),
             topology.events_exchange.clone(),
             masker,
         ));
+        let outbox = EventOutbox::new(broker_sink, OutboxBound::default());
+        let events: Arc<dyn EventSink> = Arc::new(outbox.clone());
         let runner = Runner::from_config(config, secrets, events.clone())?;
         Ok(Worker {
             session,
             names: topology,
             runner: Arc::new(runner),
             events,
+            outbox,
             reliability: config.reliability.clone(),
             retry,
             controls: TaskControls::default(),

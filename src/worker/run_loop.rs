@@ -12,7 +12,8 @@
 //!   task another pod took ends instead of holding its resources to its deadline.
 //! - Shutdown: consumption stops at once (`basic.cancel`); running tasks get
 //!   `shutdown_grace` to finish; then they are stopped (their process groups killed)
-//!   and left unacked, and the consumer channel is closed so the broker redelivers them.
+//!   and left unacked; lifecycle events still in the outbox get `shutdown_grace` to go
+//!   out; the consumer channel is closed so the broker redelivers the unacked tasks.
 
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ impl Worker {
                     break;
                 }
                 crate::metrics::record_broker_reconnect();
+                // Parked events go out now rather than at the drainer's next try.
+                self.outbox.wake();
                 readiness.set_ready();
             }
             let (Some(consumer), Some(control)) = (link.consumer.as_mut(), link.control.as_mut()) else {
@@ -144,6 +147,9 @@ impl Worker {
             }),
         )
         .await;
+        // Events parked during an outage get the shutdown grace to go out; what cannot
+        // is logged as lost (the outbox is memory only).
+        self.outbox.flush(self.reliability.shutdown_grace).await;
         // Whatever is still unacked (stopped tasks) goes back to the queue now.
         for consumer in link.consumer.iter().chain(&link.retired) {
             consumer.close().await;
