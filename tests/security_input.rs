@@ -4,20 +4,11 @@
 
 mod common;
 
-use agent_runner::amqp::browse_queue;
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::Script;
 use agent_runner::playbook::parse_playbook;
 use common::{Harness, drain_events};
 use serde_json::json;
-
-/// The reason headers of the only dead letter.
-async fn only_dead_letter(harness: &Harness) -> (String, String, String) {
-    let letters = browse_queue(&harness.session, &harness.names.dead_letter_queue, 10).await.unwrap();
-    assert_eq!(letters.len(), 1);
-    let header = |name: &str| letters[0].header_text(name).unwrap_or_default();
-    (header("x-failure-kind"), header("x-failed-step"), header("x-failure-message"))
-}
 
 #[tokio::test]
 async fn a_branch_name_trying_option_injection_is_dead_lettered_with_the_reason() {
@@ -29,7 +20,7 @@ async fn a_branch_name_trying_option_injection_is_dead_lettered_with_the_reason(
     let report = harness.run_worker(harness.config(), 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
     assert_eq!(
-        only_dead_letter(&harness).await,
+        harness.only_dead_letter().await,
         (
             "validation".into(),
             "validate".into(),
@@ -49,7 +40,7 @@ async fn a_base_branch_climbing_out_of_refs_heads_is_dead_lettered_with_the_reas
 
     let report = harness.run_worker(harness.config(), 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
-    let (kind, _, message) = only_dead_letter(&harness).await;
+    let (kind, _, message) = harness.only_dead_letter().await;
     assert_eq!(
         (kind.as_str(), message.as_str()),
         ("validation", "base_branch: must be a plain branch name, not a ref path or HEAD")
@@ -67,7 +58,7 @@ async fn an_oversized_message_is_dead_lettered_with_the_reason_unparsed() {
 
     let report = harness.run_worker(harness.config(), 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
-    let (kind, step, message) = only_dead_letter(&harness).await;
+    let (kind, step, message) = harness.only_dead_letter().await;
     assert_eq!((kind.as_str(), step.as_str()), ("validation", "validate"));
     assert_eq!(message, format!("message is {} bytes, above the 1048576-byte limit", body.len()));
     harness.cleanup().await;
@@ -85,7 +76,7 @@ async fn an_inline_playbook_is_refused_when_the_config_forbids_it() {
 
     let report = harness.run_worker(config, 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
-    let (kind, _, message) = only_dead_letter(&harness).await;
+    let (kind, _, message) = harness.only_dead_letter().await;
     assert_eq!(kind, "validation");
     assert!(message.contains("inline playbooks are disabled by configuration"), "{message}");
     assert_eq!(sample::branch_head(&harness.origin, "feature/task-greeter-8.4").unwrap(), None);
@@ -108,7 +99,7 @@ async fn a_fork_bomb_in_the_tests_fails_the_task_cleanly_with_a_limit_warning_ev
 
     let report = harness.run_worker(config, 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
-    let (kind, step, message) = only_dead_letter(&harness).await;
+    let (kind, step, message) = harness.only_dead_letter().await;
     assert_eq!((kind.as_str(), step.as_str()), ("test_execution", "test"));
     assert!(message.contains("'bomb' was stopped: process limit of 64 exceeded"), "{message}");
     let events = drain_events(&mut tap).await;

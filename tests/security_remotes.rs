@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use agent_runner::amqp::browse_queue;
 use agent_runner::config::RunnerConfig;
 use agent_runner::demo::sample;
 use agent_runner::events::MemorySink;
@@ -52,14 +51,6 @@ async fn run_with_token(config: &RunnerConfig, message: &serde_json::Value) -> R
     runner.run(&task, 1, &CancellationToken::new()).await
 }
 
-/// The kind, step and message of the only dead letter.
-async fn only_dead_letter(harness: &Harness) -> (String, String, String) {
-    let letters = browse_queue(&harness.session, &harness.names.dead_letter_queue, 10).await.unwrap();
-    assert_eq!(letters.len(), 1);
-    let header = |name: &str| letters[0].header_text(name).unwrap_or_default();
-    (header("x-failure-kind"), header("x-failed-step"), header("x-failure-message"))
-}
-
 #[tokio::test]
 async fn a_task_naming_a_plain_http_remote_that_asks_for_credentials_never_receives_the_token() {
     let harness = Harness::new("remotes-http", Script::replies(["unused"])).await;
@@ -94,7 +85,7 @@ async fn a_task_naming_a_remote_outside_allowed_remotes_is_dead_lettered_before_
 
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
     assert_eq!(
-        only_dead_letter(&harness).await,
+        harness.only_dead_letter().await,
         (
             "validation".to_string(),
             "validate".to_string(),
@@ -195,7 +186,7 @@ async fn a_task_naming_a_checkout_on_the_host_as_its_slot_is_dead_lettered_and_t
     let report = harness.run_worker(harness.config(), 1, 1).await;
 
     assert_eq!((report.acked, report.dead_lettered), (0, 1));
-    let (kind, step, message) = only_dead_letter(&harness).await;
+    let (kind, step, message) = harness.only_dead_letter().await;
     assert_eq!(
         (kind.as_str(), step.as_str(), message),
         (
@@ -263,7 +254,7 @@ async fn a_local_path_as_repo_url_is_refused_unless_a_file_prefix_covers_it() {
         assert_eq!((report.acked, report.dead_lettered), expected, "{id}");
     }
 
-    let (_, _, message) = only_dead_letter(&harness).await;
+    let (_, _, message) = harness.only_dead_letter().await;
     assert_eq!(message, format!("repo_url: {path} is not under any prefix in git.allowed_remotes"));
     assert!(sample::branch_head(&harness.origin, "feature/task-greeter-t.6").unwrap().is_none());
     let (_, subject) = sample::branch_head(&harness.origin, "feature/task-greeter-t.7").unwrap().unwrap();

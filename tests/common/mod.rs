@@ -108,6 +108,15 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(120), run).await.expect("worker finished in time").unwrap()
     }
 
+    /// The kind, step and message reason headers of the only dead letter.
+    pub async fn only_dead_letter(&self) -> (String, String, String) {
+        let letters =
+            agent_runner::amqp::browse_queue(&self.session, &self.names.dead_letter_queue, 10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        let header = |name: &str| letters[0].header_text(name).unwrap_or_default();
+        (header("x-failure-kind"), header("x-failed-step"), header("x-failure-message"))
+    }
+
     /// Ready messages in the work queue and the dead-letter queue.
     pub async fn depths(&self) -> (u32, u32) {
         (
