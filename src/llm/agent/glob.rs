@@ -1,8 +1,11 @@
 //! Protected paths: glob patterns over workspace-relative, `/`-separated paths.
 //!
 //! `**` as a whole segment matches any number of segments (none included), `*` any run of
-//! characters within a segment and `?` one character. Matching ignores ASCII case, because
-//! on a case-insensitive filesystem `Tests/x` is the very file `tests/x`.
+//! characters within a segment and `?` one character (plus `globset`'s `[…]` classes and
+//! `{a,b}` alternatives). Matching ignores case, because on a case-insensitive filesystem
+//! `Tests/x` is the very file `tests/x`.
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// The default protected globs: where the common test frameworks keep their tests, so the
 /// model cannot make a failing suite pass by weakening it.
@@ -20,24 +23,42 @@ pub const DEFAULT_PROTECTED_PATHS: &[&str] = &[
 /// Longest pattern accepted: patterns come from configuration and are matched per write.
 pub const MAX_PATTERN_CHARS: usize = 256;
 
-/// A checked set of globs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A checked set of globs, compiled once (`globset`, ripgrep's matcher).
+#[derive(Debug, Clone, Default)]
 pub struct ProtectedPaths {
     patterns: Vec<String>,
+    compiled: GlobSet,
 }
 
+impl PartialEq for ProtectedPaths {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for ProtectedPaths {}
+
 impl ProtectedPaths {
-    /// Checks every pattern; the error names the pattern and why it is unusable.
+    /// Checks and compiles every pattern; the error names the pattern and why it is
+    /// unusable.
     pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let mut set = GlobSetBuilder::new();
         for pattern in patterns {
-            check_pattern(pattern).map_err(|reason| format!("pattern `{pattern}`: {reason}"))?;
+            let glob = check_pattern(pattern)
+                .and_then(|()| compile(pattern))
+                .map_err(|reason| format!("pattern `{pattern}`: {reason}"))?;
+            set.add(glob);
         }
-        Ok(ProtectedPaths { patterns: patterns.to_vec() })
+        let compiled = set.build().map_err(|e| format!("protected paths: {e}"))?;
+        Ok(ProtectedPaths { patterns: patterns.to_vec(), compiled })
     }
 
     /// The default set, [`DEFAULT_PROTECTED_PATHS`].
     pub fn defaults() -> Self {
-        ProtectedPaths { patterns: DEFAULT_PROTECTED_PATHS.iter().map(|p| p.to_string()).collect() }
+        let patterns: Vec<String> = DEFAULT_PROTECTED_PATHS.iter().map(|p| p.to_string()).collect();
+        // The defaults are literals checked by the tests below; an empty set is the only
+        // thing a failure here could fall back to, and it would protect nothing.
+        Self::new(&patterns).unwrap_or_default()
     }
 
     /// The patterns, as configured.
@@ -45,14 +66,22 @@ impl ProtectedPaths {
         &self.patterns
     }
 
-    /// The first pattern `path` matches, if any.
+    /// The first pattern `path` matches, if any. Empty segments (`a//b`, a leading `/`)
+    /// are ignored, as the workspace resolves them.
     pub fn matching(&self, path: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        self.patterns.iter().map(String::as_str).find(|pattern| {
-            let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-            match_segments(&parts, &segments)
-        })
+        let normalised: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let first = self.compiled.matches(normalised.join("/")).into_iter().min()?;
+        self.patterns.get(first).map(String::as_str)
     }
+}
+
+/// `*` and `?` stay within a segment, `**` spans segments, and case is ignored.
+fn compile(pattern: &str) -> Result<Glob, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| e.kind().to_string())
 }
 
 /// A pattern is relative and `..`-free: it describes paths inside the workspace.
@@ -70,40 +99,6 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
         return Err("must not contain ..".to_string());
     }
     Ok(())
-}
-
-fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((first, rest)) => path
-            .split_first()
-            .is_some_and(|(seg, tail)| match_segment(first, seg) && match_segments(rest, tail)),
-    }
-}
-
-fn match_segment(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
-    // Classic wildcard matching with one backtrack point: linear for our short segments.
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -152,5 +147,6 @@ mod tests {
         );
         assert_eq!(ProtectedPaths::new(&["../x".into()]).unwrap_err(), "pattern `../x`: must not contain ..");
         assert_eq!(ProtectedPaths::new(&[" ".into()]).unwrap_err(), "pattern ` `: empty");
+        assert!(ProtectedPaths::new(&["src/[a".into()]).unwrap_err().starts_with("pattern `src/[a`: "));
     }
 }
