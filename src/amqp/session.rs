@@ -135,6 +135,25 @@ impl AmqpSession {
         Ok(())
     }
 
+    /// Publishes a task body to the task exchange as a Dispatcher does: mandatory and
+    /// confirmed, so it is either queued or an error.
+    pub async fn publish_task(
+        &self,
+        names: &TopologyNames,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<(), AmqpError> {
+        let headers = super::HeaderMap::new();
+        let task = super::Outgoing {
+            exchange: &names.task_exchange,
+            routing_key,
+            body,
+            headers: &headers,
+            mandatory: true,
+        };
+        self.publisher.publish(task).await
+    }
+
     /// Starts consuming `queue` with manual acks and `prefetch` unacked deliveries at most.
     pub async fn consume(&self, queue: &str, prefetch: u16, tag: &str) -> Result<TaskConsumer, AmqpError> {
         let channel = self.channel().await?;

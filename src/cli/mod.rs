@@ -9,7 +9,6 @@ mod health;
 mod mirror;
 mod playbook;
 mod publish;
-pub(crate) use publish::publish_task;
 mod run;
 mod worker;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
+use crate::amqp::{AmqpSession, TopologyNames};
 use crate::config::RunnerConfig;
 
 #[derive(Debug, clap::Args)]
@@ -29,26 +29,7 @@ pub async fn run(config: RunnerConfig, args: PublishArgs) -> anyhow::Result<Exit
     let names = TopologyNames::from(&config.amqp);
     let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner publish").await?;
     session.declare(&names).await?;
-    publish_task(&session, &names, &routing_key, &body).await?;
+    session.publish_task(&names, &routing_key, &body).await?;
     println!("published to {} with key {routing_key}", names.task_exchange);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Publishes a task body, mandatory and confirmed: it is either queued or an error.
-pub async fn publish_task(
-    session: &AmqpSession,
-    names: &TopologyNames,
-    routing_key: &str,
-    body: &[u8],
-) -> Result<(), crate::amqp::AmqpError> {
-    session
-        .publisher
-        .publish(Outgoing {
-            exchange: &names.task_exchange,
-            routing_key,
-            body,
-            headers: &HeaderMap::new(),
-            mandatory: true,
-        })
-        .await
 }

@@ -91,7 +91,7 @@ pub async fn run_demo(
 
     let task = sample::sample_task(&format!("file://{}", origin.display()), "1.1");
     let task_body = serde_json::to_vec(&task)?;
-    crate::cli::publish_task(&worker.session, &names, "task.backend", &task_body).await?;
+    worker.session.publish_task(&names, "task.backend", &task_body).await?;
     say("published task 1.1 \"Add the greet command\"; running the worker until it is done");
 
     let report = worker

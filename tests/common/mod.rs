@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_runner::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
+use agent_runner::amqp::{AmqpSession, TopologyNames};
 use agent_runner::config::{self, ArtifactStoreLocation, ConfigOverrides, RunnerConfig};
 use agent_runner::llm::scripted::{self, Script, ScriptedLlmHandle};
 use agent_runner::pipeline::RunnerSecrets;
@@ -70,17 +70,7 @@ impl Harness {
 
     /// Publishes a raw body to the task exchange (confirmed).
     pub async fn publish(&self, routing_key: &str, body: &[u8]) {
-        self.session
-            .publisher
-            .publish(Outgoing {
-                exchange: &self.names.task_exchange,
-                routing_key,
-                body,
-                headers: &HeaderMap::new(),
-                mandatory: true,
-            })
-            .await
-            .unwrap();
+        self.session.publish_task(&self.names, routing_key, body).await.unwrap();
     }
 
     /// Runs a worker with `config` until it has settled `tasks` deliveries.
