@@ -282,8 +282,11 @@ const MAX_ATTEMPTS: u64 = 20;
 const MAX_RETRY_DELAYS: usize = 10;
 /// A retry parked longer than a day is better replayed by an operator from the DLQ.
 const MAX_RETRY_DELAY_SECONDS: u64 = 24 * 3600;
-/// Kubernetes' terminationGracePeriodSeconds must cover this; an hour is already long.
-const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 3600;
+/// A draining worker lets its running task finish, and the worker accepts task timeouts
+/// up to the broker's consumer timeout (itself at most `MAX_TIMEOUT_SECONDS`): the grace
+/// must be able to outlast the longest of them plus an hour of push and upload.
+/// Kubernetes' terminationGracePeriodSeconds must cover it (deploy/kubernetes/).
+const MAX_SHUTDOWN_GRACE_SECONDS: u64 = v::MAX_TIMEOUT_SECONDS + 3600;
 /// Beyond five minutes between attempts, a recovered broker sits idle too long.
 const MAX_RECONNECT_DELAY_SECONDS: u64 = 300;
 

@@ -27,7 +27,7 @@ pub(crate) const DOCKER_VOLUMES: &str = "not supported: slots live under pool_di
 /// Why the seed's `k8s_*` keys are refused.
 pub(crate) const KUBERNETES: &str = "Kubernetes is a deployment, not an execution mode: put \
     namespaces, images and secrets in the manifests and run the worker as a Deployment or \
-    Job (see config/config.kubernetes.yaml)";
+    Job (see deploy/kubernetes/)";
 
 macro_rules! refuse_scalars {
     ($($method:ident($ty:ty)),* $(,)?) => {

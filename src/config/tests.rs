@@ -379,9 +379,12 @@ fn shipped_examples_load() {
     assert_eq!(local.engine.prices.len(), 1);
     let docker = load_example("config.docker.yaml");
     assert_eq!(docker.docker_image.as_deref(), Some("rust:1-bookworm"));
-    let kubernetes = load_example("config.kubernetes.yaml");
+    // The Kubernetes configuration lives with the manifests: kustomize generates the
+    // ConfigMap from it and loads files only under the kustomization's root.
+    let kubernetes = load_example("../deploy/kubernetes/common/config.yaml");
     assert_eq!(kubernetes.execution_mode, ExecutionMode::Sandbox);
     assert_eq!(kubernetes.limits.max_cpu_percent, Some(200));
+    assert!(kubernetes.amqp.consumer_timeout < kubernetes.reliability.shutdown_grace);
     // The image runs with a GIT_TOKEN secret: without a token host it would not start.
     let github = vec![crate::git::TokenHost::parse("github.com").unwrap()];
     assert_eq!((&kubernetes.git.token_hosts, &docker.git.token_hosts), (&github, &github));
