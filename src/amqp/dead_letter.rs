@@ -203,3 +203,31 @@ pub fn letter_id(routing_key: &str, headers: &HeaderMap, body: &[u8]) -> String 
     id.truncate(LETTER_ID_HEX_DIGITS);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, HeaderValue)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn a_letter_keeps_its_id_when_a_browse_counts_it_and_moves_its_routing_key_to_a_header() {
+        let text = |s: &str| HeaderValue::Text(s.into());
+        let stored =
+            headers(&[(header::TASK_ID, text("t.1")), (header::FAILED_AT, text("2026-01-01T00:00:00Z"))]);
+        let mut put_back = stored.clone();
+        put_back.insert(header::ORIGINAL_ROUTING_KEY.into(), text("task.backend"));
+        put_back.insert(BROKER_DELIVERY_COUNT.into(), HeaderValue::Int(3));
+        let id = letter_id("task.backend", &stored, b"{}");
+        assert_eq!(id.len(), LETTER_ID_HEX_DIGITS);
+        assert_eq!(letter_id("task.backend", &put_back, b"{}"), id);
+
+        let mut later = stored.clone();
+        later.insert(header::FAILED_AT.into(), text("2026-01-01T00:00:01Z"));
+        assert_ne!(letter_id("task.backend", &later, b"{}"), id, "another dead-lettering");
+        assert_ne!(letter_id("task.other", &stored, b"{}"), id);
+        assert_ne!(letter_id("task.backend", &stored, b"{ }"), id);
+    }
+}
