@@ -1,4 +1,4 @@
-//! Dead-lettering with reasons, and browsing a dead-letter queue.
+//! Dead-lettering with reasons, and what a dead letter is when read back (its stable id).
 //!
 //! A plain `basic.reject` dead-letters a message with only RabbitMQ's `x-death` header;
 //! operators need to know *why*. So the worker republishes the original body and
@@ -7,14 +7,9 @@
 //! back to `basic.reject` so the broker dead-letters the message itself (at-least-once
 //! on the work queue): either way the message is never lost.
 
-use std::time::Duration;
-
-use lapin::options::BasicGetOptions;
-use lapin::types::ShortString;
-
 use super::headers::{HeaderMap, HeaderValue, from_field_table};
 use super::publisher::Outgoing;
-use super::session::{AmqpSession, InboundDelivery};
+use super::session::InboundDelivery;
 use super::{AmqpError, ConfirmedPublisher};
 
 /// Header names carrying the reason. Stable: `dlq list` and replay tooling read them.
@@ -138,12 +133,34 @@ impl InboundDelivery {
 /// A message read from a dead-letter queue.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeadLetter {
+    /// Stable across browses and unique to the content: see [`letter_id`]. Every `dlq`
+    /// subcommand accepts it, so a letter without a task id can still be addressed.
+    pub id: String,
+    /// The routing key it was first published with (`x-original-routing-key` once a
+    /// browse has put it back in the queue, which rewrites the delivery's own key).
     pub routing_key: String,
     pub headers: HeaderMap,
     pub body: String,
 }
 
 impl DeadLetter {
+    /// The letter a delivery from a dead-letter queue carries.
+    pub(crate) fn from_delivery(delivery: &lapin::message::Delivery) -> DeadLetter {
+        let mut headers = from_field_table(delivery.properties.headers().as_ref());
+        // Counted by the broker per delivery, not part of what the letter says.
+        headers.remove(BROKER_DELIVERY_COUNT);
+        let routing_key = headers
+            .get(header::ORIGINAL_ROUTING_KEY)
+            .and_then(HeaderValue::as_text)
+            .map_or_else(|| delivery.routing_key.as_str().to_string(), str::to_string);
+        DeadLetter {
+            id: letter_id(&routing_key, &headers, &delivery.data),
+            routing_key,
+            headers,
+            body: String::from_utf8_lossy(&delivery.data).into_owned(),
+        }
+    }
+
     /// A reason header as text, if present.
     pub fn header_text(&self, name: &str) -> Option<String> {
         self.headers.get(name).map(|v| match v {
@@ -154,30 +171,63 @@ impl DeadLetter {
     }
 }
 
-/// Reads up to `limit` messages from `queue` without removing them: they are fetched
-/// unacked on a private channel, which is then closed so the broker requeues them all.
-pub async fn browse_queue(
-    session: &AmqpSession,
-    queue: &str,
-    limit: usize,
-) -> Result<Vec<DeadLetter>, AmqpError> {
-    let channel = session.channel().await?;
-    let mut letters = Vec::new();
-    while letters.len() < limit {
-        let got = channel
-            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: false })
-            .await
-            .map_err(AmqpError::protocol(format!("reading queue '{queue}'")))?;
-        let Some(message) = got else { break };
-        let delivery = &message.delivery;
-        letters.push(DeadLetter {
-            routing_key: delivery.routing_key.as_str().to_string(),
-            headers: from_field_table(delivery.properties.headers().as_ref()),
-            body: String::from_utf8_lossy(&delivery.data).into_owned(),
-        });
+/// The header a quorum queue adds to each delivery: how often it was returned.
+pub(crate) const BROKER_DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// Hex digits of the SHA-256 kept in a dead letter's id: 64 bits, so two different
+/// letters in one queue (at most [`super::MAX_SCAN`] per pass) never share one in
+/// practice, and short enough to type.
+const LETTER_ID_HEX_DIGITS: usize = 16;
+
+/// A dead letter's id: a hash of its routing key, headers and body. It leaves out what
+/// a browse changes (the broker's delivery count, and `x-original-routing-key`, which
+/// only takes over the routing key's role), so the same letter keeps its id; two
+/// letters for one task differ in `x-failed-at` at least. An exact duplicate (a
+/// republish the process did not live to confirm) shares the id of its original.
+pub fn letter_id(routing_key: &str, headers: &HeaderMap, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(routing_key.as_bytes());
+    hasher.update([0]);
+    for (name, value) in headers {
+        if name == header::ORIGINAL_ROUTING_KEY || name == BROKER_DELIVERY_COUNT {
+            continue;
+        }
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(serde_json::to_string(value).unwrap_or_default().as_bytes());
+        hasher.update([0]);
     }
-    // Closing with unacked messages returns them to the queue.
-    let close = channel.close(200, ShortString::from("browsed"));
-    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
-    Ok(letters)
+    hasher.update(body);
+    let mut id = hex::encode(hasher.finalize());
+    id.truncate(LETTER_ID_HEX_DIGITS);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, HeaderValue)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn a_letter_keeps_its_id_when_a_browse_counts_it_and_moves_its_routing_key_to_a_header() {
+        let text = |s: &str| HeaderValue::Text(s.into());
+        let stored =
+            headers(&[(header::TASK_ID, text("t.1")), (header::FAILED_AT, text("2026-01-01T00:00:00Z"))]);
+        let mut put_back = stored.clone();
+        put_back.insert(header::ORIGINAL_ROUTING_KEY.into(), text("task.backend"));
+        put_back.insert(BROKER_DELIVERY_COUNT.into(), HeaderValue::Int(3));
+        let id = letter_id("task.backend", &stored, b"{}");
+        assert_eq!(id.len(), LETTER_ID_HEX_DIGITS);
+        assert_eq!(letter_id("task.backend", &put_back, b"{}"), id);
+
+        let mut later = stored.clone();
+        later.insert(header::FAILED_AT.into(), text("2026-01-01T00:00:01Z"));
+        assert_ne!(letter_id("task.backend", &later, b"{}"), id, "another dead-lettering");
+        assert_ne!(letter_id("task.other", &stored, b"{}"), id);
+        assert_ne!(letter_id("task.backend", &stored, b"{ }"), id);
+    }
 }

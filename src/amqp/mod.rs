@@ -14,8 +14,8 @@ mod retry;
 mod session;
 mod topology;
 
-pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, browse_queue, header};
-pub use dlq::{DlqCursor, HeldLetter, MAX_SCAN};
+pub use dead_letter::{DeadLetter, DeadLetterPath, DeadLetterReason, header, letter_id};
+pub use dlq::{DlqCursor, HeldLetter, MAX_SCAN, browse_queue};
 pub use headers::{HeaderMap, HeaderValue};
 pub use mirror_topology::MirrorTopology;
 pub use publisher::{AmqpEventSink, ConfirmedPublisher, Outgoing};

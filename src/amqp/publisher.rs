@@ -130,6 +130,17 @@ impl ConfirmedPublisher {
             .with_delivery_mode(PERSISTENT)
             .with_timestamp(now.as_secs())
             .with_headers(to_field_table(&headers));
+        self.publish_with_properties(&message, properties).await
+    }
+
+    /// Publishes `message`'s body with `properties` as given (its `headers` field unused),
+    /// mandatory as `message` says, and waits for the confirm: for a copy that must keep
+    /// every property of the original, such as a dead letter put back after browsing.
+    pub(crate) async fn publish_with_properties(
+        &self,
+        message: &Outgoing<'_>,
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
         let operation = format!("publishing to exchange '{}'", message.exchange);
         let confirm = self
             .usable_channel()

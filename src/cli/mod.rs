@@ -180,7 +180,8 @@ pub(crate) async fn serve_http(
 ) -> anyhow::Result<()> {
     if let Some(addr) = config.http.listen {
         let server = crate::http::HttpServer::bind(addr).await?;
-        tracing::info!(addr = ?server.local_addr(), "serving /livez, /readyz and /metrics");
+        let addr = server.local_addr().map(|a| a.to_string());
+        tracing::info!(addr = addr.as_deref(), "serving /livez, /readyz and /metrics");
         server.spawn(crate::http::Readiness::process().clone(), shutdown.clone());
     }
     Ok(())

@@ -214,7 +214,7 @@ impl EventOutbox {
             tracing::error!(
                 lost = lost.len(),
                 tasks_with_status_lost,
-                some_of_those_tasks = ?outcomes_lost,
+                some_of_those_tasks = %outcomes_lost.join(","),
                 "stopping with lifecycle events still in the outbox; they are lost"
             );
         }

@@ -27,11 +27,16 @@ const ORIGIN_FETCH_REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
 pub(crate) fn isolate_from_user_config() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for level in [ConfigLevel::Global, ConfigLevel::XDG, ConfigLevel::System, ConfigLevel::ProgramData] {
+        for (level, level_name) in [
+            (ConfigLevel::Global, "global"),
+            (ConfigLevel::XDG, "xdg"),
+            (ConfigLevel::System, "system"),
+            (ConfigLevel::ProgramData, "program_data"),
+        ] {
             // SAFETY: libgit2's search paths are process-global; this runs once, through the
             // `Once`, before this module makes any other libgit2 call that reads them.
             if let Err(error) = unsafe { git2::opts::set_search_path(level, "") } {
-                tracing::warn!(%error, ?level, "cannot clear a libgit2 config search path");
+                tracing::warn!(%error, level = level_name, "cannot clear a libgit2 config search path");
             }
         }
     });

@@ -252,7 +252,8 @@ impl LlmClient {
                 delay.map(|d| e.retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER)))
             })
             .notify(|e: &AttemptError, delay| {
-                tracing::warn!(error = %e.error, ?delay, "LLM request failed, retrying");
+                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(error = %e.error, retry_in_ms, "LLM request failed, retrying");
             })
             .await
             .map_err(|e| e.error)

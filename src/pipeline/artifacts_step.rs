@@ -73,7 +73,7 @@ async fn diff_text(state: &RunState, max_file_bytes: u64) -> String {
     };
     let base = workspace.base_commit.clone();
     let committed = state.commit.is_some();
-    let diff = tokio::task::spawn_blocking(move || {
+    let diff = crate::telemetry::spawn_blocking_in_span(move || {
         if committed {
             crate::git::diff_since(&path, &base, max_file_bytes).map_err(|e| e.to_string())
         } else {

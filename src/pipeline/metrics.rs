@@ -27,7 +27,7 @@ impl MetricsSampler {
     /// Starts sampling this process and its descendants.
     pub fn start() -> Self {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let sampling = tokio::task::spawn_blocking(move || {
+        let sampling = crate::telemetry::spawn_blocking_in_span(move || {
             let mut peak = RunMetrics::default();
             let Ok(mut system) = System::new() else {
                 tracing::warn!("process metrics unavailable on this system");

@@ -166,10 +166,6 @@ impl Runner {
 
     /// Runs `task` (delivery attempt `attempt`, starting at 1) to completion or failure.
     /// `cancel` stops it early as a shutdown would; the task's own deadline is applied here.
-    #[tracing::instrument(
-        skip_all,
-        fields(task_id = %task.task_id, spec = %task.spec_name, runner_id = %self.settings.runner_id, attempt)
-    )]
     pub async fn run(&self, task: &Task, attempt: u32, cancel: &CancellationToken) -> RunResult {
         self.run_with(task, attempt, cancel, &StopCause::default()).await
     }
@@ -178,8 +174,26 @@ impl Runner {
     /// ends the run at once with a `cancelled` failure and nothing published or stored
     /// (the delivery goes back to the broker); an operator's cancel stores the failure
     /// artifacts and ends with `TaskCancelled`.
-    #[tracing::instrument(skip_all, fields(task_id = %task.task_id, spec = %task.spec_name, attempt))]
+    ///
+    /// The run's log lines sit in the task's span ([`crate::telemetry::task_span`]).
     pub async fn run_with(
+        &self,
+        task: &Task,
+        attempt: u32,
+        cancel: &CancellationToken,
+        cause: &StopCause,
+    ) -> RunResult {
+        let span = crate::telemetry::task_span(
+            Some(&task.task_id),
+            Some(&task.spec_name),
+            &self.settings.runner_id,
+            attempt,
+        );
+        tracing::Instrument::instrument(self.run_in_span(task, attempt, cancel, cause), span).await
+    }
+
+    /// [`Runner::run_with`], inside the task's span.
+    async fn run_in_span(
         &self,
         task: &Task,
         attempt: u32,

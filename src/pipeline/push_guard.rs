@@ -23,13 +23,12 @@ pub async fn check_before_push(
     base_commit: &str,
 ) -> Result<(), TaskFailure> {
     let (branch, base) = (branch.to_string(), base_commit.to_string());
-    let added =
-        tokio::task::spawn_blocking(move || git::added_lines(&path, &base, &branch, MAX_SCANNED_BYTES))
-            .await
-            .map_err(|join| {
-                TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}"))
-            })?
-            .map_err(|e| e.to_failure("push"))?;
+    let added = crate::telemetry::spawn_blocking_in_span(move || {
+        git::added_lines(&path, &base, &branch, MAX_SCANNED_BYTES)
+    })
+    .await
+    .map_err(|join| TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}")))?
+    .map_err(|e| e.to_failure("push"))?;
     let files = match added {
         AddedLines::Files(files) => files,
         AddedLines::OverCap { .. } => return Err(ScanError::TooLarge.to_failure("push")),

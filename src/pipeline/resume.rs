@@ -55,9 +55,10 @@ pub async fn adopt_after_rejection(
     base_commit: &str,
 ) -> Option<CommitInfo> {
     let (fetch_path, fetch_remote, fetch_branch) = (path.to_path_buf(), remote.clone(), branch.to_string());
-    let fetched =
-        tokio::task::spawn_blocking(move || git::fetch_branch(&fetch_path, &fetch_remote, &fetch_branch))
-            .await;
+    let fetched = crate::telemetry::spawn_blocking_in_span(move || {
+        git::fetch_branch(&fetch_path, &fetch_remote, &fetch_branch)
+    })
+    .await;
     if !matches!(fetched, Ok(Ok(()))) {
         return None;
     }
@@ -74,7 +75,7 @@ async fn adopt_if_ours(
     base_commit: &str,
 ) -> Result<(BranchOnRemote, Option<CommitInfo>), TaskFailure> {
     let (branch, base, task_id) = (branch.to_string(), base_commit.to_string(), ctx.task.task_id.clone());
-    let found = tokio::task::spawn_blocking(move || {
+    let found = crate::telemetry::spawn_blocking_in_span(move || {
         let state = git::branch_on_remote(&path, &branch, &base, &task_id)?;
         let BranchOnRemote::ThisTask { commit } = &state else { return Ok((state, None)) };
         git::adopt_commit(&path, commit)?;

@@ -111,7 +111,7 @@ async fn blocking<T: Send + 'static>(
     step: &str,
     work: impl FnOnce() -> Result<T, git::GitError> + Send + 'static,
 ) -> Result<T, TaskFailure> {
-    match tokio::task::spawn_blocking(work).await {
+    match crate::telemetry::spawn_blocking_in_span(work).await {
         Ok(outcome) => outcome.map_err(|e| e.to_failure(step)),
         Err(join) => Err(TaskFailure::new(
             FailureKind::WorkspacePreparation,
@@ -153,14 +153,15 @@ async fn acquire_slot(ctx: &RunContext<'_>) -> Result<AcquiredSlot, TaskFailure>
         // would be lost with the dropped future and the slot leaked.
         let (granted, grant) = tokio::sync::oneshot::channel();
         let (client, timeout_seconds, repo_url) = (repo_pool.clone(), task.timeout_seconds, url.clone());
-        tokio::spawn(async move {
+        let allocating = async move {
             let allocated =
                 client.allocate(&repo_url, &required_by, timeout_seconds).await.map(|allocation| {
                     let pooled = crate::clients::PooledSlot::new(client.clone(), allocation.slot_id.clone());
                     (allocation, pooled)
                 });
             let _ = granted.send(allocated);
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(allocating));
         let (allocation, pooled) = grant
             .await
             .map_err(|_| {
@@ -233,7 +234,7 @@ async fn implement(
     // Off the runtime thread, like the git work: the task's deadline and cancellation
     // (which drop this future) never wait on the file system.
     let (view_root, budget) = (workspace.to_path_buf(), llm::agent::repo_view_budget(engine.mode));
-    let repo_view = tokio::task::spawn_blocking(move || llm::repo_view(&view_root, budget))
+    let repo_view = crate::telemetry::spawn_blocking_in_span(move || llm::repo_view(&view_root, budget))
         .await
         .map_err(|join| join.to_string())
         .and_then(|view| view.map_err(|e| e.to_string()))
@@ -386,12 +387,11 @@ async fn push(
 ) -> Result<Option<CommitInfo>, TaskFailure> {
     super::push_guard::check_before_push(ctx, path.clone(), &branch, &base).await?;
     let (push_path, push_remote, push_branch) = (path.clone(), remote.clone(), branch.clone());
-    let pushed =
-        tokio::task::spawn_blocking(move || git::push_branch(&push_path, &push_remote, &push_branch))
-            .await
-            .map_err(|join| {
-            TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}"))
-        })?;
+    let pushed = crate::telemetry::spawn_blocking_in_span(move || {
+        git::push_branch(&push_path, &push_remote, &push_branch)
+    })
+    .await
+    .map_err(|join| TaskFailure::new(FailureKind::Push, "push", format!("git worker panicked: {join}")))?;
     match pushed {
         Ok(outcome) => {
             ctx.log.record("push", &format!("pushed {outcome:?}"));

@@ -81,6 +81,20 @@ pub enum StepStatus {
     NotRun,
 }
 
+impl StepStatus {
+    /// The name used in test results and log lines (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Passed => "passed",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::TimedOut => "timed_out",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::NotRun => "not_run",
+        }
+    }
+}
+
 /// What happened to one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepReport {
@@ -150,7 +164,7 @@ pub async fn run_playbook(playbook: &Playbook, ctx: &PlaybookRun<'_>) -> Playboo
             continue;
         }
         let report = run_step(step, ctx).await;
-        tracing::info!(step = %step.name, status = ?report.status, attempts = report.attempts, "playbook step finished");
+        tracing::info!(step = %step.name, status = report.status.as_str(), attempts = report.attempts, "playbook step finished");
         match report.status {
             StepStatus::Cancelled => stopped_because = Some("the run was cancelled".to_string()),
             StepStatus::Failed | StepStatus::TimedOut if step.fail_fast => {

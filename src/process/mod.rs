@@ -196,7 +196,8 @@ pub async fn run_command(
     let mut group = GroupGuard { pgid: leader };
     let mut container = launch::ContainerGuard::new(&launch);
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
-    let pump = tokio::spawn(pump_output(reader, Arc::clone(&collector)));
+    let pump =
+        tokio::spawn(tracing::Instrument::in_current_span(pump_output(reader, Arc::clone(&collector))));
     let watched = async move {
         match leader {
             Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
@@ -230,9 +231,10 @@ async fn lend_workspace_for(spec: &CommandSpec) -> Result<Option<sandbox::Worksp
         return Ok(None);
     }
     let (workdir, uid, gid) = (spec.cwd.clone(), policy.uid, policy.gid);
-    let lease = tokio::task::spawn_blocking(move || sandbox::lend_workspace_to(&workdir, uid, gid))
-        .await
-        .map_err(|e| SandboxError::Unavailable(format!("the ownership walk stopped: {e}")))??;
+    let lease =
+        crate::telemetry::spawn_blocking_in_span(move || sandbox::lend_workspace_to(&workdir, uid, gid))
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("the ownership walk stopped: {e}")))??;
     Ok(Some(lease))
 }
 

@@ -70,7 +70,9 @@ pub async fn watch(leader: i32, limits: ProcessLimits, tasks_before_spawn: Optio
         }
         last_full = tokio::time::Instant::now();
         let stop_at = limits.max_processes.map(u64::from);
-        let usage = tokio::task::spawn_blocking(move || sample(leader, stop_at)).await.unwrap_or_default();
+        let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, stop_at))
+            .await
+            .unwrap_or_default();
         if let Some(breach) = check(&limits, &usage) {
             return breach;
         }
@@ -142,7 +144,7 @@ pub async fn kill_all(leader: i32) {
         unsafe {
             libc::killpg(leader, libc::SIGKILL);
         }
-        let alive = tokio::task::spawn_blocking(move || {
+        let alive = crate::telemetry::spawn_blocking_in_span(move || {
             let table = process_table(leader, None);
             let members = members(&table, leader);
             // Only the leader may linger as a zombie until our `wait`; it is not a threat.

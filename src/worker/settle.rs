@@ -2,6 +2,7 @@
 //! dead-letter, or leave it to the broker.
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use super::Worker;
 use super::control::TaskHandle;
@@ -32,8 +33,29 @@ pub fn attempt_of(headers: &HeaderMap) -> u32 {
 
 /// Runs one delivery and settles it. The only function that decides what becomes of a
 /// delivery.
+///
+/// Everything it logs sits in the task's span ([`crate::telemetry::task_span`]), so
+/// every line names the task, its spec, this runner and the attempt.
 pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHandle) -> Settlement {
     let attempt = attempt_of(&delivery.headers());
+    let parsed = parse_task(delivery.body());
+    let (task_id, spec_name) = match &parsed {
+        Ok(task) => (Some(task.task_id.clone()), Some(task.spec_name.clone())),
+        Err(_) => loose_identity(delivery.body()),
+    };
+    let runner_id = &worker.runner.settings.runner_id;
+    let span = crate::telemetry::task_span(task_id.as_deref(), spec_name.as_deref(), runner_id, attempt);
+    settle_parsed(worker, delivery, handle, parsed, attempt).instrument(span).await
+}
+
+/// [`settle`], inside the task's span.
+async fn settle_parsed(
+    worker: &Worker,
+    delivery: InboundDelivery,
+    handle: &TaskHandle,
+    parsed: Result<Task, crate::task::ValidationError>,
+    attempt: u32,
+) -> Settlement {
     let subject = |task_id: Option<String>, spec_name: Option<String>| EventSubject {
         task_id,
         spec_name,
@@ -41,7 +63,7 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
         attempt,
     };
 
-    let task = match parse_task(delivery.body()) {
+    let task = match parsed {
         Ok(task) => task,
         Err(invalid) => {
             let (task_id, spec_name) = loose_identity(delivery.body());
@@ -59,7 +81,7 @@ pub async fn settle(worker: &Worker, delivery: InboundDelivery, handle: &TaskHan
     match &result.error {
         None => match delivery.ack().await {
             Ok(()) => {
-                tracing::info!(task_id = %task.task_id, branch = ?result.branch, resumed = result.resumed, "task completed");
+                tracing::info!(task_id = %task.task_id, branch = result.branch.as_deref(), resumed = result.resumed, "task completed");
                 Settlement::Acked
             }
             Err(error) => {
@@ -220,7 +242,8 @@ async fn dead_letter(
             // confirm: the message is already safe in the DLQ.
             let event = subject.event(EventType::TaskDeadLettered, "", data.into());
             let events = worker.events.clone();
-            tokio::spawn(async move { crate::events::publish_best_effort(events.as_ref(), &event).await });
+            let announce = async move { crate::events::publish_best_effort(events.as_ref(), &event).await };
+            tokio::spawn(tracing::Instrument::in_current_span(announce));
             Settlement::DeadLettered
         }
         Err(error) => {

@@ -13,6 +13,9 @@ pub const BROKER_REASON: &str = "broker";
 /// The filters every `dlq` subcommand takes; all given ones must match.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Filters {
+    /// Only the dead letter with this id (the ID column of `dlq list`).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
     /// Only this task.
     #[arg(long, value_name = "ID")]
     pub task_id: Option<String>,
@@ -36,7 +39,8 @@ impl Filters {
         let equal = |wanted: &Option<String>, actual: Option<String>| {
             wanted.as_ref().is_none_or(|w| actual.as_deref() == Some(w.as_str()))
         };
-        equal(&self.task_id, letter.header_text(header::TASK_ID))
+        equal(&self.id, Some(letter.id.clone()))
+            && equal(&self.task_id, letter.header_text(header::TASK_ID))
             && equal(&self.spec, letter.header_text(header::SPEC))
             && equal(&self.reason, Some(reason(letter)))
             && self.older_than.is_none_or(|min| age(letter, now).is_some_and(|a| a > min))
@@ -90,7 +94,8 @@ mod tests {
     fn letter(pairs: &[(&str, &str)]) -> DeadLetter {
         let headers: HeaderMap =
             pairs.iter().map(|(k, v)| (k.to_string(), HeaderValue::Text(v.to_string()))).collect();
-        DeadLetter { routing_key: "task.backend".into(), headers, body: "{}".into() }
+        let id = crate::amqp::letter_id("task.backend", &headers, b"{}");
+        DeadLetter { id, routing_key: "task.backend".into(), headers, body: "{}".into() }
     }
 
     #[test]
@@ -112,6 +117,9 @@ mod tests {
         assert!(f(None, None, None).matches(&old, now));
         assert!(f(Some("1.1"), Some("timeout"), Some(3600)).matches(&old, now));
         assert!(!f(Some("1.2"), None, None).matches(&old, now));
+        let by_id = |id: &str| Filters { id: Some(id.into()), ..Filters::default() };
+        assert!(by_id(&old.id).matches(&old, now));
+        assert!(!by_id(&old.id).matches(&by_broker, now));
         assert!(!f(None, None, Some(3 * 3600)).matches(&old, now));
         assert!(f(None, Some("broker"), None).matches(&by_broker, now));
         assert!(!f(None, None, Some(1)).matches(&by_broker, now), "unknown age never counts as old");

@@ -1,8 +1,10 @@
 //! `agent-runner dlq`: list, show, replay and purge dead-lettered tasks.
 //!
 //! Every subcommand makes one pass over the dead-letter queue (see
-//! [`crate::amqp::DlqCursor`]): messages are held while the pass runs and every one not
-//! replayed or purged goes back untouched. Replay republishes to the task exchange under
+//! [`crate::amqp::DlqCursor`]): every message not replayed or purged is put back
+//! unchanged, in its order, without growing its delivery count. Each dead letter has a
+//! stable id (`dlq list` shows it) that `show`, `replay --id` and `purge --id` accept,
+//! so a message that is not a task (no task id) is addressable too. Replay republishes to the task exchange under
 //! publisher confirms and removes the dead letter only after the broker confirmed, so a
 //! failure at any point leaves the task in one place or (at worst, if the process dies
 //! between the two) in both, never in neither.
@@ -39,10 +41,11 @@ pub enum DlqCommand {
         #[arg(long)]
         summary: bool,
     },
-    /// Show one task's dead letters in full: every header and the message body.
+    /// Show dead letters in full, every header and the message body: the one with this
+    /// id, or all of a task's.
     Show {
-        /// The task id.
-        task_id: String,
+        /// A dead letter's id (from `dlq list`) or a task id.
+        id_or_task_id: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -94,11 +97,14 @@ pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Show { task_id, json } => {
-            let filters = Filters { task_id: Some(task_id.clone()), ..Filters::default() };
-            let letters = collect(&session, &names, &filters).await?;
+        DlqCommand::Show { id_or_task_id, json } => {
+            let mut letters = collect(&session, &names, &Filters::default()).await?;
+            letters.retain(|letter| {
+                letter.id == id_or_task_id
+                    || letter.header_text(header::TASK_ID).as_deref() == Some(id_or_task_id.as_str())
+            });
             if letters.is_empty() {
-                eprintln!("no dead letter for task {task_id}");
+                eprintln!("no dead letter with id or task id {id_or_task_id}");
                 return Ok(ExitCode::FAILURE);
             }
             if json {
@@ -131,13 +137,20 @@ async fn collect(
     let limit = filters.limit.unwrap_or(usize::MAX);
     let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
     let mut letters = Vec::new();
-    while letters.len() < limit {
-        let Some(held) = cursor.next().await? else { break };
-        if filters.matches(&held.letter, now) {
-            letters.push(held.letter);
+    // Every message is passed over and kept, even past `limit`: stopping early would
+    // leave the rest ahead of the kept ones and change the queue's order.
+    let passed = async {
+        while let Some(held) = cursor.next().await? {
+            if letters.len() < limit && filters.matches(&held.letter, now) {
+                letters.push(held.letter.clone());
+            }
+            cursor.keep(held).await?;
         }
+        Ok::<(), crate::amqp::AmqpError>(())
     }
+    .await;
     cursor.release().await;
+    passed?;
     Ok(letters)
 }
 
@@ -154,16 +167,17 @@ async fn replay(
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
     let mut done = 0usize;
-    while done < limit {
-        let Some(held) = cursor.next().await? else { break };
-        if !filters.matches(&held.letter, now) {
-            continue; // held until the pass ends, then back in the queue untouched
+    while let Some(held) = cursor.next().await? {
+        if done >= limit || !filters.matches(&held.letter, now) {
+            cursor.keep(held).await?;
+            continue;
         }
         let (routing_key, headers) = replayed(&held.letter, now);
         let line = output::one_line(&held.letter, now);
+        done += 1;
         if dry_run {
             println!("would replay {line} -> {} '{routing_key}'", names.task_exchange);
-            done += 1;
+            cursor.keep(held).await?;
             continue;
         }
         pace.tick().await;
@@ -178,9 +192,10 @@ async fn replay(
             })
             .await;
         if let Err(error) = published {
+            cursor.keep(held).await?;
             cursor.release().await;
             return Err(error).with_context(|| {
-                format!("replaying {line} failed after {done} replayed; it stays in the DLQ")
+                format!("replaying {line} failed after {} replayed; it stays in the DLQ", done - 1)
             });
         }
         cursor
@@ -188,7 +203,6 @@ async fn replay(
             .await
             .with_context(|| format!("{line} was replayed but could not be removed from the DLQ"))?;
         println!("replayed {line} -> {} '{routing_key}'", names.task_exchange);
-        done += 1;
     }
     cursor.release().await;
     println!("{done} message(s) {}", if dry_run { "would be replayed" } else { "replayed" });
@@ -223,19 +237,20 @@ async fn purge(
     let limit = filters.limit.unwrap_or(usize::MAX);
     let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
     let mut done = 0usize;
-    while done < limit {
-        let Some(held) = cursor.next().await? else { break };
-        if !filters.matches(&held.letter, now) {
+    while let Some(held) = cursor.next().await? {
+        if done >= limit || !filters.matches(&held.letter, now) {
+            cursor.keep(held).await?;
             continue;
         }
         let line = output::one_line(&held.letter, now);
+        done += 1;
         if dry_run {
             println!("would purge {line}");
+            cursor.keep(held).await?;
         } else {
             cursor.remove(held).await?;
             println!("purged {line}");
         }
-        done += 1;
     }
     cursor.release().await;
     println!("{done} message(s) {}", if dry_run { "would be purged" } else { "purged" });

@@ -98,7 +98,7 @@ impl Workspace {
         on_panic: impl FnOnce(String) -> T,
     ) -> T {
         let workspace = self.clone();
-        match tokio::task::spawn_blocking(move || work(&workspace)).await {
+        match crate::telemetry::spawn_blocking_in_span(move || work(&workspace)).await {
             Ok(outcome) => outcome,
             Err(join) => on_panic(format!("the tool failed: {join}")),
         }

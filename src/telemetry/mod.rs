@@ -5,6 +5,10 @@
 //! stderr, so a secret that reaches a log field (an error message quoting a URL, a
 //! command's output) is masked like it is in artifacts and events. Secrets are added
 //! with [`mask_in_logs`] once they are loaded, which is after logging starts.
+//!
+//! JSON lines are flat ([`task_line`]): the task's identity sits on every line emitted
+//! while working on it. Work moved to a blocking thread keeps its span through
+//! [`spawn_blocking_in_span`].
 
 use std::io::{self, Write};
 use std::sync::{Arc, LazyLock, RwLock};
@@ -14,6 +18,10 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LoggingConfig;
 use crate::secrets::Masker;
+
+mod task_line;
+
+pub use task_line::task_span;
 
 /// The masker applied to every log line this process writes.
 static LOG_MASKER: LazyLock<Arc<RwLock<Masker>>> = LazyLock::new(Default::default);
@@ -32,10 +40,21 @@ pub fn init(logging: &LoggingConfig) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     // A second init (tests, embedding) is not an error worth failing on.
     let _ = if logging.structured {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder.fmt_fields(task_line::span_fields()).event_format(task_line::FlatJsonLines).try_init()
     } else {
         builder.compact().try_init()
     };
+}
+
+/// [`tokio::task::spawn_blocking`], with the caller's span entered on the blocking
+/// thread: what git or the file system step logs there still names its task.
+pub fn spawn_blocking_in_span<F, R>(work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
 }
 
 /// Adds `masker`'s secrets to those masked in this process's logs.
