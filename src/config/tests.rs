@@ -53,6 +53,8 @@ fn defaults_are_the_documented_ones() {
         runner_id: "worker-7".into(),
         execution_mode: ExecutionMode::LocalProcess,
         docker_image: None,
+        docker_volumes: Vec::new(),
+        kubernetes: KubernetesConfig::default(),
         default_timeout: Duration::from_secs(1800),
         pool_dir: PathBuf::from("/var/lib/ar/slots"),
         playbooks_dir: PathBuf::from("playbooks"),
@@ -262,17 +264,43 @@ fn bad_file_values_name_the_key_and_reason() {
 }
 
 #[test]
-fn kubernetes_is_refused_as_an_execution_mode() {
+fn kubernetes_mode_and_keys_load_into_typed_config() {
+    let config = load_with(
+        Some("execution_mode: kubernetes\nk8s_namespace: necrocode\nk8s_image: img:1\nk8s_secrets: [git-token]\n"),
+        BASE_ENV,
+        &ConfigOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.execution_mode, ExecutionMode::Kubernetes);
+    let expected = KubernetesConfig {
+        namespace: Some("necrocode".into()),
+        image: Some("img:1".into()),
+        secrets: vec!["git-token".into()],
+    };
+    assert_eq!(config.kubernetes, expected);
     assert_eq!(
-        file_error("execution_mode: kubernetes\n"),
-        "invalid execution_mode from FILE: Kubernetes is a deployment, not an execution mode: run \
-         the worker as a Deployment or Job and pick local-process, sandbox or docker for how it \
-         runs commands"
+        file_error("k8s_namespace: Necro_Code\n"),
+        "invalid k8s_namespace from FILE: must be a Kubernetes name (1 to 63 lowercase letters, \
+         digits and `-`), got `Necro_Code`"
     );
-    let message = file_error("k8s_namespace: necrocode\n");
-    let expected =
-        format!("invalid config file FILE: k8s_namespace: {} at line 1 column 16", reject::KUBERNETES);
-    assert_eq!(message, expected);
+}
+
+#[test]
+fn docker_image_in_both_spellings_is_refused_naming_both() {
+    assert_eq!(
+        file_error("docker_image: a:1\ndocker:\n  image: b:1\n"),
+        "invalid docker_image from FILE: docker_image and docker.image are the same setting: set one of them"
+    );
+    let seed = load_with(Some("docker_image: a:1\n"), BASE_ENV, &ConfigOverrides::default()).unwrap();
+    assert_eq!(seed.docker_image.as_deref(), Some("a:1"));
+    let volumes =
+        load_with(Some("docker:\n  volumes: [\"/srv/x:/x:rw\"]\n"), BASE_ENV, &ConfigOverrides::default())
+            .unwrap()
+            .docker_volumes;
+    assert_eq!(
+        volumes,
+        vec![DockerVolume { host: "/srv/x".into(), container: "/x".into(), read_only: false }]
+    );
 }
 
 #[test]
