@@ -165,6 +165,7 @@ impl Runner {
             max_file_bytes: config.limits.max_file_bytes,
             allowed_remotes: config.git.allowed_remotes.clone(),
             slot_roots: config.slot_roots().iter().map(|root| absolute(root)).collect(),
+            git_retry_count: config.retry.git,
         };
         Ok(Runner::new(services, settings))
     }

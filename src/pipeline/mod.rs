@@ -12,6 +12,7 @@
 mod admission;
 mod artifacts_step;
 mod assemble;
+mod git_retry;
 mod log;
 mod metrics;
 mod preflight;
@@ -89,6 +90,9 @@ pub struct RunnerSettings {
     pub allowed_remotes: Vec<crate::git::RemotePrefix>,
     /// `pool.slot_roots`, absolute: where a task's own `slot_path` may lie.
     pub slot_roots: Vec<PathBuf>,
+    /// `git_retry_count`: in-place retries of a clone, fetch or push that failed
+    /// transiently, before the task-level retry.
+    pub git_retry_count: u32,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
