@@ -1,5 +1,6 @@
 //! The real `agent-runner` binary, driven as an operator would: playbook validation,
-//! a broker-less `run` (also with the seed's `playbook_path`), and publish → `worker --once` → `dlq list` on a private topology.
+//! a broker-less `run` (also with the seed's `playbook_path`), and publish →
+//! `worker --once` → `dlq list` on a private topology.
 
 mod common;
 

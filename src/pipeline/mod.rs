@@ -289,11 +289,21 @@ impl Runner {
 async fn release_pool_slot(ctx: &RunContext<'_>, state: &mut steps::RunState) {
     let Some(slot) = state.pool_slot.take() else { return };
     let slot_id = slot.slot_id.clone();
+    let pool = slot.client().clone();
     // The lease's workspace path is the pool's; forget it before the pool hands it out again.
     state.slot = None;
     match tokio::time::timeout(WRAP_UP_BUDGET, slot.release()).await {
         Ok(Ok(())) => ctx.log.record("release", &format!("Repo Pool slot {slot_id} released")),
-        Ok(Err(error)) => tracing::warn!(%error, slot_id, "Repo Pool slot not released"),
+        Ok(Err(error)) => {
+            // What the pool thinks of the slot tells the operator whether anything is left
+            // to do: already free (a lost answer) or still held until its timeout.
+            let state = match tokio::time::timeout(WRAP_UP_BUDGET, pool.slot(&slot_id)).await {
+                Ok(Ok(slot)) => slot.state.unwrap_or_else(|| "not stated".to_string()),
+                Ok(Err(query)) => format!("unknown ({query})"),
+                Err(_) => "unknown (no answer in time)".to_string(),
+            };
+            tracing::warn!(%error, slot_id, slot_state = %state, "Repo Pool slot not released");
+        }
         Err(_) => tracing::warn!(slot_id, "Repo Pool slot release did not finish in time"),
     }
 }
