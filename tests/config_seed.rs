@@ -20,6 +20,15 @@ fn load_seed(name: &str) -> RunnerConfig {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// `yaml` loaded as a config file, and the error (as displayed, the path as `FILE`).
+fn load_yaml(yaml: &str) -> Result<RunnerConfig, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    config::load(Some(&path), &|_| None, &ConfigOverrides::default())
+        .map_err(|e| e.to_string().replace(&path.display().to_string(), "FILE"))
+}
+
 fn url(text: &str) -> Option<reqwest::Url> {
     Some(reqwest::Url::parse(text).unwrap())
 }
@@ -80,6 +89,32 @@ fn the_seed_kubernetes_config_loads_its_k8s_keys() {
     };
     assert_eq!(seed.kubernetes, expected);
     assert_eq!((seed.limits.max_memory_mb, seed.limits.max_cpu_percent), (Some(4096), Some(200)));
+}
+
+#[test]
+fn kubernetes_names_are_checked_as_rfc_1123_names() {
+    assert_eq!(
+        load_yaml("k8s_namespace: Necro_Code\n").unwrap_err(),
+        "invalid k8s_namespace from FILE: must be a Kubernetes name (1 to 63 lowercase letters, \
+         digits and `-`), got `Necro_Code`"
+    );
+    assert_eq!(
+        load_yaml("k8s_secrets: [git-token, tls.certs]\n").unwrap().kubernetes.secrets,
+        ["git-token", "tls.certs"]
+    );
+}
+
+#[test]
+fn the_image_in_both_spellings_is_refused_naming_both_and_volumes_take_either_shape() {
+    assert_eq!(
+        load_yaml("docker_image: a:1\ndocker:\n  image: b:1\n").unwrap_err(),
+        "invalid docker_image from FILE: docker_image and docker.image are the same setting: set one of them"
+    );
+    assert_eq!(load_yaml("docker_image: a:1\n").unwrap().docker_image.as_deref(), Some("a:1"));
+    let list = load_yaml("docker:\n  volumes: [\"/srv/x:/x:rw\"]\n").unwrap().docker_volumes;
+    assert_eq!(list, [DockerVolume { host: "/srv/x".into(), container: "/x".into(), read_only: false }]);
+    let map = load_yaml("docker_volumes:\n  /srv/x: /x\n").unwrap().docker_volumes;
+    assert_eq!(map, [DockerVolume { host: "/srv/x".into(), container: "/x".into(), read_only: true }]);
 }
 
 #[test]

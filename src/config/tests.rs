@@ -264,46 +264,6 @@ fn bad_file_values_name_the_key_and_reason() {
 }
 
 #[test]
-fn kubernetes_mode_and_keys_load_into_typed_config() {
-    let config = load_with(
-        Some("execution_mode: kubernetes\nk8s_namespace: necrocode\nk8s_image: img:1\nk8s_secrets: [git-token]\n"),
-        BASE_ENV,
-        &ConfigOverrides::default(),
-    )
-    .unwrap();
-    assert_eq!(config.execution_mode, ExecutionMode::Kubernetes);
-    let expected = KubernetesConfig {
-        namespace: Some("necrocode".into()),
-        image: Some("img:1".into()),
-        secrets: vec!["git-token".into()],
-    };
-    assert_eq!(config.kubernetes, expected);
-    assert_eq!(
-        file_error("k8s_namespace: Necro_Code\n"),
-        "invalid k8s_namespace from FILE: must be a Kubernetes name (1 to 63 lowercase letters, \
-         digits and `-`), got `Necro_Code`"
-    );
-}
-
-#[test]
-fn docker_image_in_both_spellings_is_refused_naming_both() {
-    assert_eq!(
-        file_error("docker_image: a:1\ndocker:\n  image: b:1\n"),
-        "invalid docker_image from FILE: docker_image and docker.image are the same setting: set one of them"
-    );
-    let seed = load_with(Some("docker_image: a:1\n"), BASE_ENV, &ConfigOverrides::default()).unwrap();
-    assert_eq!(seed.docker_image.as_deref(), Some("a:1"));
-    let volumes =
-        load_with(Some("docker:\n  volumes: [\"/srv/x:/x:rw\"]\n"), BASE_ENV, &ConfigOverrides::default())
-            .unwrap()
-            .docker_volumes;
-    assert_eq!(
-        volumes,
-        vec![DockerVolume { host: "/srv/x".into(), container: "/x".into(), read_only: false }]
-    );
-}
-
-#[test]
 fn api_key_in_file_is_refused_without_echoing_it() {
     let message = file_error("llm:\n  model: gpt-4\n  api_key: sk-live-123456\n");
     let expected = format!("invalid config file FILE: llm.api_key: {} at line 3 column 12", reject::API_KEY);

@@ -209,10 +209,17 @@ fn the_seeds_playbook_path_is_a_repository_path_like_one_in_playbook() {
         error_of(valid(), "playbook_path", json!("backend")),
         "playbook_path: must be a .yaml or .yml path in the repository"
     );
-    assert_eq!(
-        error_of(valid(), "playbook_path", json!("../other/ci.yaml")),
-        "playbook_path: must be a relative path inside the repository, without .."
-    );
+}
+
+#[test]
+fn a_playbook_path_escaping_the_repository_is_refused() {
+    for escape in ["../other/ci.yaml", "ok/../../ci.yaml", "/etc/ci.yaml"] {
+        assert_eq!(
+            error_of(valid(), "playbook_path", json!(escape)),
+            "playbook_path: must be a relative path inside the repository, without ..",
+            "{escape}"
+        );
+    }
 }
 
 #[test]
