@@ -1,5 +1,6 @@
 //! The real `agent-runner` binary, driven as an operator would: playbook validation,
-//! a broker-less `run`, and publish → `worker --once` → `dlq list` on a private topology.
+//! a broker-less `run` (also with the seed's `playbook_path`), and publish →
+//! `worker --once` → `dlq list` on a private topology.
 
 mod common;
 
@@ -163,4 +164,38 @@ fn version_names_the_git_revision_it_was_built_from() {
     } else {
         println!("not a git checkout: the revision cannot be compared");
     }
+}
+
+#[tokio::test]
+async fn run_honours_the_seeds_playbook_path_over_the_repositorys_own_playbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("origin.git");
+    let backend = (
+        "playbooks/backend-task.yaml",
+        "name: Backend Task Playbook\nsteps:\n  - name: backend unit tests\n    command: sh tests/test_greet.sh\n",
+    );
+    let files = [sample::SAMPLE_FILES, &[backend]].concat();
+    sample::create_origin(&origin, "main", &files).unwrap();
+    let answer = sample::scripted_answer();
+    let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
+    let mut task = sample::sample_task(&format!("file://{}", origin.display()), "5.2");
+    task["playbook_path"] = serde_json::json!("playbooks/backend-task.yaml");
+    std::fs::write(dir.path().join("task.json"), serde_json::to_vec(&task).unwrap()).unwrap();
+    std::fs::write(dir.path().join("config.yaml"), common::local_remotes_yaml(dir.path())).unwrap();
+
+    let base_url = llm.base_url();
+    let dir_path = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        let args = ["--config", "config.yaml", "--llm-endpoint", &base_url, "run", "--task", "task.json"];
+        agent_runner(&args, &dir_path)
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Without playbook_path the repository's .necrocode/playbook.yaml would have run.
+    assert_eq!(summary["playbook"], "playbooks/backend-task.yaml in the repository");
+    let steps: Vec<_> =
+        summary["test_result"]["steps"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(steps, ["backend unit tests"]);
 }

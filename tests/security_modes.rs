@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
+use agent_runner::config::DockerVolume;
 use agent_runner::process::ProcessLimits;
 use agent_runner::process::isolation::{DockerRun, docker_cleanup_command_line, docker_command_line};
 use agent_runner::process::sandbox::{SandboxLayout, SystemEntry, sandbox_command_line};
@@ -37,6 +38,10 @@ fn docker_runs_without_network_capabilities_or_a_writable_root_and_with_the_limi
         user: "1000:1000",
         limits: ProcessLimits { max_memory_mb: Some(2048), cpu_seconds: Some(480), max_processes: Some(256) },
         cpu_percent: Some(150),
+        volumes: &[
+            DockerVolume { host: "/opt/tools".into(), container: "/opt/tools".into(), read_only: true },
+            DockerVolume { host: "/srv/cache".into(), container: "/cache".into(), read_only: false },
+        ],
     };
     let env = BTreeMap::from([("CI".to_string(), "true".to_string())]);
     let line = docker_command_line("cargo test", workdir.path(), &run, &env, fake_parent);
@@ -49,6 +54,7 @@ fn docker_runs_without_network_capabilities_or_a_writable_root_and_with_the_limi
         "--read-only --tmpfs /tmp:rw,nosuid,nodev --env TMPDIR=/tmp".into(),
         "--memory 2048m --memory-swap 2048m --cpus 1.50 --pids-limit 256 --ulimit cpu=480:481".into(),
         format!("--volume {dir}:{dir}:rw --workdir {dir} --volume {dir}/.git:{dir}/.git:ro"),
+        "--volume /opt/tools:/opt/tools:ro --volume /srv/cache:/cache:rw".into(),
         "--env CI=true --env LANG=C.UTF-8".into(),
         "-- rust:1-bookworm sh -c cargo test".into(),
     ]
@@ -70,6 +76,7 @@ fn docker_gets_the_bridge_network_only_when_the_step_opted_in() {
         user: "0:0",
         limits: ProcessLimits::default(),
         cpu_percent: None,
+        volumes: &[],
     };
     let line = docker_command_line("true", Path::new("/ws"), &run, &BTreeMap::new(), |_| None);
     let args = strings(&line.args);

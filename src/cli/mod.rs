@@ -2,6 +2,7 @@
 //! configuration (file < environment < flags) and runs one subcommand, one file each.
 
 mod cancel;
+mod config_validate;
 mod demo;
 mod dlq;
 mod exit;
@@ -84,6 +85,9 @@ enum Command {
     /// Playbook tools.
     #[command(subcommand)]
     Playbook(playbook::PlaybookCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(config_validate::ConfigCommand),
     /// Inspect, replay and purge the dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
@@ -163,6 +167,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             // Validation needs no configuration; loading it only arms the output masking.
             let _ = global.load(None);
             playbook::run(command)
+        }
+        Command::Config(command) => {
+            // The file under test is the argument; loading `--config` (if any) only arms
+            // the output masking, and a failure there is not this command's verdict.
+            let _ = global.load(None);
+            config_validate::run(command)
         }
         Command::Dlq(command) => dlq::run(global.load(None)?, command).await,
         Command::Cancel(args) => cancel::run(global.load(None)?, args).await,

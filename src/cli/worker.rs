@@ -27,6 +27,9 @@ pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitC
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     secrets.check_token_hosts(&config)?;
     crate::pipeline::check_execution_mode(&config).await?;
+    // Warnings only: see `clients::startup` for why a service that is down does not stop
+    // the worker.
+    crate::clients::check_services_at_startup(&config).await;
     let worker = Worker::connect(&config, secrets, TopologyNames::from(&config.amqp)).await?;
     let options = WorkerOptions {
         concurrency: u16::try_from(config.amqp.concurrency).unwrap_or(u16::MAX),

@@ -43,6 +43,23 @@ impl ArtifactStoreClient {
         Ok(uploaded.uri)
     }
 
+    /// `GET /artifacts/metadata?uri=`: what the store keeps about an artifact (type, size,
+    /// the metadata sent with the upload), as a JSON object.
+    pub async fn metadata(
+        &self,
+        uri: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ClientError> {
+        let mut url = self.rest.url(&["artifacts", "metadata"]);
+        url.query_pairs_mut().append_pair("uri", uri);
+        let body = self.rest.send(Method::GET, url.clone(), |r| r).await?;
+        self.rest.decode(&format!("GET {}", url.path()), &body)
+    }
+
+    /// `GET /health`: whether the store answers 2xx.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.rest.send(Method::GET, self.rest.url(&["health"]), |r| r).await.map(drop)
+    }
+
     /// `GET <uri>`: an artifact's content. Relative URIs resolve against the base URL.
     pub async fn download(&self, uri: &str) -> Result<Vec<u8>, ClientError> {
         let url = self.rest.base().join(uri).map_err(|e| ClientError::BadAnswer {

@@ -1,6 +1,8 @@
 //! REST clients for the NecroCode services the runner talks to (DESIGN.md §5; the
 //! contract is written down in `docs/api/`): the Task Registry (status, events, artifact
-//! records), the Repo Pool Manager (slots) and the Artifact Store (uploads).
+//! records; a task's record), the Repo Pool Manager (slots and their state) and the
+//! Artifact Store (uploads, downloads, metadata); each answers `/health`. `startup`
+//! checks the configured ones when a worker starts.
 //!
 //! All three share one transport ([`RestClient`]): a reqwest client with connect and
 //! request timeouts, retries with exponential backoff for transient failures (connection
@@ -13,12 +15,14 @@ mod artifact_store;
 mod error;
 mod repo_pool;
 mod rest;
+mod startup;
 mod task_registry;
 
 pub use artifact_store::ArtifactStoreClient;
 pub use error::{ClientError, Service};
-pub use repo_pool::{PooledSlot, RepoPoolClient, SlotAllocation};
+pub use repo_pool::{PooledSlot, RepoPoolClient, SlotAllocation, SlotState};
 pub use rest::{ClientSettings, RestClient};
+pub use startup::{STARTUP_HEALTH_TIMEOUT, check_services_at_startup};
 pub use task_registry::{ArtifactRecord, EventRecord, StatusUpdate, TaskRegistryClient};
 
 /// Seconds since the Unix epoch: the original clients' timestamp format.

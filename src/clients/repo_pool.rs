@@ -15,6 +15,21 @@ pub struct SlotAllocation {
     pub slot_path: PathBuf,
 }
 
+/// `GET /slots/{slot_id}`: what the pool says about one slot. Only the id is required;
+/// the pool's other fields are kept as they came.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SlotState {
+    pub slot_id: String,
+    /// `allocated`, `available`, ... as the pool names its states (`status` accepted too).
+    #[serde(default, alias = "status")]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub slot_path: Option<PathBuf>,
+    /// Everything else the pool said (holder, timestamps).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
 #[derive(Serialize)]
 struct AllocateRequest<'a> {
     repo_url: &'a str,
@@ -58,6 +73,18 @@ impl RepoPoolClient {
         Ok(slot)
     }
 
+    /// `GET /slots/{slot_id}`: the slot as the pool sees it.
+    pub async fn slot(&self, slot_id: &str) -> Result<SlotState, ClientError> {
+        let url = self.rest.url(&["slots", slot_id]);
+        let body = self.rest.send(Method::GET, url.clone(), |r| r).await?;
+        self.rest.decode(&format!("GET {}", url.path()), &body)
+    }
+
+    /// `GET /health`: whether the pool answers 2xx.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.rest.send(Method::GET, self.rest.url(&["health"]), |r| r).await.map(drop)
+    }
+
     /// `POST /slots/{slot_id}/release`. Releasing twice is harmless for the pool.
     pub async fn release(&self, slot_id: &str) -> Result<(), ClientError> {
         let url = self.rest.url(&["slots", slot_id, "release"]);
@@ -79,6 +106,11 @@ pub struct PooledSlot {
 impl PooledSlot {
     pub fn new(client: RepoPoolClient, slot_id: String) -> Self {
         PooledSlot { client, slot_id, released: false }
+    }
+
+    /// The pool client this slot came from (to ask about the slot after a failed release).
+    pub fn client(&self) -> &RepoPoolClient {
+        &self.client
     }
 
     /// Releases the slot, waiting for the pool's answer.

@@ -81,6 +81,17 @@ impl TaskRegistryClient {
         self.write(Method::POST, &["tasks", task_id, "artifacts"], record, key).await
     }
 
+    /// `GET /tasks/{task_id}`: the registry's record of the task, as it keeps it (the
+    /// contract fixes no shape beyond a JSON object).
+    pub async fn task(
+        &self,
+        task_id: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ClientError> {
+        let url = self.rest.url(&["tasks", task_id]);
+        let body = self.rest.send(Method::GET, url.clone(), |r| r).await?;
+        self.rest.decode(&format!("GET {}", url.path()), &body)
+    }
+
     /// `GET /health`: whether the registry answers 2xx.
     pub async fn health(&self) -> Result<(), ClientError> {
         self.rest.send(Method::GET, self.rest.url(&["health"]), |r| r).await.map(drop)

@@ -80,4 +80,9 @@ impl ConfigError {
     pub(crate) fn invalid(origin: &ConfigSource, key: &str, reason: impl Into<String>) -> Self {
         ConfigError::Invalid { origin: origin.clone(), key: key.to_string(), reason: reason.into() }
     }
+
+    /// A value that cannot be used whichever layer set it (the mode a build lacks).
+    pub fn invalid_default(key: &str, reason: impl Into<String>) -> Self {
+        ConfigError::invalid(&ConfigSource::Default, key, reason)
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! These structs only deserialise. Every field is optional, so a file sets any subset;
 //! unknown keys are refused with the parser's line and column and the list of expected
-//! keys. Secrets and the seed's Docker/Kubernetes keys are refused with a message saying
-//! where they belong (see `reject`). Value checks happen in `file_apply`, by the rules
+//! keys. Secrets are refused with a message saying where they belong (see `reject`); the
+//! seed's flat Docker and Kubernetes keys load (see `deployment`). Value checks happen in `file_apply`, by the rules
 //! shared with the other layers. The raw structs have no `Debug`: `amqp.url` may hold a
 //! password.
 
@@ -19,7 +19,7 @@ use super::reject;
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// `local-process`, `sandbox` or `docker` (`kubernetes` is refused: it is a deployment).
+    /// `local-process`, `sandbox`, `docker` or `kubernetes` (loads; the worker refuses it).
     pub execution_mode: Option<String>,
     /// Task Registry base URL (http/https); unset: events go to the exchange only.
     pub task_registry_url: Option<String>,
@@ -79,21 +79,16 @@ pub struct RawConfig {
     pub sandbox: Option<RawSandbox>,
     /// The implementation engine: mode, budgets, protected paths, prices.
     pub engine: Option<RawEngine>,
-    /// Refused: the seed's flat key; use `docker.image`.
-    #[serde(default, deserialize_with = "reject::docker_image")]
-    pub docker_image: Option<Infallible>,
-    /// Refused: volumes belong to the deployment.
-    #[serde(default, deserialize_with = "reject::docker_volumes")]
-    pub docker_volumes: Option<Infallible>,
-    /// Refused: Kubernetes settings belong to the manifests.
-    #[serde(default, deserialize_with = "reject::kubernetes")]
-    pub k8s_namespace: Option<Infallible>,
-    /// Refused: Kubernetes settings belong to the manifests.
-    #[serde(default, deserialize_with = "reject::kubernetes")]
-    pub k8s_image: Option<Infallible>,
-    /// Refused: Kubernetes settings belong to the manifests.
-    #[serde(default, deserialize_with = "reject::kubernetes")]
-    pub k8s_secrets: Option<Infallible>,
+    /// The seed's spelling of `docker.image` (set one of the two).
+    pub docker_image: Option<String>,
+    /// The seed's spelling of `docker.volumes`: `host: container` (`:rw` to allow writes).
+    pub docker_volumes: Option<super::deployment::Volumes>,
+    /// Kubernetes namespace for `execution_mode: kubernetes` (not available in this build).
+    pub k8s_namespace: Option<String>,
+    /// Image for `execution_mode: kubernetes` (not available in this build).
+    pub k8s_image: Option<String>,
+    /// Kubernetes Secrets for `execution_mode: kubernetes` (not available in this build).
+    pub k8s_secrets: Option<Vec<String>>,
 }
 
 /// `llm:`.
@@ -248,6 +243,9 @@ pub struct RawReliability {
 pub struct RawDocker {
     /// Image playbook commands run in.
     pub image: Option<String>,
+    /// Bind mounts into every step container: `host:container` (read-only) or
+    /// `host:container:rw`, or the seed's `host: container` map.
+    pub volumes: Option<super::deployment::Volumes>,
 }
 
 /// `limits:`.

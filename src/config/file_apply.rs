@@ -15,7 +15,8 @@ use super::{
 };
 
 /// Lays the file's values over `layered`, checking each.
-pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+pub(crate) fn apply(mut raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
+    super::deployment::apply(&mut raw, src, l)?;
     l.set(
         src,
         "execution_mode",
@@ -84,8 +85,6 @@ pub(crate) fn apply(raw: RawConfig, src: &ConfigSource, l: &mut Layered) -> Resu
     l.set(src, "runner_id", raw.runner_id, |s| v::runner_id(&s), |c| &mut c.runner_id)?;
     l.set(src, "pool_dir", raw.pool_dir, v::directory, |c| &mut c.pool_dir)?;
     l.set(src, "playbooks_dir", raw.playbooks_dir, v::directory, |c| &mut c.playbooks_dir)?;
-    let docker_image = raw.docker.and_then(|d| d.image);
-    l.set(src, "docker.image", docker_image, |s| v::text_line(&s).map(Some), |c| &mut c.docker_image)?;
     super::ops::apply_file(raw.http, raw.mirror, src, l)?;
     apply_llm(raw.llm.unwrap_or_default(), src, l)?;
     apply_amqp(raw.amqp.unwrap_or_default(), src, l)?;

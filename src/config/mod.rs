@@ -10,6 +10,7 @@
 //! Each component takes only its sub-struct ([`AmqpConfig`], [`LlmConfig`], ...).
 //! Errors name the layer, the dotted key and the reason (see [`ConfigError`]).
 
+mod deployment;
 mod engine;
 pub mod env;
 mod error;
@@ -31,13 +32,14 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+pub use deployment::{DockerVolume, KubernetesConfig, MAX_DOCKER_VOLUMES};
 pub use error::{ConfigError, ConfigSource};
 pub use ops::{HttpConfig, MirrorConfig};
 pub use overrides::ConfigOverrides;
 pub use secret::read_secret;
 pub use values::{
-    AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel, MAX_CONCURRENCY, MAX_CPU_PERCENT,
-    MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
+    AmqpUrl, ArtifactStoreLocation, ExecutionMode, KUBERNETES_MODE_UNAVAILABLE, LogLevel, MAX_CONCURRENCY,
+    MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
 };
 
 /// The default LLM model: small, cheap and good enough for scoped tasks; any
@@ -61,6 +63,10 @@ pub struct RunnerConfig {
     pub execution_mode: ExecutionMode,
     /// The image for [`ExecutionMode::Docker`]; `None` otherwise.
     pub docker_image: Option<String>,
+    /// Bind mounts into every step container in [`ExecutionMode::Docker`].
+    pub docker_volumes: Vec<DockerVolume>,
+    /// The `k8s_*` keys, for [`ExecutionMode::Kubernetes`] (not available in this build).
+    pub kubernetes: KubernetesConfig,
     /// Upper bound for one task, unless its message asks for another.
     pub default_timeout: Duration,
     /// Root of the embedded local slot pool (clones and worktrees).
@@ -265,6 +271,8 @@ impl RunnerConfig {
             runner_id,
             execution_mode: ExecutionMode::LocalProcess,
             docker_image: None,
+            docker_volumes: Vec::new(),
+            kubernetes: KubernetesConfig::default(),
             default_timeout: Duration::from_secs(1800),
             pool_dir: home.join("slots"),
             playbooks_dir: PathBuf::from("playbooks"),

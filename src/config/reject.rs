@@ -1,6 +1,5 @@
 //! Keys the config file refuses on sight, with a message saying where the setting
-//! belongs instead: secrets (they live in the environment or a mounted file) and the
-//! seed's Docker and Kubernetes keys (they belong to the deployment).
+//! belongs instead: secrets, which live in the environment or a mounted file.
 //!
 //! Each is a field deserialised with a visitor that fails on every kind of value.
 //! Failing inside the deserializer, rather than after it, lets the YAML parser attach
@@ -19,16 +18,6 @@ pub(crate) const API_KEY: &str = "the LLM API key never goes in the config file:
 pub(crate) const GIT_TOKEN: &str = "the git token never goes in the config file: set the \
     environment variable named by git_token_env_var (GIT_TOKEN by default), or that name \
     with _FILE appended pointing at a mounted secret file";
-/// Why the seed's flat `docker_image` is refused.
-pub(crate) const DOCKER_IMAGE: &str = "write it as docker.image";
-/// Why the seed's `docker_volumes` is refused.
-pub(crate) const DOCKER_VOLUMES: &str = "not supported: slots live under pool_dir; mount \
-    volumes in the deployment instead";
-/// Why the seed's `k8s_*` keys are refused.
-pub(crate) const KUBERNETES: &str = "Kubernetes is a deployment, not an execution mode: put \
-    namespaces, images and secrets in the manifests and run the worker as a Deployment or \
-    Job (see deploy/kubernetes/)";
-
 macro_rules! refuse_scalars {
     ($($method:ident($ty:ty)),* $(,)?) => {
         $(fn $method<E: de::Error>(self, _value: $ty) -> Result<Self::Value, E> {
@@ -85,16 +74,4 @@ pub(crate) fn api_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallib
 
 pub(crate) fn git_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
     refuse(d, GIT_TOKEN)
-}
-
-pub(crate) fn docker_image<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
-    refuse(d, DOCKER_IMAGE)
-}
-
-pub(crate) fn docker_volumes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
-    refuse(d, DOCKER_VOLUMES)
-}
-
-pub(crate) fn kubernetes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Infallible>, D::Error> {
-    refuse(d, KUBERNETES)
 }

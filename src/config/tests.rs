@@ -53,6 +53,8 @@ fn defaults_are_the_documented_ones() {
         runner_id: "worker-7".into(),
         execution_mode: ExecutionMode::LocalProcess,
         docker_image: None,
+        docker_volumes: Vec::new(),
+        kubernetes: KubernetesConfig::default(),
         default_timeout: Duration::from_secs(1800),
         pool_dir: PathBuf::from("/var/lib/ar/slots"),
         playbooks_dir: PathBuf::from("playbooks"),
@@ -259,20 +261,6 @@ fn bad_file_values_name_the_key_and_reason() {
         file_error("repo_pool_url: http://user:pw@pool:8002\n"),
         "invalid repo_pool_url from FILE: the URL carries a password, which would reach logs and events"
     );
-}
-
-#[test]
-fn kubernetes_is_refused_as_an_execution_mode() {
-    assert_eq!(
-        file_error("execution_mode: kubernetes\n"),
-        "invalid execution_mode from FILE: Kubernetes is a deployment, not an execution mode: run \
-         the worker as a Deployment or Job and pick local-process, sandbox or docker for how it \
-         runs commands"
-    );
-    let message = file_error("k8s_namespace: necrocode\n");
-    let expected =
-        format!("invalid config file FILE: k8s_namespace: {} at line 1 column 16", reject::KUBERNETES);
-    assert_eq!(message, expected);
 }
 
 #[test]

@@ -28,8 +28,7 @@ pub const MAX_AMQP_NAME_BYTES: usize = 255;
 /// Runner ids appear in headers, events and branch metadata; keep them readable.
 pub const MAX_RUNNER_ID_CHARS: usize = 128;
 
-/// How playbook commands and LLM tools are run. Kubernetes is deliberately absent:
-/// it is a way of deploying the worker, not a way of running a command.
+/// How playbook commands and LLM tools are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionMode {
     /// Child processes of the worker, in their own process group.
@@ -38,6 +37,9 @@ pub enum ExecutionMode {
     Sandbox,
     /// One container per command, from `docker.image`.
     Docker,
+    /// A pod per task through the Kubernetes API, from `k8s_image`: not available in this
+    /// build. The setting loads so a seed config validates; the worker refuses to start.
+    Kubernetes,
 }
 
 impl ExecutionMode {
@@ -47,6 +49,7 @@ impl ExecutionMode {
             ExecutionMode::LocalProcess => "local-process",
             ExecutionMode::Sandbox => "sandbox",
             ExecutionMode::Docker => "docker",
+            ExecutionMode::Kubernetes => "kubernetes",
         }
     }
 
@@ -55,14 +58,20 @@ impl ExecutionMode {
             "local-process" => Ok(ExecutionMode::LocalProcess),
             "sandbox" => Ok(ExecutionMode::Sandbox),
             "docker" => Ok(ExecutionMode::Docker),
-            "kubernetes" | "k8s" => Err("Kubernetes is a deployment, not an execution mode: \
-                 run the worker as a Deployment or Job and pick local-process, sandbox or docker \
-                 for how it runs commands"
-                .to_string()),
-            other => Err(format!("expected one of local-process, sandbox, docker, got `{other}`")),
+            "kubernetes" | "k8s" => Ok(ExecutionMode::Kubernetes),
+            other => {
+                Err(format!("expected one of local-process, sandbox, docker, kubernetes, got `{other}`"))
+            }
         }
     }
 }
+
+/// Why [`ExecutionMode::Kubernetes`] cannot run: the worker's refusal and `config
+/// validate`'s warning say the same.
+pub const KUBERNETES_MODE_UNAVAILABLE: &str = "execution_mode kubernetes is not available in \
+    this build (a pod per task through the Kubernetes API is not implemented): run the worker \
+    itself as a Deployment or Job (deploy/kubernetes) with execution_mode local-process, sandbox \
+    or docker";
 
 impl fmt::Display for ExecutionMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -101,6 +101,21 @@ pub enum GitError {
     FileTooLarge { files: String, max: u64 },
 }
 
+impl GitError {
+    /// A clone, fetch, push or remote query that the remote or the network failed for a
+    /// reason a moment may fix: worth retrying in place (`git_retry_count`). Not a
+    /// rejected push, an authentication failure or a busy slot pool.
+    pub fn is_remote_transient(&self) -> bool {
+        match self {
+            GitError::Clone { detail, .. }
+            | GitError::Fetch { detail, .. }
+            | GitError::Push { detail, .. }
+            | GitError::RemoteQuery { detail, .. } => detail.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 impl Classify for GitError {
     fn failure_kind(&self) -> FailureKind {
         match self {

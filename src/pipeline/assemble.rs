@@ -90,6 +90,11 @@ impl Runner {
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
         secrets.check_token_hosts(config)?;
+        if config.execution_mode == ExecutionMode::Kubernetes {
+            // Embedders that skip the preflight get the same refusal, never a fallback mode.
+            let reason = crate::config::KUBERNETES_MODE_UNAVAILABLE;
+            return Err(ConfigError::invalid_default("execution_mode", reason).into());
+        }
         for (name, secret) in [("git token", &secrets.git_token), ("LLM api key", &secrets.llm_api_key)] {
             if secret.as_ref().is_some_and(|s| s.expose_secret().len() < crate::secrets::MIN_MASKABLE_LEN) {
                 // Not an error (a local model server takes any key), but the operator
@@ -160,6 +165,7 @@ impl Runner {
             max_file_bytes: config.limits.max_file_bytes,
             allowed_remotes: config.git.allowed_remotes.clone(),
             slot_roots: config.slot_roots().iter().map(|root| absolute(root)).collect(),
+            git_retry_count: config.retry.git,
         };
         Ok(Runner::new(services, settings))
     }
@@ -175,7 +181,10 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
             image: config.docker_image.clone().unwrap_or_default(),
             network: false,
             cpu_percent: config.limits.max_cpu_percent,
+            volumes: config.docker_volumes.clone(),
         },
+        // Refused in `from_config` before this is reached; the strictest mode, should it be.
+        ExecutionMode::Kubernetes => Isolation::Sandbox { network: false, policy: config.sandbox.clone() },
     };
     StepExecution {
         isolation,

@@ -12,6 +12,7 @@
 mod admission;
 mod artifacts_step;
 mod assemble;
+mod git_retry;
 mod log;
 mod metrics;
 mod preflight;
@@ -89,6 +90,9 @@ pub struct RunnerSettings {
     pub allowed_remotes: Vec<crate::git::RemotePrefix>,
     /// `pool.slot_roots`, absolute: where a task's own `slot_path` may lie.
     pub slot_roots: Vec<PathBuf>,
+    /// `git_retry_count`: in-place retries of a clone, fetch or push that failed
+    /// transiently, before the task-level retry.
+    pub git_retry_count: u32,
 }
 
 /// Runs tasks. One per process; `run` may be called concurrently.
@@ -299,11 +303,21 @@ impl Runner {
 async fn release_pool_slot(ctx: &RunContext<'_>, state: &mut steps::RunState) {
     let Some(slot) = state.pool_slot.take() else { return };
     let slot_id = slot.slot_id.clone();
+    let pool = slot.client().clone();
     // The lease's workspace path is the pool's; forget it before the pool hands it out again.
     state.slot = None;
     match tokio::time::timeout(WRAP_UP_BUDGET, slot.release()).await {
         Ok(Ok(())) => ctx.log.record("release", &format!("Repo Pool slot {slot_id} released")),
-        Ok(Err(error)) => tracing::warn!(%error, slot_id, "Repo Pool slot not released"),
+        Ok(Err(error)) => {
+            // What the pool thinks of the slot tells the operator whether anything is left
+            // to do: already free (a lost answer) or still held until its timeout.
+            let state = match tokio::time::timeout(WRAP_UP_BUDGET, pool.slot(&slot_id)).await {
+                Ok(Ok(slot)) => slot.state.unwrap_or_else(|| "not stated".to_string()),
+                Ok(Err(query)) => format!("unknown ({query})"),
+                Err(_) => "unknown (no answer in time)".to_string(),
+            };
+            tracing::warn!(%error, slot_id, slot_state = %state, "Repo Pool slot not released");
+        }
         Err(_) => tracing::warn!(slot_id, "Repo Pool slot release did not finish in time"),
     }
 }

@@ -6,6 +6,7 @@
 //! - `sandbox`: `true` run once through the whole sandbox ([`sandbox_preflight`]).
 //! - `docker`: the engine answers (`docker version`) and the image is on it (`docker
 //!   image inspect`); the worker never pulls, so a missing image would fail every step.
+//! - `kubernetes`: not available in this build; always refused (exit 78).
 //! - `local-process`: nothing to check.
 
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub enum PreflightError {
     /// The engine is down or unreachable: an infrastructure failure, not a setting.
     #[error("execution_mode docker: the docker engine does not answer: {0}")]
     EngineUnreachable(String),
+    /// The mode loads from the config (the seed's `config.k8s.yaml`) but this build cannot
+    /// run it.
+    #[error("{}", crate::config::KUBERNETES_MODE_UNAVAILABLE)]
+    ModeUnavailable,
     #[error(
         "execution_mode docker: the image {image} is not on the docker engine (the worker never pulls: docker pull or docker load it)"
     )]
@@ -47,6 +52,7 @@ pub enum PreflightError {
 pub async fn check_execution_mode(config: &RunnerConfig) -> Result<(), PreflightError> {
     match config.execution_mode {
         ExecutionMode::LocalProcess => Ok(()),
+        ExecutionMode::Kubernetes => Err(PreflightError::ModeUnavailable),
         ExecutionMode::Sandbox => Ok(sandbox_preflight(&config.sandbox).await?),
         ExecutionMode::Docker => {
             docker(&["version", "--format", "{{.Server.Version}}"])

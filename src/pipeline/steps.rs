@@ -177,7 +177,14 @@ async fn acquire_slot(ctx: &RunContext<'_>) -> Result<AcquiredSlot, TaskFailure>
     }
     let pool = ctx.runner.services.slot_pool.clone();
     let for_pool = remote.clone();
-    let lease = blocking("slot", move || pool.acquire(&for_pool)).await?;
+    let retries = ctx.runner.settings.git_retry_count;
+    let lease = super::git_retry::with_git_retries(
+        "slot",
+        retries,
+        |line| ctx.log.record("slot", line),
+        move || pool.acquire(&for_pool),
+    )
+    .await?;
     ctx.log.record("slot", &format!("slot {} at {}", lease.slot_id, lease.path.display()));
     Ok((lease, remote, None))
 }
@@ -190,8 +197,12 @@ async fn prepare_workspace(
     let branch = git::sanitize_branch_name(&ctx.task.branch_name())
         .map_err(|e| TaskFailure::new(FailureKind::Validation, "workspace", e.to_string()))?;
     let base = ctx.task.base_branch.clone();
-    let prepared =
-        blocking("workspace", move || git::prepare_workspace(&path, &remote, &base, &branch)).await?;
+    let retries = ctx.runner.settings.git_retry_count;
+    let log = |line: &str| ctx.log.record("workspace", line);
+    let prepared = super::git_retry::with_git_retries("workspace", retries, log, move || {
+        git::prepare_workspace(&path, &remote, &base, &branch)
+    })
+    .await?;
     ctx.log.record("workspace", &format!("branch {} at {}", prepared.branch, prepared.base_commit));
     Ok(prepared)
 }
@@ -387,7 +398,11 @@ async fn push(
 ) -> Result<Option<CommitInfo>, TaskFailure> {
     super::push_guard::check_before_push(ctx, path.clone(), &branch, &base).await?;
     let (push_path, push_remote, push_branch) = (path.clone(), remote.clone(), branch.clone());
-    let pushed = crate::telemetry::spawn_blocking_in_span(move || {
+    let retries = ctx.runner.settings.git_retry_count;
+    let log = |line: &str| ctx.log.record("push", line);
+    // A rejection is not retried in place (it is not transient); it comes back here as
+    // the error, so the adoption below still sees it.
+    let pushed = super::git_retry::retry_git(retries, log, move || {
         git::push_branch(&push_path, &push_remote, &push_branch)
     })
     .await

@@ -52,9 +52,12 @@ impl StepExecution {
             Isolation::Sandbox { policy, .. } => {
                 Isolation::Sandbox { network: step.network, policy: policy.clone() }
             }
-            Isolation::Docker { image, cpu_percent, .. } => {
-                Isolation::Docker { image: image.clone(), network: step.network, cpu_percent: *cpu_percent }
-            }
+            Isolation::Docker { image, cpu_percent, volumes, .. } => Isolation::Docker {
+                image: image.clone(),
+                network: step.network,
+                cpu_percent: *cpu_percent,
+                volumes: volumes.clone(),
+            },
         };
         let cpu_seconds =
             self.max_cpu_percent.map(|p| ProcessLimits::cpu_budget_seconds(timeout.as_secs().max(1), p));

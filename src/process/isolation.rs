@@ -54,6 +54,8 @@ pub enum Isolation {
         network: bool,
         /// `max_cpu_percent`: the engine can throttle a rate, which rlimits cannot.
         cpu_percent: Option<u32>,
+        /// The operator's `docker_volumes`, mounted into every step container.
+        volumes: Vec<crate::config::DockerVolume>,
     },
 }
 
@@ -114,6 +116,8 @@ pub struct DockerRun<'a> {
     pub limits: ProcessLimits,
     /// `max_cpu_percent` (100 per core), enforced as a rate with `--cpus`.
     pub cpu_percent: Option<u32>,
+    /// The operator's `docker_volumes`, read-only unless configured `rw`.
+    pub volumes: &'a [crate::config::DockerVolume],
 }
 
 /// `docker run` for `sh -c <command>` in `workdir`, mounted at the same path. `step_env`
@@ -148,6 +152,9 @@ pub fn docker_command_line(
     push(&["--volume", &format!("{dir}:{dir}:rw"), "--workdir", &dir]);
     if workdir.join(".git").exists() {
         push(&["--volume", &format!("{dir}/.git:{dir}/.git:ro")]);
+    }
+    for volume in run.volumes {
+        push(&["--volume", &volume.volume_argument()]);
     }
     let mut container_env: BTreeMap<String, String> = CONTAINER_INHERITED_ENV_VARS
         .iter()

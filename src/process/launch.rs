@@ -50,7 +50,7 @@ impl Launch {
                 sandbox: None,
             },
             Isolation::Sandbox { network, policy } => sandbox_launch(spec, *network, policy)?,
-            Isolation::Docker { image, network, cpu_percent } => {
+            Isolation::Docker { image, network, cpu_percent, volumes } => {
                 let name = format!("agent-runner-{}", uuid::Uuid::new_v4().simple());
                 // SAFETY: getuid/getgid have no failure mode and touch no memory.
                 let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
@@ -61,6 +61,7 @@ impl Launch {
                     user: &user,
                     limits: spec.limits,
                     cpu_percent: *cpu_percent,
+                    volumes,
                 };
                 let line = isolation::docker_command_line(&spec.command, &spec.cwd, &run, &spec.env, |n| {
                     std::env::var_os(n)

@@ -75,7 +75,14 @@ pub fn parse_task(body: &[u8]) -> Result<Task, ValidationError> {
     if let (Some(None), Some(None)) = (&repo_url, &slot) {
         problems.0.push(invalid("repo_url", "required unless slot_path is given".to_string()));
     }
-    let playbook = problems.check(playbook_request(&reader));
+    let named_playbook = problems.check(playbook_request(&reader));
+    let playbook_path = problems.check(
+        reader.optional_text("playbook_path").and_then(|path| path.as_deref().map(playbook_path).transpose()),
+    );
+    let playbook = match (named_playbook, playbook_path) {
+        (Some(named), Some(path)) => problems.check(one_playbook(named, path)),
+        _ => None,
+    };
     let timeout_seconds = problems.check(reader.optional_u64("timeout_seconds").and_then(timeout_in_range));
     let metadata = problems.check(match fields.get("metadata") {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -174,6 +181,42 @@ fn playbook_request(reader: &Fields<'_>) -> Result<Option<PlaybookRequest>, Vali
         Some(inline @ Value::Object(_)) => Ok(Some(PlaybookRequest::Inline(inline.clone()))),
         Some(other) => Err(type_error("playbook", "a name or an inline playbook object", other)),
     }
+}
+
+/// `playbook` and the seed's `playbook_path` are two spellings of one request: either may
+/// be given, or both when they agree.
+fn one_playbook(
+    playbook: Option<PlaybookRequest>,
+    path: Option<PlaybookRequest>,
+) -> Result<Option<PlaybookRequest>, ValidationError> {
+    match (playbook, path) {
+        (Some(playbook), Some(path)) if playbook != path => Err(invalid(
+            "playbook_path",
+            "names a different playbook than playbook: give one of playbook and playbook_path".to_string(),
+        )),
+        (Some(request), _) | (None, Some(request)) => Ok(Some(request)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The seed's `playbook_path`: a `.yaml`/`.yml` path inside the repository, resolved as
+/// such a path in `playbook` is (confined to the workspace when the playbook is loaded;
+/// absolute paths and `..` are refused here already, since they can never be honoured).
+fn playbook_path(path: &str) -> Result<PlaybookRequest, ValidationError> {
+    let path = path.trim();
+    if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+        return Err(invalid("playbook_path", "must be a .yaml or .yml path in the repository".to_string()));
+    }
+    let relative_inside = std::path::Path::new(path)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if !relative_inside {
+        return Err(invalid(
+            "playbook_path",
+            "must be a relative path inside the repository, without ..".to_string(),
+        ));
+    }
+    Ok(PlaybookRequest::Named(path.to_string()))
 }
 
 fn invalid(field: &str, reason: String) -> ValidationError {

@@ -191,3 +191,45 @@ fn every_problem_of_a_message_is_reported_at_once_with_its_field() {
     let fields: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
     assert_eq!(fields, ["title", "branch_name", "timeout_seconds", "metadata"], "{problems:?}");
 }
+
+#[test]
+fn the_seeds_playbook_path_is_a_repository_path_like_one_in_playbook() {
+    let mut message = valid();
+    message["playbook_path"] = json!("playbooks/backend-task.yaml");
+    let expected = Some(PlaybookRequest::Named("playbooks/backend-task.yaml".into()));
+    assert_eq!(parse(message.clone()).unwrap().playbook, expected);
+    // Both given and the same: one request.
+    message["playbook"] = json!("playbooks/backend-task.yaml");
+    assert_eq!(parse(message.clone()).unwrap().playbook, expected);
+    assert_eq!(
+        error_of(message.clone(), "playbook", json!("rust")),
+        "playbook_path: names a different playbook than playbook: give one of playbook and playbook_path"
+    );
+    assert_eq!(
+        error_of(valid(), "playbook_path", json!("backend")),
+        "playbook_path: must be a .yaml or .yml path in the repository"
+    );
+}
+
+#[test]
+fn a_playbook_path_escaping_the_repository_is_refused() {
+    for escape in ["../other/ci.yaml", "ok/../../ci.yaml", "/etc/ci.yaml"] {
+        assert_eq!(
+            error_of(valid(), "playbook_path", json!(escape)),
+            "playbook_path: must be a relative path inside the repository, without ..",
+            "{escape}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_playbook_path_is_reported_with_the_other_fields_problems() {
+    let mut message = valid();
+    message["playbook_path"] = json!("/etc/ci.yaml");
+    message["timeout_seconds"] = json!(0);
+    assert_eq!(
+        parse(message).unwrap_err().to_string(),
+        "playbook_path: must be a relative path inside the repository, without ..; \
+         timeout_seconds: must be between 1 and 86400"
+    );
+}

@@ -1,11 +1,11 @@
 //! A git server over smart HTTP for the tests: `git http-backend` behind a small axum
-//! server of the test's own, which can be down (503), refuse every request with
+//! server of the test's own, which can be down (503) or stumble for a few requests, refuse every request with
 //! `401 Basic`, or redirect every request to another server; it records the
 //! `Authorization` header of every request it receives.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -36,6 +36,9 @@ pub struct GitHttpServer {
     pub addr: SocketAddr,
     /// While false, every request gets `503`.
     pub up: Arc<AtomicBool>,
+    /// This many next requests get `503` (while up), counting down: a remote that
+    /// stumbles a few times and then serves.
+    pub fail_next: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -44,11 +47,12 @@ impl GitHttpServer {
     /// A server with `behaviour`, up (`true`) or down from the start.
     pub async fn start(behaviour: Behaviour, up: bool) -> GitHttpServer {
         let up = Arc::new(AtomicBool::new(up));
+        let fail_next = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = (behaviour, up.clone(), seen.clone());
+        let state = (behaviour, up.clone(), fail_next.clone(), seen.clone());
         let app =
             axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (behaviour, up, seen) = state.clone();
+                let (behaviour, up, fail_next, seen) = state.clone();
                 async move {
                     let authorization =
                         headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -56,7 +60,9 @@ impl GitHttpServer {
                     seen.lock()
                         .unwrap()
                         .push(SeenRequest { path_and_query: path_and_query.clone(), authorization });
-                    if !up.load(Ordering::SeqCst) {
+                    let stumbles =
+                        fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                    if !up.load(Ordering::SeqCst) || stumbles.is_ok() {
                         return (StatusCode::SERVICE_UNAVAILABLE, "remote down for maintenance")
                             .into_response();
                     }
@@ -83,7 +89,7 @@ impl GitHttpServer {
                 })
                 .await;
         });
-        GitHttpServer { addr, up, seen, _stop: stop }
+        GitHttpServer { addr, up, fail_next, seen, _stop: stop }
     }
 
     /// `http://127.0.0.1:PORT`, the server's origin.

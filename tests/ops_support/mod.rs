@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The query string, if any (`uri=...`), as sent.
+    pub query: Option<String>,
     /// The `Idempotency-Key` header, if any.
     pub key: Option<String>,
     /// JSON bodies as sent; multipart forms as an object of their fields (text).
@@ -79,9 +81,10 @@ impl FakeService {
     async fn answer(&self, request: Request, responder: &Responder) -> Response {
         let method = request.method().to_string();
         let path = request.uri().path().to_string();
+        let query = request.uri().query().map(str::to_string);
         let key = header(request.headers(), "idempotency-key");
         let body = body_of(request).await;
-        let mut recorded = Recorded { method, path, key, body, status: 0 };
+        let mut recorded = Recorded { method, path, query, key, body, status: 0 };
         let reply = responder(&recorded);
         recorded.status = reply.status;
         self.recorded.lock().unwrap().push(recorded);
