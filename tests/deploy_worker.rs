@@ -201,3 +201,23 @@ async fn a_docker_worker_whose_image_is_absent_refuses_to_start() {
     );
     harness.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_worker_whose_playbooks_dir_holds_a_broken_playbook_refuses_to_start_naming_it() {
+    let harness = Harness::new("deploy-bad-playbook", Script::replies(["unused"])).await;
+    let playbooks = harness.dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(playbooks.join("backend.yaml"), "name: backend\nsteps:\n  - name: t\n    comand: true\n")
+        .unwrap();
+    let extra = format!("playbooks_dir: {}\n", playbooks.display());
+    let dir = harness.dir.path();
+    let config =
+        binary_config(&harness.names, AMQP_URL, &format!("{}{extra}", common::local_remotes_yaml(dir)));
+    std::fs::write(dir.join("c.yaml"), config).unwrap();
+    let (code, stderr) = worker_refusal(&harness, "local-process", &[]).await;
+    assert_eq!(code, Some(78), "{stderr}");
+    let file = playbooks.join("backend.yaml");
+    assert!(stderr.starts_with(&format!("error: playbooks_dir: {}:4:", file.display())), "{stderr}");
+    assert!(stderr.contains("comand"), "{stderr}");
+    harness.cleanup().await;
+}

@@ -22,7 +22,7 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
-    crate::pipeline::check_execution_mode(&config).await?;
+    crate::pipeline::preflight(&config).await?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let shutdown = super::shutdown_signal();
     let result = runner.run(&task, 1, &shutdown).await;

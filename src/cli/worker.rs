@@ -26,7 +26,7 @@ pub struct WorkerArgs {
 pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
     secrets.check_token_hosts(&config)?;
-    crate::pipeline::check_execution_mode(&config).await?;
+    crate::pipeline::preflight(&config).await?;
     // Warnings only: see `clients::startup` for why a service that is down does not stop
     // the worker.
     crate::clients::check_services_at_startup(&config).await;

@@ -25,7 +25,7 @@ mod steps;
 pub use assemble::{AssembleError, RunnerSecrets};
 pub use log::ExecutionLog;
 pub use metrics::{MetricsSampler, RunMetrics};
-pub use preflight::{PreflightError, check_execution_mode};
+pub use preflight::{PreflightError, check_execution_mode, check_playbooks_dir, preflight};
 pub use result::{RunResult, StepTiming};
 pub use run_context::RunContext;
 

@@ -8,6 +8,10 @@
 //!   image inspect`); the worker never pulls, so a missing image would fail every step.
 //! - `kubernetes`: not available in this build; always refused (exit 78).
 //! - `local-process`: nothing to check.
+//!
+//! And the playbooks directory: every playbook in it must parse, since a broken shipped
+//! playbook would fail each task routed to it (a missing directory is only a warning:
+//! tasks then use the repository's own playbook or the built-in one).
 
 use std::time::Duration;
 
@@ -46,6 +50,50 @@ pub enum PreflightError {
         "execution_mode docker: the image {image} is not on the docker engine (the worker never pulls: docker pull or docker load it)"
     )]
     ImageMissing { image: String },
+    /// A playbook in `playbooks_dir` does not parse; the error names file, line and field.
+    #[error("playbooks_dir: {0}")]
+    Playbook(#[from] crate::playbook::PlaybookError),
+    #[error("playbooks_dir: cannot read {path}: {reason}")]
+    PlaybooksUnreadable { path: String, reason: String },
+}
+
+/// Everything a worker (or `run`) checks before it takes a task.
+pub async fn preflight(config: &RunnerConfig) -> Result<(), PreflightError> {
+    check_playbooks_dir(&config.playbooks_dir)?;
+    check_execution_mode(config).await
+}
+
+/// Parses every `.yaml`/`.yml` file in `dir`; returns how many there are.
+pub fn check_playbooks_dir(dir: &std::path::Path) -> Result<usize, PreflightError> {
+    let unreadable = |path: &std::path::Path, reason: String| PreflightError::PlaybooksUnreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                playbooks_dir = %dir.display(),
+                "playbooks_dir does not exist: tasks get their repository's playbook or the built-in one"
+            );
+            return Ok(0);
+        }
+        Err(error) => return Err(unreadable(dir, error.to_string())),
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    for path in &paths {
+        let max = crate::playbook::MAX_PLAYBOOK_BYTES as u64;
+        let bytes =
+            crate::workspace_files::read_capped(path, max).map_err(|e| unreadable(path, e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| unreadable(path, "not UTF-8".to_string()))?;
+        crate::playbook::parse_playbook(&text, &path.display().to_string())?;
+    }
+    Ok(paths.len())
 }
 
 /// Checks that `config.execution_mode` works on this host.

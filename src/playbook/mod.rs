@@ -18,7 +18,7 @@ pub mod resolve;
 pub use condition::{Condition, ConditionError};
 pub use executor::{PlaybookReport, PlaybookRun, StepExecution, StepReport, StepStatus, run_playbook};
 pub use model::{Playbook, PlaybookStep};
-pub use parse::{parse_playbook, playbook_from_json};
+pub use parse::{MAX_PLAYBOOK_BYTES, parse_playbook, playbook_from_json};
 pub use resolve::{PlaybookSpec, ResolvedPlaybook, resolve_playbook};
 
 use crate::error::{Classify, FailureKind};
