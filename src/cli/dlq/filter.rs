@@ -59,19 +59,15 @@ pub fn age(letter: &DeadLetter, now: DateTime<Utc>) -> Option<Duration> {
     (now - failed_at).to_std().ok()
 }
 
-/// `90s`, `15m`, `2h`, `1d` (a bare number is seconds).
+/// `90s`, `15m`, `2h`, `1d`, `1h 30m` (humantime's units; a bare number is seconds).
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = number.parse().map_err(|_| format!("'{text}' is not an age like 30s, 15m, 2h or 1d"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit '{other}' in '{text}': use s, m, h or d")),
-    };
-    value.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("'{text}' is too long"))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds: u64 = text.parse().map_err(|_| format!("'{text}' is too long"))?;
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not an age like 30s, 15m, 2h or 1d: {e}"))
 }
 
 /// An age for a table: `42s`, `7m`, `3h`, `2d`, or `-` when unknown.
@@ -131,7 +127,10 @@ mod tests {
         assert_eq!(parse_age("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_age("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_age("1d"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_age("2w"), Err("unknown unit 'w' in '2w': use s, m, h or d".to_string()));
-        assert!(parse_age("h").is_err());
+        assert_eq!(parse_age("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        let error = parse_age("3x").unwrap_err();
+        assert!(error.starts_with("'3x' is not an age like 30s, 15m, 2h or 1d: "), "{error}");
+        assert!(parse_age("h").is_err() && parse_age("").is_err());
     }
 }
