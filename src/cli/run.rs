@@ -22,6 +22,8 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
+    // Configuration before the host: a refused token says so without the checks' noise.
+    secrets.check_token_hosts(&config)?;
     crate::pipeline::preflight(&config).await?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let shutdown = super::shutdown_signal();
