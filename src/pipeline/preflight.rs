@@ -59,8 +59,9 @@ pub enum PreflightError {
 
 /// Everything a worker (or `run`) checks before it takes a task.
 pub async fn preflight(config: &RunnerConfig) -> Result<(), PreflightError> {
-    check_playbooks_dir(&config.playbooks_dir)?;
-    check_execution_mode(config).await
+    // The mode first: a worker that cannot run at all says only that.
+    check_execution_mode(config).await?;
+    check_playbooks_dir(&config.playbooks_dir).map(|_| ())
 }
 
 /// Parses every `.yaml`/`.yml` file in `dir`; returns how many there are.
