@@ -13,7 +13,8 @@ ARG RUST_IMAGE=rust:1-bookworm
 
 FROM ${BASE_IMAGE} AS runtime-base
 # bubblewrap: the sandbox mode (config.kubernetes.yaml). tini: reaps the orphans a step
-# leaves (setsid children) and forwards SIGTERM, which PID 1 would otherwise ignore.
+# leaves (setsid children) and forwards SIGTERM, which PID 1 would otherwise ignore; -s
+# (subreaper) keeps it reaping when an engine init (compose `init: true`) is PID 1 instead.
 ARG RUNTIME_PACKAGES="ca-certificates git libssl3 bubblewrap tini"
 RUN if ! dpkg-query -W $RUNTIME_PACKAGES >/dev/null 2>&1; then \
         apt-get update \
@@ -31,7 +32,7 @@ ENV AGENT_RUNNER_HOME=/var/lib/agent-runner \
     RUNNER_PLAYBOOKS_DIR=/etc/agent-runner/playbooks
 WORKDIR /var/lib/agent-runner
 VOLUME ["/var/lib/agent-runner"]
-ENTRYPOINT ["tini", "--", "agent-runner"]
+ENTRYPOINT ["tini", "-s", "--", "agent-runner"]
 CMD ["worker"]
 
 # The binary from the build context (.dockerignore lets only this file of target/ in).

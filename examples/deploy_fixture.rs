@@ -2,7 +2,7 @@
 //! task for it, and a scripted OpenAI-compatible endpoint that answers it.
 //!
 //! ```sh
-//! cargo run --example deploy_fixture -- DIR
+//! cargo run --example deploy_fixture -- DIR [FORWARD_ADDR]
 //! ```
 //!
 //! Creates two bare origins under `DIR`, each with a task file naming it by a `file://`
@@ -13,13 +13,16 @@
 //!   every attack is refused.
 //!
 //! Then it starts the endpoint on 127.0.0.1, prints `LLM_ENDPOINT=<base URL>` as its
-//! first line, and serves until it is interrupted (SIGINT or SIGTERM).
+//! first line, and serves until it is interrupted (SIGINT or SIGTERM). With
+//! `FORWARD_ADDR` (e.g. `0.0.0.0:0`) it also forwards connections from that address to
+//! the endpoint, for containers on a bridge network, and prints `FORWARD_PORT=<port>`.
 
 use std::path::PathBuf;
 
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::{self, Script};
 use anyhow::Context;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The secret the check mounts as the worker's git token (`GIT_TOKEN_FILE`).
@@ -76,6 +79,13 @@ async fn main() -> anyhow::Result<()> {
     let answer = sample::scripted_answer();
     let server = scripted::start(Script::responder(move |_| answer.clone())).await?;
     println!("LLM_ENDPOINT={}", server.base_url());
+    if let Some(forward) = std::env::args().nth(2) {
+        let listener = tokio::net::TcpListener::bind(&forward).await?;
+        println!("FORWARD_PORT={}", listener.local_addr()?.port());
+        let base = server.base_url();
+        let target = base.trim_start_matches("http://").trim_end_matches("/v1").parse()?;
+        tokio::spawn(forward_to(listener, target));
+    }
 
     let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
@@ -84,4 +94,15 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("chat requests answered: {}", server.requests().len());
     Ok(())
+}
+
+/// Relays each connection accepted on `listener` to `target`, both ways.
+async fn forward_to(listener: TcpListener, target: std::net::SocketAddr) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }
