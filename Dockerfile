@@ -1,8 +1,47 @@
-# syntax=docker/dockerfile:1
-# agent-runner: a release build in the Rust image, run from a slim Debian with only
-# what the worker calls at run time (git, TLS roots, OpenSSL for native-tls).
+# agent-runner: a release build in the Rust image, run from a slim Debian with what the
+# worker and its default execution mode (sandbox) call at run time: git, TLS roots,
+# OpenSSL for native-tls, bubblewrap, and tini as PID 1.
+#
+#   docker build -t agent-runner .                      # compiles (the published image)
+#   docker build --target prebuilt -t agent-runner .    # copies target/release/agent-runner
+#
+# The prebuilt target takes the binary `cargo build --release --locked` already made
+# (scripts/test-deploy). BASE_IMAGE and RUST_IMAGE let a machine without a registry use
+# local images; a base that already holds the runtime packages skips apt entirely.
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=rust:1-bookworm
 
-FROM rust:1-bookworm AS builder
+FROM ${BASE_IMAGE} AS runtime-base
+# bubblewrap: the sandbox mode (config.kubernetes.yaml). tini: reaps the orphans a step
+# leaves (setsid children) and forwards SIGTERM, which PID 1 would otherwise ignore; -s
+# (subreaper) keeps it reaping when an engine init (compose `init: true`) is PID 1 instead.
+ARG RUNTIME_PACKAGES="ca-certificates git libssl3 bubblewrap tini"
+RUN if ! dpkg-query -W $RUNTIME_PACKAGES >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+# An unprivileged user whose home is the data directory (slots, filesystem artifacts);
+# uid 10001 is the one the Kubernetes securityContext runs as.
+RUN groupadd --system --gid 10001 runner \
+    && useradd --system --uid 10001 --gid runner --home-dir /var/lib/agent-runner \
+       --create-home --shell /usr/sbin/nologin runner
+COPY playbooks/ /etc/agent-runner/playbooks/
+COPY config/ /etc/agent-runner/config/
+ENV AGENT_RUNNER_HOME=/var/lib/agent-runner \
+    RUNNER_PLAYBOOKS_DIR=/etc/agent-runner/playbooks
+WORKDIR /var/lib/agent-runner
+VOLUME ["/var/lib/agent-runner"]
+ENTRYPOINT ["tini", "-s", "--", "agent-runner"]
+CMD ["worker"]
+
+# The binary from the build context (.dockerignore lets only this file of target/ in).
+# Listed before the builder so that even the classic builder stops here.
+FROM runtime-base AS prebuilt
+COPY target/release/agent-runner /usr/local/bin/agent-runner
+USER runner
+
+FROM ${RUST_IMAGE} AS builder
 # pkg-config and libssl-dev for native-tls and libgit2's https (already in this image;
 # listed so the build does not depend on that).
 RUN apt-get update \
@@ -20,21 +59,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked \
     && cp target/release/agent-runner /usr/local/bin/agent-runner
 
-FROM debian:bookworm-slim AS runtime
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates git libssl3 \
-    && rm -rf /var/lib/apt/lists/*
-# An unprivileged user whose home is the data directory (slots, filesystem artifacts).
-RUN groupadd --system --gid 10001 runner \
-    && useradd --system --uid 10001 --gid runner --home-dir /var/lib/agent-runner \
-       --create-home --shell /usr/sbin/nologin runner
+# The default target: the image registries publish.
+FROM runtime-base AS runtime
 COPY --from=builder /usr/local/bin/agent-runner /usr/local/bin/agent-runner
-COPY playbooks/ /etc/agent-runner/playbooks/
-COPY config/ /etc/agent-runner/config/
-ENV AGENT_RUNNER_HOME=/var/lib/agent-runner \
-    RUNNER_PLAYBOOKS_DIR=/etc/agent-runner/playbooks
 USER runner
-WORKDIR /var/lib/agent-runner
-VOLUME ["/var/lib/agent-runner"]
-ENTRYPOINT ["agent-runner"]
-CMD ["worker"]

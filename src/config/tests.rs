@@ -377,6 +377,16 @@ fn shipped_examples_load() {
     let github = vec![crate::git::TokenHost::parse("github.com").unwrap()];
     assert_eq!((&kubernetes.git.token_hosts, &docker.git.token_hosts), (&github, &github));
     assert_eq!(local.git.allowed_remotes, vec![crate::git::RemotePrefix::any_https()]);
+    // compose cannot unmask /proc for the sandbox: local processes, stand-ins in the volume.
+    let compose = load_example("config.compose.yaml");
+    assert_eq!(compose.execution_mode, ExecutionMode::LocalProcess);
+    assert_eq!(compose.http.listen, Some("0.0.0.0:9090".parse().unwrap()));
+    assert_eq!(compose.pool_dir, Path::new("/var/lib/agent-runner/slots"));
+    assert_eq!(
+        compose.services.artifact_store,
+        crate::config::ArtifactStoreLocation::Filesystem("/var/lib/agent-runner/artifacts".into())
+    );
+    assert_eq!(compose.git.token_hosts, github);
 }
 
 #[test]
