@@ -28,6 +28,10 @@ RUN groupadd --system --gid 10001 runner \
        --create-home --shell /usr/sbin/nologin runner
 COPY playbooks/ /etc/agent-runner/playbooks/
 COPY config/ /etc/agent-runner/config/
+# config.kubernetes.yaml is a link to the manifests' own file (kustomize loads only files
+# under its root); the image carries the file itself in its place.
+RUN rm /etc/agent-runner/config/config.kubernetes.yaml
+COPY deploy/kubernetes/common/config.yaml /etc/agent-runner/config/config.kubernetes.yaml
 ENV AGENT_RUNNER_HOME=/var/lib/agent-runner \
     RUNNER_PLAYBOOKS_DIR=/etc/agent-runner/playbooks
 WORKDIR /var/lib/agent-runner
