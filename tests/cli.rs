@@ -4,21 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use agent_runner::amqp::{AmqpSession, TopologyNames};
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::{self, Script};
-
-fn agent_runner(args: &[&str], dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AMQP_URL")
-        .output()
-        .unwrap()
-}
+use common::binary::agent_runner;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

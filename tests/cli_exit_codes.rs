@@ -2,27 +2,16 @@
 //! typo from a bad configuration, an unreachable or refusing broker, a failed task and
 //! an interrupted one. Each error is printed once, on one line, without lapin's dumps.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::binary::{agent_runner, stderr};
 use std::time::Duration;
 
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::{self, Script};
-
-fn agent_runner(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AMQP_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// A task file whose inline playbook runs `command`, against a fresh sample origin.
 fn task_running(dir: &Path, command: &str) {

@@ -2,8 +2,11 @@
 //! the seed's README), every key landing in the typed config; `config validate` checks a
 //! file with file, line and key; the kubernetes mode loads but the worker refuses it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::binary::{agent_runner, stderr};
 use std::time::Duration;
 
 use agent_runner::config::{
@@ -31,22 +34,6 @@ fn load_yaml(yaml: &str) -> Result<RunnerConfig, String> {
 
 fn url(text: &str) -> Option<reqwest::Url> {
     Some(reqwest::Url::parse(text).unwrap())
-}
-
-fn agent_runner(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_TOKEN")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AMQP_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! repository, a scripted OpenAI-compatible endpoint, and a worker wired to all three.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod broker;
 pub mod git_http;
 pub mod processes;
