@@ -62,12 +62,7 @@ async fn a_git_remote_down_for_a_while_is_retried_later_and_the_task_completes()
     // The model was asked once: the first attempt never got past the clone.
     assert_eq!(harness.llm.requests().len(), 1);
 
-    let retry = RetryQueues {
-        work_queue: harness.names.work_queue.clone(),
-        delays: config.reliability.retry_delays.clone(),
-    };
-    retry.delete(&harness.session).await.unwrap();
-    harness.cleanup().await;
+    cleanup(harness, &config).await;
 }
 
 #[tokio::test]
@@ -109,12 +104,7 @@ async fn a_git_remote_that_answers_503_a_few_times_is_retried_in_place_on_the_fi
     assert!(sample::branch_head(&harness.origin, "feature/task-greeter-g.2").unwrap().is_some());
     assert_eq!(harness.llm.requests().len(), 1);
 
-    let retry = RetryQueues {
-        work_queue: harness.names.work_queue.clone(),
-        delays: config.reliability.retry_delays.clone(),
-    };
-    retry.delete(&harness.session).await.unwrap();
-    harness.cleanup().await;
+    cleanup(harness, &config).await;
 }
 
 #[tokio::test]
@@ -134,5 +124,15 @@ async fn a_remote_refusing_credentials_is_asked_once_not_retried_in_place() {
     // libgit2 asks once without credentials (and may ask once more after the 401 when it
     // has a credential to offer; this worker has none): never the 4 of an in-place retry.
     assert_eq!(asked, 1);
+    harness.cleanup().await;
+}
+
+/// Deletes the harness's topology and the retry queues `config` declared.
+async fn cleanup(harness: Harness, config: &agent_runner::config::RunnerConfig) {
+    let retry = RetryQueues {
+        work_queue: harness.names.work_queue.clone(),
+        delays: config.reliability.retry_delays.clone(),
+    };
+    retry.delete(&harness.session).await.unwrap();
     harness.cleanup().await;
 }
