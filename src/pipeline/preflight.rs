@@ -22,18 +22,6 @@ use crate::process::{SandboxError, sandbox_preflight};
 /// `version` is not going to start containers for test steps either.
 const DOCKER_CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Variables the docker CLI reads to find and reach the engine; nothing else of the
-/// worker's environment is passed to it.
-const DOCKER_CLI_ENV_VARS: &[&str] = &[
-    "PATH",
-    "HOME",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CONTEXT",
-    "DOCKER_CERT_PATH",
-    "DOCKER_TLS_VERIFY",
-];
-
 /// Why the configured execution mode cannot run here.
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
@@ -124,12 +112,9 @@ pub async fn check_execution_mode(config: &RunnerConfig) -> Result<(), Preflight
 /// first line of error).
 async fn docker(args: &[&str]) -> Result<String, String> {
     let mut command = tokio::process::Command::new(crate::process::isolation::DOCKER_PROGRAM);
-    command.args(args).env_clear().kill_on_drop(true);
-    for name in DOCKER_CLI_ENV_VARS {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
+    // The same environment the step containers' CLI gets.
+    let env = crate::process::isolation::docker_cli_env(|name| std::env::var_os(name));
+    command.args(args).env_clear().envs(env).kill_on_drop(true);
     let output = match tokio::time::timeout(DOCKER_CHECK_TIMEOUT, command.output()).await {
         Err(_) => {
             return Err(format!(

@@ -28,7 +28,17 @@ pub const DOCKER_PROGRAM: &str = "docker";
 /// Variables of the worker the docker CLI itself needs to reach the engine. They are the
 /// CLI's, never the container's.
 const DOCKER_CLIENT_ENV_VARS: &[&str] =
-    &["DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH"];
+    &["DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"];
+
+/// The docker CLI's own environment: the scrubbed allowlist plus what it needs to reach
+/// the engine, from `parent`. Used for step containers and the start-up check alike.
+pub fn docker_cli_env(parent: impl Fn(&str) -> Option<OsString>) -> BTreeMap<OsString, OsString> {
+    super::env::INHERITED_ENV_VARS
+        .iter()
+        .chain(DOCKER_CLIENT_ENV_VARS)
+        .filter_map(|name| parent(name).map(|v| (OsString::from(name), v)))
+        .collect()
+}
 
 /// Variables passed into a container: only locale and terminal. The image decides `PATH`
 /// and `HOME`; the host's values would point at directories the image does not have.
@@ -165,11 +175,7 @@ pub fn docker_command_line(
         push(&["--env", &format!("{name}={value}")]);
     }
     push(&["--", run.image, "sh", "-c", command]);
-    let env = super::env::INHERITED_ENV_VARS
-        .iter()
-        .chain(DOCKER_CLIENT_ENV_VARS)
-        .filter_map(|name| parent(name).map(|v| (OsString::from(name), v)))
-        .collect();
+    let env = docker_cli_env(parent);
     CommandLine { program: DOCKER_PROGRAM.into(), args, env }
 }
 
