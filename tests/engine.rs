@@ -3,114 +3,16 @@
 //! directory), the playbook's tests run by the real executor, and the requests the engine
 //! sent checked as the server recorded them.
 
-use std::path::Path;
+mod engine_support;
+
 use std::time::Duration;
 
 use agent_runner::error::{Classify, FailureKind};
 use agent_runner::llm::agent::ProtectedPaths;
-use agent_runner::llm::scripted::{self, Script, ScriptedCall, ScriptedLlmHandle, Step};
-use agent_runner::llm::{
-    AgentSession, EngineContext, EngineMode, EngineSettings, ImplementError, ImplementRequest,
-    ImplementationResult, LlmClient, LlmSettings, PlaybookTests, RepoViewBudget, implement_round, repo_view,
-};
-use agent_runner::playbook::{PlaybookRun, StepExecution, parse_playbook};
-use agent_runner::secrets::Masker;
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-const WRONG_GREET: &str = "#!/bin/sh\necho \"Hi $1\"\n";
-const TEST_SCRIPT: &str = "#!/bin/sh\nout=$(sh ./greet.sh World)\n[ \"$out\" = \"Hello, World!\" ] || { echo \"expected 'Hello, World!', got '$out'\"; exit 1; }\necho ok\n";
-
-/// A git repository with a wrong greet.sh and its test.
-fn workspace() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git2::Repository::init(dir.path()).unwrap();
-    std::fs::write(dir.path().join("README.md"), "# greeter\n").unwrap();
-    std::fs::write(dir.path().join("greet.sh"), WRONG_GREET).unwrap();
-    std::fs::create_dir(dir.path().join("tests")).unwrap();
-    std::fs::write(dir.path().join("tests/test_greet.sh"), TEST_SCRIPT).unwrap();
-    dir
-}
-
-fn llm(server: &ScriptedLlmHandle, retry_count: u32) -> LlmClient {
-    LlmClient::new(&LlmSettings {
-        endpoint: Some(server.base_url()),
-        model: "test-model".into(),
-        api_key: None,
-        timeout: Duration::from_secs(10),
-        retry_count,
-    })
-    .unwrap()
-}
-
-fn request(workspace: &Path) -> ImplementRequest {
-    ImplementRequest {
-        title: "Fix the greeting".into(),
-        description: "greet.sh must print 'Hello, NAME!'.".into(),
-        acceptance_criteria: vec!["tests/test_greet.sh passes".into()],
-        dependencies: vec![],
-        test_command_hint: Some("sh tests/test_greet.sh".into()),
-        repo_view: repo_view(workspace, RepoViewBudget::default()).unwrap(),
-        previous_failure: None,
-    }
-}
-
-/// Runs one round with the playbook's test step available as `run_tests`.
-async fn run_round(
-    workspace: &Path,
-    server: &ScriptedLlmHandle,
-    engine: &EngineSettings,
-    retry_count: u32,
-) -> (Result<ImplementationResult, ImplementError>, AgentSession) {
-    let playbook = parse_playbook(
-        "name: checks\nsteps:\n  - name: unit tests\n    command: sh tests/test_greet.sh\n",
-        "test",
-    )
-    .unwrap();
-    let variables = Default::default();
-    let cancel = CancellationToken::new();
-    let execution = StepExecution::default();
-    let run = PlaybookRun {
-        workdir: workspace,
-        variables: &variables,
-        default_step_timeout: Duration::from_secs(30),
-        output_cap_bytes: 64 * 1024,
-        cancel: &cancel,
-        execution: &execution,
-    };
-    let tests = PlaybookTests { playbook: &playbook, run };
-    let masker = Masker::default();
-    let ctx = EngineContext {
-        settings: engine,
-        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
-        tests: Some(&tests),
-        masker: &masker,
-    };
-    let mut session = AgentSession::new(engine);
-    let outcome =
-        implement_round(&request(workspace), workspace, &llm(server, retry_count), &ctx, &mut session).await;
-    (outcome, session)
-}
-
-/// The tool results a request carries after its last assistant message: `(call id, text)`.
-fn tool_results(request: &Value) -> Vec<(String, String)> {
-    let messages = request["messages"].as_array().unwrap();
-    let last_assistant = messages.iter().rposition(|m| m["role"] == "assistant").unwrap();
-    messages[last_assistant + 1..]
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .map(|m| {
-            (m["tool_call_id"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
-fn last_user_text(request: &Value) -> String {
-    let messages = request["messages"].as_array().unwrap();
-    messages.iter().rev().find(|m| m["role"] == "user").unwrap()["content"].as_str().unwrap().to_string()
-}
-
-const FIXED_GREET: &str = "echo \"Hello, ${1:-world}!\"\n";
+use agent_runner::llm::scripted::{self, Script, ScriptedCall, Step};
+use agent_runner::llm::{EngineMode, EngineSettings, ImplementError};
+use engine_support::{FIXED_GREET, TEST_SCRIPT, last_user_text, run_round, tool_results, workspace};
+use serde_json::json;
 
 #[tokio::test]
 async fn read_edit_test_finish_changes_the_file_and_reports_every_tool() {
@@ -210,9 +112,13 @@ async fn a_malformed_argument_is_answered_with_an_error_and_the_loop_continues()
         "{}",
         first[0].1
     );
+    // A failed call drops the rest of its turn: they were written before the failure.
     let second = tool_results(&requests[2]);
     assert!(second[0].1.starts_with("error: there is no tool named \"no_such_tool\""), "{}", second[0].1);
-    assert!(second[1].1.contains("missing field `content`"), "{}", second[1].1);
+    assert_eq!(
+        second[1].1,
+        "error: not run: the no_such_tool call before it in this turn failed; read that result and call again"
+    );
 }
 
 #[tokio::test]
@@ -262,17 +168,16 @@ async fn paths_outside_the_workspace_are_refused_and_nothing_outside_is_written(
         ScriptedCall::new("list_dir", json!({"path": "out"})),
         ScriptedCall::new("search_text", json!({"pattern": "outside data"})),
     ];
-    let server = scripted::start(Script::steps([
-        Step::ToolCalls(calls),
-        Step::call("write_file", json!({"path": "greet.sh", "content": FIXED_GREET})),
-        Step::call("finish", json!({"summary": "done"})),
-    ]))
-    .await
-    .unwrap();
+    // One call a turn: a failed call drops the rest of its turn.
+    let count = calls.len();
+    let mut steps: Vec<Step> = calls.into_iter().map(|call| Step::ToolCalls(vec![call])).collect();
+    steps.push(Step::call("write_file", json!({"path": "greet.sh", "content": FIXED_GREET})));
+    steps.push(Step::call("finish", json!({"summary": "done"})));
+    let server = scripted::start(Script::steps(steps)).await.unwrap();
     let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     assert_eq!(outcome.unwrap().files_changed, ["greet.sh"]);
-    let results: Vec<String> =
-        tool_results(&server.requests()[1]).into_iter().map(|(_, text)| text).collect();
+    let requests = server.requests();
+    let results: Vec<String> = (1..=count).map(|i| tool_results(&requests[i]).remove(0).1).collect();
     assert_eq!(
         results,
         [
@@ -345,12 +250,13 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
     let ws = workspace();
     std::fs::write(ws.path().join("twice.txt"), "a\na\n").unwrap();
     let server = scripted::start(Script::steps([
+        Step::call("edit_file", json!({"path": "greet.sh", "search": "Hello", "replace": "x"})),
+        Step::call("edit_file", json!({"path": "twice.txt", "search": "a\n", "replace": "b\n"})),
         Step::ToolCalls(vec![
-            ScriptedCall::new("edit_file", json!({"path": "greet.sh", "search": "Hello", "replace": "x"})),
-            ScriptedCall::new("edit_file", json!({"path": "twice.txt", "search": "a\n", "replace": "b\n"})),
             ScriptedCall::new("search_text", json!({"pattern": "Hi", "path": ""})),
             ScriptedCall::new("list_dir", json!({})),
         ]),
+        Step::call("edit_file", json!({"path": "twice.txt", "search": "a\n", "replace": "b\n", "replace_all": true})),
         Step::call("write_file", json!({"path": "greet.sh", "content": FIXED_GREET})),
         Step::call("finish", json!({"summary": "done"})),
     ]))
@@ -358,17 +264,21 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
     .unwrap();
     let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     outcome.unwrap();
-    let results: Vec<String> =
-        tool_results(&server.requests()[1]).into_iter().map(|(_, text)| text).collect();
+    let requests = server.requests();
+    let mut results: Vec<String> = (1..=3).flat_map(|i| tool_results(&requests[i])).map(|(_, text)| text).collect();
+    results.push(tool_results(&requests[4]).remove(0).1);
     assert_eq!(
         results,
         [
             "error: the search text was not found in greet.sh; read the file and copy the text exactly, including whitespace",
-            "error: the search text occurs 2 times in twice.txt; include more surrounding lines so it occurs exactly once",
+            "error: the search text occurs 2 times in twice.txt; include more surrounding lines so it occurs exactly \
+             once, or set replace_all to true to replace every occurrence (a rename)",
             "greet.sh:2: echo \"Hi $1\"",
             "(workspace root): 4 entries\nREADME.md (10 bytes)\ngreet.sh (23 bytes)\ntests/\ntwice.txt (4 bytes)",
+            "edited twice.txt: 2 occurrences replaced",
         ]
     );
+    assert_eq!(std::fs::read_to_string(ws.path().join("twice.txt")).unwrap(), "b\nb\n");
 }
 
 #[tokio::test]
@@ -426,13 +336,14 @@ async fn an_empty_protected_list_allows_test_edits() {
     let ws = workspace();
     let server = scripted::start(Script::steps([
         Step::call("write_file", json!({"path": "tests/extra_test.sh", "content": "exit 0\n"})),
+        Step::call("write_file", json!({"path": "greet.sh", "content": FIXED_GREET})),
         Step::call("finish", json!({"summary": "added a test"})),
     ]))
     .await
     .unwrap();
     let engine = EngineSettings { protected: ProtectedPaths::new(&[]).unwrap(), ..EngineSettings::default() };
     let (outcome, _) = run_round(ws.path(), &server, &engine, 0).await;
-    assert_eq!(outcome.unwrap().files_changed, ["tests/extra_test.sh"]);
+    assert_eq!(outcome.unwrap().files_changed, ["tests/extra_test.sh", "greet.sh"]);
 }
 
 #[tokio::test]

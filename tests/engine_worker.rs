@@ -89,7 +89,10 @@ async fn a_failing_test_run_leads_to_a_repair_round_that_passes() {
         "engine-repair",
         Script::steps([
             Step::call("write_file", json!({"path": GREET_PATH, "content": "#!/bin/sh\necho \"Hi $1\"\n"})),
+            // Refused with the test output (the engine runs the untested change) ...
             Step::call("finish", json!({"summary": "first try"})),
+            // ... and insisting ends the round: the test step fails it and a repair round follows.
+            Step::call("finish", json!({"summary": "first try, really"})),
             Step::call(
                 "edit_file",
                 json!({"path": GREET_PATH, "search": "Hi $1", "replace": "Hello, ${1:-world}!"}),
@@ -108,10 +111,12 @@ async fn a_failing_test_run_leads_to_a_repair_round_that_passes() {
     assert_eq!((report.acked, report.dead_lettered), (1, 0));
 
     let requests = harness.llm.requests();
-    assert_eq!(requests.len(), 4);
+    assert_eq!(requests.len(), 5);
+    let refused = requests[2]["messages"].as_array().unwrap().last().unwrap()["content"].to_string();
+    assert!(refused.contains("finish refused: the last test run failed"), "{refused}");
     // The repair round starts a fresh conversation that carries the failure output.
-    assert_eq!(requests[2]["messages"].as_array().unwrap().len(), 2);
-    let repair = last_user_text(&requests[2]);
+    assert_eq!(requests[3]["messages"].as_array().unwrap().len(), 2);
+    let repair = last_user_text(&requests[3]);
     assert!(repair.contains("the tests failed with the output below"), "{repair}");
     assert!(repair.contains("expected 'Hello, World!', got 'Hi World'"), "{repair}");
     let (commit, _) = sample::branch_head(&harness.origin, "feature/task-greeter-e.2").unwrap().unwrap();
@@ -120,7 +125,7 @@ async fn a_failing_test_run_leads_to_a_repair_round_that_passes() {
         Some("#!/bin/sh\necho \"Hello, ${1:-world}!\"\n")
     );
     let implementation = &summary(&harness, "e.2")["impl_result"];
-    assert_eq!((implementation["rounds"].clone(), implementation["turns"].clone()), (json!(2), json!(4)));
+    assert_eq!((implementation["rounds"].clone(), implementation["turns"].clone()), (json!(2), json!(5)));
     assert_eq!(implementation["explanation"], "fixed the greeting");
     harness.cleanup().await;
 }

@@ -16,12 +16,15 @@
 //! The actions are carried out by the same tools as in tool mode, so confinement,
 //! protected paths and limits are identical.
 
+use super::prompt::REPLACE_PLACEHOLDER;
+
 /// Answers parsed at most this many actions: more in one answer is a runaway reply.
 pub const MAX_ACTIONS: usize = 50;
 
-const SEARCH: &str = "<<<<<<< SEARCH";
 const DIVIDER: &str = "=======";
 const REPLACE: &str = ">>>>>>> REPLACE";
+/// The path the format's description uses; a model that copies it has not named a file.
+const PLACEHOLDER_PREFIX: &str = "path/to/";
 
 /// One thing an answer asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +51,23 @@ pub fn parse_actions(answer: &str) -> Result<Vec<Action>, String> {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim();
-        if line == SEARCH {
+        if is_marker(line, '<', "SEARCH") {
             let path = block_path(&lines[..i]).ok_or_else(|| {
                 format!("the edit block at line {} has no file path on the line before it", i + 1)
             })?;
+            if path.starts_with(PLACEHOLDER_PREFIX) {
+                return Err(format!(
+                    "the edit block at line {} is for {path}, the example's placeholder: put the real path of \
+                     the file on the line before <<<<<<< SEARCH",
+                    i + 1
+                ));
+            }
             let (search, replace, next) = block_body(&lines, i + 1)?;
+            if replace.trim() == REPLACE_PLACEHOLDER {
+                return Err(format!(
+                    "the edit block for {path} keeps the example's {REPLACE_PLACEHOLDER}: write the real new lines"
+                ));
+            }
             actions.push(Action::Edit { path, search, replace });
             i = next;
         } else {
@@ -69,7 +84,29 @@ pub fn parse_actions(answer: &str) -> Result<Vec<Action>, String> {
             return Err(format!("the answer holds more than {MAX_ACTIONS} actions; send fewer at a time"));
         }
     }
+    if actions.is_empty()
+        && let Some(at) = lines.iter().position(|l| is_divider(l.trim()) || is_marker(l.trim(), '>', "REPLACE"))
+    {
+        return Err(format!(
+            "line {} is an edit-block marker but no block starts with <<<<<<< SEARCH: write the file path, \
+             then <<<<<<< SEARCH, the exact current lines, =======, the new lines, >>>>>>> REPLACE",
+            at + 1
+        ));
+    }
     Ok(actions)
+}
+
+/// A marker line: five to nine `mark` characters and the word, as models miscount them.
+fn is_marker(line: &str, mark: char, word: &str) -> bool {
+    let rest = line.trim_start_matches(mark);
+    let count = line.len() - rest.len();
+    (5..=9).contains(&count) && rest.trim() == word
+}
+
+/// The divider, exactly: a Markdown heading underline inside the SEARCH text of a README
+/// edit must not split the block, so only the start and end markers are read leniently.
+fn is_divider(line: &str) -> bool {
+    line == DIVIDER
 }
 
 fn command(line: &str, prefix: &str) -> Option<String> {
@@ -99,10 +136,10 @@ fn clean_path(text: &str) -> String {
 /// The SEARCH and REPLACE texts of a block whose body starts at `start`, and the line after it.
 fn block_body(lines: &[&str], start: usize) -> Result<(String, String, usize), String> {
     let divider = (start..lines.len())
-        .find(|&j| lines[j].trim_end() == DIVIDER)
+        .find(|&j| is_divider(lines[j].trim()))
         .ok_or_else(|| format!("the edit block at line {start} has no {DIVIDER} line"))?;
     let end = (divider + 1..lines.len())
-        .find(|&j| lines[j].trim_end() == REPLACE)
+        .find(|&j| is_marker(lines[j].trim(), '>', "REPLACE"))
         .ok_or_else(|| format!("the edit block at line {start} has no {REPLACE} line"))?;
     Ok((joined(&lines[start..divider]), joined(&lines[divider + 1..end]), end + 1))
 }
@@ -152,5 +189,19 @@ mod tests {
             parse_actions("<<<<<<< SEARCH\n=======\n>>>>>>> REPLACE").unwrap_err(),
             "the edit block at line 1 has no file path on the line before it"
         );
+    }
+
+    #[test]
+    fn copied_placeholders_and_orphan_markers_are_format_errors() {
+        let error = parse_actions("path/to/README.md\n<<<<<<< SEARCH\n=======\nx\n>>>>>>> REPLACE\n").unwrap_err();
+        assert!(error.contains("path/to/README.md, the example's placeholder"), "{error}");
+        let error = parse_actions("README.md\nold\n=======\nnew\n>>>>>>> REPLACE\n").unwrap_err();
+        assert!(error.starts_with("line 3 is an edit-block marker but no block starts"), "{error}");
+    }
+
+    #[test]
+    fn miscounted_markers_still_parse() {
+        let actions = parse_actions("a.txt\n<<<<<<<< SEARCH\nx\n=======\ny\n>>>>>> REPLACE\n").unwrap();
+        assert_eq!(actions, vec![Action::Edit { path: "a.txt".into(), search: "x\n".into(), replace: "y\n".into() }]);
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Each round opens a conversation (task, repository map, test command, rules, and in a
 //! repair round the failing output), then lets the model work through tools confined to
-//! the workspace ([`tools`]) until it calls `finish`. Endpoints without function calling
-//! use edit blocks instead ([`fallback`]), carried out by the same tools. A plain answer
-//! holding the original single-shot `{"code_changes": [...]}` JSON is applied as before,
-//! so models that ignore tools still work.
+//! the workspace ([`tools`]) until it calls `finish`, which ends the round only on
+//! evidence ([`evidence`]). Calls come natively or written in the answer's text
+//! ([`text_calls`]); an answer that does neither gets the exact call to make
+//! ([`nudge`]). Endpoints without function calling use edit blocks instead
+//! ([`fallback`]), carried out by the same tools. A plain answer holding the original
+//! single-shot `{"code_changes": [...]}` JSON is applied as before, so models that
+//! ignore tools still work.
 //!
 //! Budgets ([`budget`]) hold for the whole task across rounds; when one trips the model
 //! gets one wrap-up turn and the round ends with [`ImplementError::BudgetExhausted`]. The
@@ -13,11 +16,15 @@
 //! the caller can upload them with the partial diff.
 
 mod budget;
+mod evidence;
 mod fallback;
 mod glob;
+mod nudge;
 mod prompt;
 mod round;
+mod round_calls;
 mod search;
+mod text_calls;
 mod tools;
 mod transcript;
 mod turn;

@@ -1,5 +1,6 @@
 //! One round of the agent loop: ask, act on the answer, repeat until the model finishes
-//! or a budget trips.
+//! (on evidence: [`super::evidence`]) or a budget trips. Tool calls are carried out in
+//! [`super::round_calls`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,8 +8,11 @@ use std::time::Duration;
 use async_openai::types::chat::ChatCompletionRequestMessage;
 
 use super::budget::BudgetTrip;
+use super::evidence::FinishGate;
 use super::fallback::{Action, parse_actions};
-use super::prompt::{NUDGE, agent_prompt, wrap_up_message};
+use super::nudge::{code_nudge, fenced_code, plain_nudge};
+use super::prompt::{agent_prompt, example_file, wrap_up_message};
+use super::text_calls::{self, TextCalls};
 use super::tools::{ToolBox, ToolOutcome, definitions};
 use super::transcript::{Entry, Speaker};
 use super::turn::{self, Offer, Turn};
@@ -20,6 +24,10 @@ use crate::llm::{
 
 /// Longest wait for the wrap-up answer: it is a courtesy, and a budget has already tripped.
 const WRAP_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// What goes back into the history for an answer with neither text nor calls: servers
+/// refuse an assistant message with neither (llama.cpp: "Assistant message must contain
+/// either 'content' or 'tool_calls'").
+const EMPTY_ANSWER: &str = "(empty answer)";
 
 /// Runs a round; returns its statistics whatever the outcome.
 pub async fn run(
@@ -36,18 +44,32 @@ pub async fn run(
         Err(e) => return (result, Err(e)),
     };
     let tools = ToolBox { workspace: ws, tests: ctx.tests, masker: ctx.masker };
-    let mut round = Round { client: llm, tools, ctx, session, messages: Vec::new(), result: &mut result };
+    let example_path = example_file(req, &ctx.settings.protected).path;
+    let mut round = Round {
+        client: llm,
+        tools,
+        ctx,
+        session,
+        messages: Vec::new(),
+        result: &mut result,
+        gate: FinishGate::default(),
+        example_path,
+    };
     let outcome = round.run(req).await.map(|summary| round.result.explanation = summary);
     (result, outcome)
 }
 
-struct Round<'a, 'c> {
-    client: &'a LlmClient,
-    tools: ToolBox<'a>,
-    ctx: &'a EngineContext<'c>,
-    session: &'a mut AgentSession,
-    messages: Vec<ChatCompletionRequestMessage>,
-    result: &'a mut ImplementationResult,
+pub(super) struct Round<'a, 'c> {
+    pub(super) client: &'a LlmClient,
+    pub(super) tools: ToolBox<'a>,
+    pub(super) ctx: &'a EngineContext<'c>,
+    pub(super) session: &'a mut AgentSession,
+    pub(super) messages: Vec<ChatCompletionRequestMessage>,
+    pub(super) result: &'a mut ImplementationResult,
+    /// What the round has shown, for judging a finish.
+    pub(super) gate: FinishGate,
+    /// A real file of the repository, for the examples the model is shown.
+    pub(super) example_path: String,
 }
 
 impl Round<'_, '_> {
@@ -107,6 +129,9 @@ impl Round<'_, '_> {
         // sends it; the tools act on the answer as it came.
         let mut sent = answer.clone();
         sent.content = self.client.mask(&sent.content);
+        if sent.content.trim().is_empty() && sent.calls.is_empty() {
+            sent.content = EMPTY_ANSWER.to_string();
+        }
         for call in &mut sent.calls {
             call.arguments = self.client.mask(&call.arguments);
         }
@@ -125,33 +150,55 @@ impl Round<'_, '_> {
     }
 
     async fn on_tool_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
-        if answer.calls.is_empty() {
-            return self.on_plain_answer(answer).await;
+        if !answer.calls.is_empty() {
+            return Ok(self.run_calls(answer.calls, true).await);
         }
-        let mut changed = false;
-        let mut finish = None;
-        for call in &answer.calls {
-            self.session.budget.note_call(format!("{}({})", call.name, call.arguments.trim()));
-            let mut outcome = self.tools.call(&call.name, &call.arguments).await;
-            outcome.text = self.client.mask(&outcome.text);
-            changed |= outcome.changed.is_some();
-            finish = finish.or(outcome.finish.clone());
-            self.record_tool(&call.name, &outcome);
-            self.messages.push(turn::tool_result(&call.id, outcome.text));
+        match text_calls::parse(&answer.content, &self.offered_names()) {
+            TextCalls::Calls(format, calls) => {
+                let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+                let note = format!("tool calls read from the answer ({}): {}", format.as_str(), names.join(", "));
+                self.note(Speaker::Engine, &note);
+                Ok(self.run_calls(calls, false).await)
+            }
+            TextCalls::Malformed(reason) => {
+                self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+                let example = super::nudge::call_text("read_file", &serde_json::json!({"path": self.example_path}));
+                self.tell(format!("error: {reason}. Nothing was run; write the call again, e.g.\n<tool_call>\n{example}\n</tool_call>"));
+                self.session.budget.note_progress(false);
+                Ok(None)
+            }
+            TextCalls::None => self.on_plain_answer(answer).await,
         }
-        self.session.budget.note_progress(changed);
-        Ok(finish)
     }
 
-    /// An answer without tool calls: the single-shot JSON, a closing summary, or a nudge.
+    /// The tools offered this round, by name.
+    fn offered_names(&self) -> Vec<&'static str> {
+        let with_tests = self.tools.tests.is_some();
+        super::TOOL_NAMES.iter().copied().filter(|name| with_tests || *name != "run_tests").collect()
+    }
+
+    /// An answer without tool calls: the single-shot JSON, a closing summary, or a nudge
+    /// that spells out the call to make. The same text again counts toward the stall
+    /// detector like a repeated call.
     async fn on_plain_answer(&mut self, answer: Turn) -> Result<Option<String>, ImplementError> {
         if answer.content.contains("\"code_changes\"") {
             return self.apply_single_shot(&answer);
         }
-        if !self.result.files_changed.is_empty() {
-            return Ok(Some(answer.content));
-        }
-        self.tell(NUDGE.to_string());
+        self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+        let ws = &self.tools.workspace;
+        let nudge = if answer.content.trim().is_empty() {
+            format!("Your answer was empty. {}", plain_nudge(&self.example_path))
+        } else if let Some(code) = fenced_code(&answer.content, &|path| ws.exists(path)) {
+            code_nudge(&code)
+        } else if !self.result.files_changed.is_empty() {
+            match self.judge_finish().await {
+                Ok(()) => return Ok(Some(answer.content)),
+                Err(refusal) => refusal,
+            }
+        } else {
+            plain_nudge(&self.example_path)
+        };
+        self.tell(nudge);
         self.session.budget.note_progress(false);
         Ok(None)
     }
@@ -194,13 +241,23 @@ impl Round<'_, '_> {
         let actions = match parse_actions(&answer.content) {
             Ok(actions) => actions,
             Err(reason) => {
+                self.session.budget.note_call(format!("answer({})", answer.content.trim()));
                 self.tell(format!("error: {reason}. Nothing was applied; send the blocks again."));
                 self.session.budget.note_progress(false);
                 return Ok(None);
             }
         };
         if actions.is_empty() {
-            return Ok(Some(answer.content));
+            // A summary: the end of the round, if the evidence allows.
+            self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+            match self.judge_finish().await {
+                Ok(()) => return Ok(Some(answer.content)),
+                Err(refusal) => {
+                    self.tell(refusal);
+                    self.session.budget.note_progress(false);
+                    return Ok(None);
+                }
+            }
         }
         let mut changed = false;
         let mut feedback = Vec::new();
@@ -209,6 +266,7 @@ impl Round<'_, '_> {
             let (name, mut outcome) = self.perform(action).await;
             outcome.text = self.client.mask(&outcome.text);
             changed |= outcome.changed.is_some();
+            self.observe(&outcome);
             self.record_tool(name, &outcome);
             feedback.push(format!("[{}] {}", index + 1, outcome.text));
         }
@@ -239,7 +297,7 @@ impl Round<'_, '_> {
             }
             Action::Edit { path, search, replace } => {
                 let (p, s, r) = (path.clone(), search.clone(), replace.clone());
-                let edited = ws.off_thread(move |ws| ws.edit_file(&p, &s, &r), write_failed).await;
+                let edited = ws.off_thread(move |ws| ws.edit_file(&p, &s, &r, false), write_failed).await;
                 ("edit_file", ToolOutcome::from_write(edited, ws.shown(path)))
             }
             Action::Delete { path } => {
@@ -257,7 +315,7 @@ impl Round<'_, '_> {
     }
 
     /// Counts a tool call and records its result, its change and any refusal.
-    fn record_tool(&mut self, name: &str, outcome: &ToolOutcome) {
+    pub(super) fn record_tool(&mut self, name: &str, outcome: &ToolOutcome) {
         let counted = if super::TOOL_NAMES.contains(&name) { name } else { "unknown" };
         *self.result.tool_calls.entry(counted.to_string()).or_default() += 1;
         if let Some(path) = &outcome.changed {
@@ -295,13 +353,13 @@ impl Round<'_, '_> {
     }
 
     /// A user message, recorded as it is sent.
-    fn tell(&mut self, text: String) {
+    pub(super) fn tell(&mut self, text: String) {
         let text = self.client.mask(&text);
         self.note(Speaker::User, &text);
         self.messages.push(turn::user(text));
     }
 
-    fn note(&mut self, speaker: Speaker, text: &str) {
+    pub(super) fn note(&mut self, speaker: Speaker, text: &str) {
         let (round, turn) = (self.session.rounds, self.session.budget.turns);
         self.session.transcript.say(round, turn, speaker, text);
     }

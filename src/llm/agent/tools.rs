@@ -61,9 +61,11 @@ pub fn definitions(with_tests: bool) -> Vec<ChatCompletionTools> {
         ),
         tool(
             "edit_file",
-            "Replace the one exact occurrence of `search` in a file with `replace`.",
+            "Replace the one exact occurrence of `search` in a file with `replace`; with replace_all, every \
+             occurrence (for a rename).",
             json!({
-            "type": "object", "properties": {"path": path, "search": {"type": "string"}, "replace": {"type": "string"}},
+            "type": "object", "properties": {"path": path, "search": {"type": "string"}, "replace": {"type": "string"},
+            "replace_all": {"type": "boolean"}},
             "required": ["path", "search", "replace"]}),
         ),
         tool(
@@ -113,6 +115,8 @@ pub struct ToolOutcome {
     pub refusal: Option<Refusal>,
     /// `finish` was called, with this summary.
     pub finish: Option<String>,
+    /// A test run's verdict, when this was one.
+    pub tests_passed: Option<bool>,
 }
 
 impl ToolOutcome {
@@ -120,7 +124,7 @@ impl ToolOutcome {
         ToolOutcome { text, ok: true, ..Self::default() }
     }
 
-    fn error(text: String) -> Self {
+    pub(crate) fn error(text: String) -> Self {
         ToolOutcome { text: format!("error: {text}"), ok: false, ..Self::default() }
     }
 
@@ -142,12 +146,14 @@ impl ToolOutcome {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PathArgs {
     #[serde(default)]
     path: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadArgs {
     path: String,
     start_line: Option<usize>,
@@ -155,6 +161,7 @@ struct ReadArgs {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SearchArgs {
     pattern: String,
     #[serde(default)]
@@ -162,19 +169,28 @@ struct SearchArgs {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WriteArgs {
     path: String,
     content: String,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EditArgs {
     path: String,
     search: String,
     replace: String,
+    #[serde(default)]
+    replace_all: bool,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FinishArgs {
     #[serde(default)]
     summary: String,
@@ -231,13 +247,17 @@ impl ToolBox<'_> {
             }
             "edit_file" => {
                 let a: EditArgs = args(name, arguments)?;
-                write(a.path.clone(), Box::new(move |ws| ws.edit_file(&a.path, &a.search, &a.replace))).await
+                let work = move |ws: &Workspace| ws.edit_file(&a.path, &a.search, &a.replace, a.replace_all);
+                write(a.path.clone(), Box::new(work)).await
             }
             "delete_file" => {
                 let a: PathArgs = args(name, arguments)?;
                 write(a.path.clone(), Box::new(move |ws| ws.delete_file(&a.path))).await
             }
-            "run_tests" => self.run_tests().await,
+            "run_tests" => {
+                let _: NoArgs = args(name, arguments)?;
+                self.run_tests().await
+            }
             "finish" => {
                 let a: FinishArgs = args(name, arguments)?;
                 ToolOutcome { finish: Some(a.summary), ..ToolOutcome::ok("finished".into()) }
@@ -260,18 +280,66 @@ impl ToolBox<'_> {
         let run = tests.run_tests().await;
         let verdict = if run.passed { "PASSED" } else { "FAILED" };
         let text = format!("tests {verdict}\n{}", tail_chars(&run.output, MAX_TEST_OUTPUT_CHARS));
-        ToolOutcome::ok(text)
+        ToolOutcome { tests_passed: Some(run.passed), ..ToolOutcome::ok(text) }
     }
 }
 
 /// Parses a call's arguments; `""` counts as `{}` (some servers send it for no arguments).
+/// Unknown keys are refused rather than ignored: a small model that echoes the tool's
+/// schema (`{"properties": …}`) would otherwise run the tool on defaults. Every refusal
+/// ends with one correct call of that tool.
 fn args<T: DeserializeOwned>(tool: &str, arguments: &str) -> Result<T, String> {
     let text = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let echoed_schema = serde_json::from_str::<Value>(text)
+        .is_ok_and(|v| v.get("properties").is_some() || v.get("type").and_then(Value::as_str) == Some("object"));
+    if echoed_schema {
+        return Err(format!(
+            "the arguments of {tool} are its JSON schema, not values; send the values themselves, e.g. {}",
+            example(tool)
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
         format!(
-            "the arguments of {tool} are not valid: {e}; send one JSON object with the documented \
-             fields (got {:?})",
-            truncate_chars(arguments, MAX_QUOTED_ARGUMENTS)
+            "the arguments of {tool} are not valid: {e} (got {:?}); send one JSON object like {}",
+            truncate_chars(arguments, MAX_QUOTED_ARGUMENTS),
+            example(tool)
         )
     })
+}
+
+/// One correct call of `tool`, on one line.
+pub fn example(tool: &str) -> String {
+    let arguments = match tool {
+        "list_dir" => json!({"path": "src"}),
+        "read_file" => json!({"path": "src/app.py", "start_line": 1, "end_line": 40}),
+        "search_text" => json!({"pattern": "def main", "path": "src"}),
+        "write_file" => json!({"path": "src/app.py", "content": "print('hello')\n"}),
+        "edit_file" => json!({"path": "src/app.py", "search": "return a - b", "replace": "return a + b"}),
+        "delete_file" => json!({"path": "src/old.py"}),
+        "finish" => json!({"summary": "what you changed"}),
+        _ => json!({}),
+    };
+    super::nudge::call_text(tool, &arguments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_echoed_schemas_are_refused_with_an_example() {
+        let schema = r#"{"properties":{"path":{"type":"string"}},"required":[],"type":"object"}"#;
+        let error = args::<PathArgs>("list_dir", schema).err().unwrap();
+        assert!(error.starts_with("the arguments of list_dir are its JSON schema"), "{error}");
+        assert!(error.ends_with(r#"{"name": "list_dir", "arguments": {"path":"src"}}"#), "{error}");
+
+        let error = args::<ReadArgs>("read_file", r#"{"file": "a.py"}"#).err().unwrap();
+        assert!(error.contains("unknown field `file`") && error.contains(r#""name": "read_file""#), "{error}");
+        let error = args::<ReadArgs>("read_file", "{}").err().unwrap();
+        assert!(error.contains("missing field `path`") && error.contains("start_line"), "{error}");
+
+        assert!(args::<NoArgs>("run_tests", "").is_ok());
+        let edit: EditArgs = args("edit_file", r#"{"path":"a","search":"x","replace":"y"}"#).unwrap();
+        assert!(!edit.replace_all);
+    }
 }

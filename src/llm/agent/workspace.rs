@@ -231,7 +231,7 @@ impl Workspace {
     }
 
     /// Replaces the one occurrence of `search` with `replace`.
-    pub fn edit_file(&self, path: &str, search: &str, replace: &str) -> WriteResult {
+    pub fn edit_file(&self, path: &str, search: &str, replace: &str, replace_all: bool) -> WriteResult {
         if search.is_empty() {
             return Err(WriteError::Other(
                 "the search text is empty; use write_file to create a file".into(),
@@ -251,9 +251,14 @@ impl Workspace {
                 self.change(path, Operation::Modify, Some(updated))?;
                 Ok(format!("edited {shown}"))
             }
+            n if replace_all => {
+                let updated = text.replace(search, replace);
+                self.change(path, Operation::Modify, Some(updated))?;
+                Ok(format!("edited {shown}: {n} occurrences replaced"))
+            }
             n => Err(WriteError::Other(format!(
                 "the search text occurs {n} times in {shown}; include more surrounding lines so it \
-                 occurs exactly once"
+                 occurs exactly once, or set replace_all to true to replace every occurrence (a rename)"
             ))),
         }
     }
