@@ -256,7 +256,10 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
             ScriptedCall::new("search_text", json!({"pattern": "Hi", "path": ""})),
             ScriptedCall::new("list_dir", json!({})),
         ]),
-        Step::call("edit_file", json!({"path": "twice.txt", "search": "a\n", "replace": "b\n", "replace_all": true})),
+        Step::call(
+            "edit_file",
+            json!({"path": "twice.txt", "search": "a\n", "replace": "b\n", "replace_all": true}),
+        ),
         Step::call("write_file", json!({"path": "greet.sh", "content": FIXED_GREET})),
         Step::call("finish", json!({"summary": "done"})),
     ]))
@@ -265,7 +268,8 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
     let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     outcome.unwrap();
     let requests = server.requests();
-    let mut results: Vec<String> = (1..=3).flat_map(|i| tool_results(&requests[i])).map(|(_, text)| text).collect();
+    let mut results: Vec<String> =
+        (1..=3).flat_map(|i| tool_results(&requests[i])).map(|(_, text)| text).collect();
     results.push(tool_results(&requests[4]).remove(0).1);
     assert_eq!(
         results,

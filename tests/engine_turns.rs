@@ -78,7 +78,10 @@ async fn calls_after_a_failed_call_in_the_same_turn_are_dropped_and_reported() {
     let results: Vec<String> = tool_results(&server.requests()[1]).into_iter().map(|(_, t)| t).collect();
     assert!(results[0].starts_with("error: the search text was not found"), "{results:?}");
     for dropped in &results[1..] {
-        assert!(dropped.starts_with("error: not run: the edit_file call before it in this turn failed"), "{dropped}");
+        assert!(
+            dropped.starts_with("error: not run: the edit_file call before it in this turn failed"),
+            "{dropped}"
+        );
     }
 }
 
@@ -95,13 +98,16 @@ async fn tool_calls_written_as_text_are_run_and_answered_in_a_user_message() {
     let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     let result = outcome.unwrap();
     assert_eq!(std::fs::read_to_string(ws.path().join("greet.sh")).unwrap(), fixed_greet());
-    assert_eq!((result.explanation.as_str(), result.files_changed.as_slice()), ("fixed greet.sh", &["greet.sh".to_string()][..]));
+    assert_eq!(
+        (result.explanation.as_str(), result.files_changed.as_slice()),
+        ("fixed greet.sh", &["greet.sh".to_string()][..])
+    );
     let second = &server.requests()[1];
     // The answer goes back as the text it was, its result as a user message.
     let answered = assistant_messages(second);
     assert!(answered[0]["content"].as_str().unwrap().contains("<tool_call>"));
     assert!(answered[0].get("tool_calls").is_none());
-    assert_eq!(last_user_text(second), "[1] write_file result:\nwrote greet.sh (41 bytes)");
+    assert_eq!(last_user_text(second), "[1] write_file result:\nwrote greet.sh (37 bytes)");
     let transcript = session.transcript().to_json();
     assert!(transcript.contains("tool calls read from the answer (text: <tool_call> tags): write_file"));
     assert!(transcript.contains("tool calls read from the answer (text: JSON): finish"));
@@ -130,13 +136,17 @@ async fn an_echoed_schema_is_refused_with_a_correct_example() {
         r#"error: the arguments of list_dir are its JSON schema, not values; send the values themselves, e.g. {"name": "list_dir", "arguments": {"path":"src"}}"#
     );
     let unknown = &tool_results(&requests[2])[0].1;
-    assert!(unknown.contains("unknown field `file`") && unknown.contains(r#"{"name": "read_file""#), "{unknown}");
+    assert!(
+        unknown.contains("unknown field `file`") && unknown.contains(r#"{"name": "read_file""#),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]
 async fn code_in_a_fence_gets_the_exact_call_to_make() {
     let ws = workspace();
-    let answer = format!("Here is the corrected `greet.sh`:\n```sh\n{}```\nThis prints the greeting.", fixed_greet());
+    let answer =
+        format!("Here is the corrected `greet.sh`:\n```sh\n{}```\nThis prints the greeting.", fixed_greet());
     let write = json!({"name": "write_file", "arguments": {"path": "greet.sh", "content": fixed_greet()}});
     let server = scripted::start(Script::steps([
         Step::Reply(answer),
@@ -164,14 +174,19 @@ async fn the_same_prose_again_and_again_is_a_stall() {
     let server = scripted::start(Script::replies([prose, prose, prose, prose, "wrap-up"])).await.unwrap();
     let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
     match outcome {
-        Err(ImplementError::BudgetExhausted { limit, .. }) => assert_eq!(limit, "engine.stall_repeated_calls"),
+        Err(ImplementError::BudgetExhausted { limit, .. }) => {
+            assert_eq!(limit, "engine.stall_repeated_calls")
+        }
         other => panic!("expected a stall, got {other:?}"),
     }
     let requests = server.requests();
     assert_eq!(requests.len(), 5, "four answers, then the wrap-up turn");
     let nudge = last_user_text(&requests[1]);
-    assert!(nudge.starts_with("Your answer did not call any tool") && nudge.contains("<tool_call>"), "{nudge}");
-    assert!(nudge.contains(r#""path": "README.md""#), "the example names a real file: {nudge}");
+    assert!(
+        nudge.starts_with("Your answer did not call any tool") && nudge.contains("<tool_call>"),
+        "{nudge}"
+    );
+    assert!(nudge.contains(r#"{"path":"README.md"}"#), "the example names a real file: {nudge}");
     assert_eq!(session.totals().unwrap().explanation, "wrap-up");
 }
 
@@ -216,10 +231,17 @@ async fn edit_blocks_show_a_real_file_and_copied_placeholders_are_format_errors(
     assert_eq!(outcome.unwrap().explanation, "greet.sh now prints Hello.");
     let requests = server.requests();
     let system = requests[0]["messages"][0]["content"].as_str().unwrap();
-    assert!(system.contains("to change the first line of README.md:\n\nREADME.md\n<<<<<<< SEARCH\n# greeter\n"), "{system}");
+    assert!(
+        system.contains("to change the first line of README.md:\n\nREADME.md\n<<<<<<< SEARCH\n# greeter\n"),
+        "{system}"
+    );
     let told: Vec<String> = requests[1..4].iter().map(last_user_text).collect();
     assert!(told[0].starts_with("finish refused: nothing has changed in this round"), "{}", told[0]);
     assert!(told[1].contains("path/to/greet.sh, the example's placeholder"), "{}", told[1]);
-    assert!(told[2].contains("is an edit-block marker but no block starts with <<<<<<< SEARCH"), "{}", told[2]);
+    assert!(
+        told[2].contains("is an edit-block marker but no block starts with <<<<<<< SEARCH"),
+        "{}",
+        told[2]
+    );
     assert_eq!(std::fs::read_to_string(ws.path().join("greet.sh")).unwrap(), fixed_greet());
 }

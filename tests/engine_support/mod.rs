@@ -109,4 +109,3 @@ pub fn last_user_text(request: &Value) -> String {
 }
 
 pub const FIXED_GREET: &str = "echo \"Hello, ${1:-world}!\"\n";
-

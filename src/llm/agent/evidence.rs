@@ -44,11 +44,6 @@ impl FinishGate {
         self.tests_since_change = Some(passed);
     }
 
-    /// The last test run since the last change failed.
-    pub fn tests_failing(&self) -> bool {
-        self.tests_since_change == Some(false)
-    }
-
     /// Judges a finish; `tests_available` is whether the engine can run the tests.
     pub fn judge(&mut self, tests_available: bool) -> Verdict {
         if !self.changed_in_round {
@@ -93,7 +88,6 @@ mod tests {
         gate.note_change();
         assert_eq!(gate.judge(true), Verdict::RunTestsFirst);
         gate.note_tests(false);
-        assert!(gate.tests_failing());
         assert!(matches!(gate.judge(true), Verdict::Refuse(r) if r.contains("the last test run failed")));
         // A change in between starts the count again.
         gate.note_change();

@@ -85,7 +85,8 @@ pub fn parse_actions(answer: &str) -> Result<Vec<Action>, String> {
         }
     }
     if actions.is_empty()
-        && let Some(at) = lines.iter().position(|l| is_divider(l.trim()) || is_marker(l.trim(), '>', "REPLACE"))
+        && let Some(at) =
+            lines.iter().position(|l| is_divider(l.trim()) || is_marker(l.trim(), '>', "REPLACE"))
     {
         return Err(format!(
             "line {} is an edit-block marker but no block starts with <<<<<<< SEARCH: write the file path, \
@@ -193,7 +194,8 @@ mod tests {
 
     #[test]
     fn copied_placeholders_and_orphan_markers_are_format_errors() {
-        let error = parse_actions("path/to/README.md\n<<<<<<< SEARCH\n=======\nx\n>>>>>>> REPLACE\n").unwrap_err();
+        let error =
+            parse_actions("path/to/README.md\n<<<<<<< SEARCH\n=======\nx\n>>>>>>> REPLACE\n").unwrap_err();
         assert!(error.contains("path/to/README.md, the example's placeholder"), "{error}");
         let error = parse_actions("README.md\nold\n=======\nnew\n>>>>>>> REPLACE\n").unwrap_err();
         assert!(error.starts_with("line 3 is an edit-block marker but no block starts"), "{error}");
@@ -202,6 +204,9 @@ mod tests {
     #[test]
     fn miscounted_markers_still_parse() {
         let actions = parse_actions("a.txt\n<<<<<<<< SEARCH\nx\n=======\ny\n>>>>>> REPLACE\n").unwrap();
-        assert_eq!(actions, vec![Action::Edit { path: "a.txt".into(), search: "x\n".into(), replace: "y\n".into() }]);
+        assert_eq!(
+            actions,
+            vec![Action::Edit { path: "a.txt".into(), search: "x\n".into(), replace: "y\n".into() }]
+        );
     }
 }

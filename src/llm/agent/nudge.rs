@@ -32,7 +32,8 @@ pub fn fenced_code(text: &str, exists: &dyn Fn(&str) -> bool) -> Option<FencedCo
             i += 1;
             continue;
         };
-        let end = (i + 1..lines.len()).find(|&j| lines[j].trim_start().starts_with("```")).unwrap_or(lines.len());
+        let end =
+            (i + 1..lines.len()).find(|&j| lines[j].trim_start().starts_with("```")).unwrap_or(lines.len());
         let body = &lines[i + 1..end];
         let before = lines[i.saturating_sub(3)..i].join(" ");
         let mut candidates = path_tokens(info);
@@ -155,7 +156,8 @@ mod tests {
 
     #[test]
     fn the_code_nudge_spells_out_the_call_with_the_code() {
-        let found = FencedCode { path: "mathutils.py".into(), code: "def f():\n    return 1\n".into(), exists: true };
+        let found =
+            FencedCode { path: "mathutils.py".into(), code: "def f():\n    return 1\n".into(), exists: true };
         let nudge = code_nudge(&found);
         assert!(
             nudge.contains(

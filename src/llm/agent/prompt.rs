@@ -69,7 +69,10 @@ pub(crate) fn example_file(req: &ImplementRequest, protected: &ProtectedPaths) -
             let line = f.content.lines().find(|l| !l.trim().is_empty())?;
             Some(ExampleFile { path: f.path.clone(), first_line: line.to_string() })
         })
-        .unwrap_or_else(|| ExampleFile { path: EXAMPLE_FALLBACK_PATH.into(), first_line: "import sys".into() })
+        .unwrap_or_else(|| ExampleFile {
+            path: EXAMPLE_FALLBACK_PATH.into(),
+            first_line: "import sys".into(),
+        })
 }
 
 fn tools_how(example_path: &str) -> String {
@@ -116,4 +119,3 @@ pub fn wrap_up_message(reason: &str) -> String {
          summary: what you changed, what remains to be done, and what you would do next."
     )
 }
-

@@ -156,13 +156,15 @@ impl Round<'_, '_> {
         match text_calls::parse(&answer.content, &self.offered_names()) {
             TextCalls::Calls(format, calls) => {
                 let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
-                let note = format!("tool calls read from the answer ({}): {}", format.as_str(), names.join(", "));
+                let note =
+                    format!("tool calls read from the answer ({}): {}", format.as_str(), names.join(", "));
                 self.note(Speaker::Engine, &note);
                 Ok(self.run_calls(calls, false).await)
             }
             TextCalls::Malformed(reason) => {
                 self.session.budget.note_call(format!("answer({})", answer.content.trim()));
-                let example = super::nudge::call_text("read_file", &serde_json::json!({"path": self.example_path}));
+                let example =
+                    super::nudge::call_text("read_file", &serde_json::json!({"path": self.example_path}));
                 self.tell(format!("error: {reason}. Nothing was run; write the call again, e.g.\n<tool_call>\n{example}\n</tool_call>"));
                 self.session.budget.note_progress(false);
                 Ok(None)

@@ -97,7 +97,10 @@ impl Round<'_, '_> {
                     });
                 }
                 Verdict::RunTestsFirst => {
-                    self.note(Speaker::Engine, "the changes are untested: running the tests before finishing");
+                    self.note(
+                        Speaker::Engine,
+                        "the changes are untested: running the tests before finishing",
+                    );
                     let run = self.tools.run_tests().await;
                     self.gate.note_tests(run.tests_passed.unwrap_or(false));
                     let output = self.client.mask(&run.text);

@@ -53,7 +53,9 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
         for body in tagged {
             match serde_json::from_str::<Value>(strip_fence(body)) {
                 Ok(value) => collect(&value, declared, &mut calls),
-                Err(e) => return TextCalls::Malformed(format!("a <tool_call> block is not valid JSON ({e})")),
+                Err(e) => {
+                    return TextCalls::Malformed(format!("a <tool_call> block is not valid JSON ({e})"));
+                }
             }
         }
         return finish(CallFormat::Tagged, calls, declared);
@@ -234,7 +236,10 @@ mod tests {
 
     #[test]
     fn json_that_is_not_a_call_is_not_one() {
-        assert_eq!(parse("```json\n{\"name\": \"my-app\", \"version\": \"1.0\"}\n```", TOOLS), TextCalls::None);
+        assert_eq!(
+            parse("```json\n{\"name\": \"my-app\", \"version\": \"1.0\"}\n```", TOOLS),
+            TextCalls::None
+        );
         assert_eq!(parse("def f(x): return {x: [1, 2]}", TOOLS), TextCalls::None);
         assert_eq!(parse("All done.", TOOLS), TextCalls::None);
     }

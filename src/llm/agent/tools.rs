@@ -247,8 +247,9 @@ impl ToolBox<'_> {
             }
             "edit_file" => {
                 let a: EditArgs = args(name, arguments)?;
+                let path = a.path.clone();
                 let work = move |ws: &Workspace| ws.edit_file(&a.path, &a.search, &a.replace, a.replace_all);
-                write(a.path.clone(), Box::new(work)).await
+                write(path, Box::new(work)).await
             }
             "delete_file" => {
                 let a: PathArgs = args(name, arguments)?;
@@ -290,8 +291,9 @@ impl ToolBox<'_> {
 /// ends with one correct call of that tool.
 fn args<T: DeserializeOwned>(tool: &str, arguments: &str) -> Result<T, String> {
     let text = if arguments.trim().is_empty() { "{}" } else { arguments };
-    let echoed_schema = serde_json::from_str::<Value>(text)
-        .is_ok_and(|v| v.get("properties").is_some() || v.get("type").and_then(Value::as_str) == Some("object"));
+    let echoed_schema = serde_json::from_str::<Value>(text).is_ok_and(|v| {
+        v.get("properties").is_some() || v.get("type").and_then(Value::as_str) == Some("object")
+    });
     if echoed_schema {
         return Err(format!(
             "the arguments of {tool} are its JSON schema, not values; send the values themselves, e.g. {}",
@@ -334,7 +336,10 @@ mod tests {
         assert!(error.ends_with(r#"{"name": "list_dir", "arguments": {"path":"src"}}"#), "{error}");
 
         let error = args::<ReadArgs>("read_file", r#"{"file": "a.py"}"#).err().unwrap();
-        assert!(error.contains("unknown field `file`") && error.contains(r#""name": "read_file""#), "{error}");
+        assert!(
+            error.contains("unknown field `file`") && error.contains(r#""name": "read_file""#),
+            "{error}"
+        );
         let error = args::<ReadArgs>("read_file", "{}").err().unwrap();
         assert!(error.contains("missing field `path`") && error.contains("start_line"), "{error}");
 
