@@ -242,7 +242,9 @@ async fn an_allow_pattern_lets_a_known_fake_key_through_the_push_guard() {
 async fn write_file_dot_env_is_refused_with_a_clear_tool_result_and_never_pushed() {
     let token = planted_token("DOTENV");
     let script = Script::steps([
-        Step::ToolCalls(vec![write(".env", "GIT_TOKEN=copied\n"), write(GREET_PATH, GREET_CONTENT)]),
+        // Turns of their own: a refused call drops the rest of its turn.
+        Step::ToolCalls(vec![write(".env", "GIT_TOKEN=copied\n")]),
+        Step::ToolCalls(vec![write(GREET_PATH, GREET_CONTENT)]),
         finish("added"),
     ]);
     let run = run_task(sample::sample_task("", "12.5"), &[], script, "{}\n", &token).await;

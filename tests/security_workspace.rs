@@ -81,7 +81,10 @@ async fn a_fifo_made_by_a_step_is_refused_to_every_tool_never_committed_and_clea
             Step::call("write_file", json!({"path": "fifo.txt", "content": "x"})),
             finish(),
             // Task 2 fails its tests and leaves a FIFO in the slot; task 3 must not see it.
+            // Its first finish is refused (the engine's own test run fails), the second ends
+            // the round.
             write_greet(),
+            finish(),
             finish(),
             write_greet(),
             finish(),

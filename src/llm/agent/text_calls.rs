@@ -49,10 +49,10 @@ pub enum TextCalls {
 pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
     let tagged = between_tags(text, "<tool_call>", "</tool_call>");
     if !tagged.is_empty() {
-        let mut calls = Vec::new();
+        let (mut calls, mut definitions) = (Vec::new(), 0);
         for body in tagged {
             match serde_json::from_str::<Value>(strip_fence(body)) {
-                Ok(value) => collect(&value, declared, &mut calls),
+                Ok(value) => collect(&value, declared, &mut calls, &mut definitions),
                 Err(e) => {
                     return TextCalls::Malformed(format!("a <tool_call> block is not valid JSON ({e})"));
                 }
@@ -63,9 +63,15 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
     if text.contains("✿FUNCTION✿") {
         return qwen_agent(text, declared);
     }
-    let mut calls = Vec::new();
+    let (mut calls, mut definitions) = (Vec::new(), 0);
     for value in json_values(text) {
-        collect(&value, declared, &mut calls);
+        collect(&value, declared, &mut calls, &mut definitions);
+    }
+    if calls.is_empty() && definitions > 0 {
+        // Small models echo the `<tools>` block their chat template showed them.
+        return TextCalls::Malformed(
+            "the answer repeats the tool definitions instead of calling a tool".into(),
+        );
     }
     if calls.is_empty() {
         return TextCalls::None;
@@ -129,20 +135,34 @@ fn json_values(text: &str) -> Vec<Value> {
     values
 }
 
-/// Adds the calls `value` holds: one call object, an array of them, or a wrapper.
-fn collect(value: &Value, declared: &[&str], calls: &mut Vec<CallRecord>) {
+/// Adds the calls `value` holds: one call object, an array of them, or a wrapper; counts
+/// the tool definitions (a `description` beside the name) it holds instead.
+fn collect(value: &Value, declared: &[&str], calls: &mut Vec<CallRecord>, definitions: &mut usize) {
     match value {
-        Value::Array(items) => items.iter().for_each(|item| collect(item, declared, calls)),
+        Value::Array(items) => items.iter().for_each(|item| collect(item, declared, calls, definitions)),
         Value::Object(object) => {
             if let Some(list) = object.get("tool_calls") {
-                return collect(list, declared, calls);
+                return collect(list, declared, calls, definitions);
             }
-            if let Some(call) = call_of(object, declared) {
+            if is_definition(object) {
+                *definitions += 1;
+            } else if let Some(call) = call_of(object, declared) {
                 calls.push(call);
             }
         }
         _ => {}
     }
+}
+
+/// A tool's definition as the request declared it, echoed back: `{"type": "function",
+/// "function": {"name", "description", "parameters"}}` or its inner object.
+fn is_definition(object: &Map<String, Value>) -> bool {
+    let inner = match object.get("function") {
+        Some(Value::Object(inner)) => inner,
+        _ => object,
+    };
+    inner.contains_key("description")
+        && inner.get("parameters").is_some_and(|p| p.get("properties").is_some())
 }
 
 /// One call object in any of the spellings models use: `name` + `arguments`
@@ -220,7 +240,7 @@ mod tests {
             "[{\"tool\": \"read_file\", \"args\": {\"path\": \"a.py\"}}]",
             "✿FUNCTION✿: read_file\n✿ARGS✿: {\"path\": \"a.py\"}",
         ] {
-            assert_eq!(calls(text).1, [read.clone()], "{text}");
+            assert_eq!(calls(text).1, std::slice::from_ref(&read), "{text}");
         }
         assert_eq!(calls("<tool_call>{\"name\": \"finish\"}").0, CallFormat::Tagged);
     }
@@ -242,6 +262,16 @@ mod tests {
         );
         assert_eq!(parse("def f(x): return {x: [1, 2]}", TOOLS), TextCalls::None);
         assert_eq!(parse("All done.", TOOLS), TextCalls::None);
+    }
+
+    #[test]
+    fn echoed_tool_definitions_are_reported_not_run() {
+        let echoed = "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"read_file\", \"description\": \"Read a file\", \
+                      \"parameters\": {\"type\": \"object\", \"properties\": {\"path\": {\"type\": \"string\"}}}}}\n</tools>";
+        assert_eq!(
+            parse(echoed, TOOLS),
+            TextCalls::Malformed("the answer repeats the tool definitions instead of calling a tool".into())
+        );
     }
 
     #[test]
