@@ -23,6 +23,8 @@ use async_openai::types::chat::{
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::context_window::{ContextKnowledge, ContextLimits, Probe};
+use super::overflow::Overflow;
 use super::probe::{LastResponse, ResponseProbe};
 use super::{ImplementError, truncate_chars};
 use crate::error::Classify;
@@ -52,6 +54,13 @@ pub struct LlmSettings {
     pub timeout: Duration,
     /// Extra attempts after the first for transient failures.
     pub retry_count: u32,
+    /// The model's context window (`llm.context_tokens`); `None`: asked from the server.
+    pub context_tokens: Option<u32>,
+    /// Sampling temperature sent with every request (`llm.temperature`).
+    pub temperature: f32,
+    /// Cap of completion tokens per request (`llm.max_tokens`); `None`:
+    /// [`super::default_completion_cap`] of the window.
+    pub max_tokens: Option<u32>,
 }
 
 impl std::fmt::Debug for LlmSettings {
@@ -62,6 +71,9 @@ impl std::fmt::Debug for LlmSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("timeout", &self.timeout)
             .field("retry_count", &self.retry_count)
+            .field("context_tokens", &self.context_tokens)
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
             .finish()
     }
 }
@@ -91,6 +103,14 @@ pub struct LlmClient {
     retry_count: u32,
     /// Applied to every request: its own API key, and the worker's secrets ([`LlmClient::masking`]).
     masker: Masker,
+    /// The configured base URL, for the context window discovery; `None` is OpenAI's.
+    base: Option<String>,
+    /// Sent as a bearer token by the discovery too; never shown.
+    api_key: Option<SecretString>,
+    temperature: f32,
+    max_tokens: Option<u32>,
+    /// The window, discovered once and corrected by overflow answers, for every task.
+    context: ContextKnowledge,
 }
 
 // By hand: the config holds the raw endpoint, which may carry user info or a token query.
@@ -148,6 +168,11 @@ impl LlmClient {
             timeout: settings.timeout,
             retry_count: settings.retry_count,
             masker: Masker::new([settings.api_key.as_ref()]),
+            base: settings.endpoint.as_ref().map(|_| base.to_string()),
+            api_key: settings.api_key.clone(),
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            context: ContextKnowledge::new(settings.context_tokens),
         })
     }
 
@@ -223,13 +248,38 @@ impl LlmClient {
         &self.model
     }
 
+    /// The window and estimate correction to fit the next request to; the first call
+    /// asks the server (see [`super::context_window`]).
+    pub async fn context_limits(&self) -> ContextLimits {
+        let key = self.api_key.as_ref().map(|k| k.expose_secret()).unwrap_or("");
+        let probe = Probe { http: &self.http, base: self.base.as_deref(), model: &self.model, api_key: key };
+        self.context.limits(&probe).await
+    }
+
+    /// The sampling temperature sent with every request.
+    pub fn temperature(&self) -> f32 {
+        self.temperature
+    }
+
+    /// The most completion tokens a request in `window` asks for.
+    pub fn completion_cap(&self, window: u32) -> u32 {
+        self.max_tokens.unwrap_or_else(|| super::default_completion_cap(window))
+    }
+
+    /// Learns from an overflow answer to a request estimated at `estimated_prompt`
+    /// tokens under `sent`, for every later request of this worker.
+    pub(crate) fn learn_overflow(&self, estimated_prompt: u32, sent: ContextLimits, overflow: Overflow) {
+        self.context.learn(estimated_prompt, sent, overflow);
+    }
+
     /// Sends one prepared request, retrying transient failures: 5xx, timeouts and
     /// connection errors with backoff, 429 after the server's `Retry-After` (capped).
     pub(crate) async fn complete(
         &self,
         request: CreateChatCompletionRequest,
     ) -> Result<CreateChatCompletionResponse, ImplementError> {
-        let request = self.masked(request)?;
+        let mut request = self.masked(request)?;
+        request.temperature = request.temperature.or(Some(self.temperature));
         let (probe, seen) = ResponseProbe::new(self.http.clone());
         let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
 
@@ -284,10 +334,19 @@ impl LlmClient {
             },
             other => (None, false, other.to_string()),
         };
+        let message = truncate_chars(message.trim(), MAX_ERROR_TEXT);
+        if let Some(overflow) = super::overflow::recognise(status, &message) {
+            return ImplementError::ContextOverflow {
+                endpoint: self.shown_endpoint.clone(),
+                message,
+                window: overflow.window,
+                prompt_tokens: overflow.prompt_tokens,
+            };
+        }
         ImplementError::Request {
             endpoint: self.shown_endpoint.clone(),
             status,
-            message: truncate_chars(message.trim(), MAX_ERROR_TEXT),
+            message,
             transient,
         }
     }
@@ -339,6 +398,9 @@ mod tests {
             api_key: key.map(|k| SecretString::from(k.to_string())),
             timeout: Duration::from_secs(5),
             retry_count: 0,
+            context_tokens: None,
+            temperature: 0.2,
+            max_tokens: None,
         }
     }
 
