@@ -29,7 +29,8 @@ fn repository() -> tempfile::TempDir {
 
 async fn run_steps(workdir: &Path, yaml: &str) -> bool {
     let playbook = parse_playbook(yaml, "test").unwrap();
-    let (variables, cancel, execution) = (Default::default(), CancellationToken::new(), StepExecution::default());
+    let (variables, cancel, execution) =
+        (Default::default(), CancellationToken::new(), StepExecution::default());
     let run = PlaybookRun {
         workdir,
         variables: &variables,

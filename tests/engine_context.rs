@@ -34,7 +34,8 @@ fn workspace() -> tempfile::TempDir {
         format!("out=$(sh ./greet.sh World)\n[ \"$out\" = \"Hello, World!\" ] || {{ echo \"{FAILURE}\"; exit 1; }}\n"),
     )
     .unwrap();
-    let module: String = (0..400).map(|i| format!("def helper_{i}(value):\n    return value + {i}\n")).collect();
+    let module: String =
+        (0..400).map(|i| format!("def helper_{i}(value):\n    return value + {i}\n")).collect();
     std::fs::write(dir.path().join("big.py"), module).unwrap();
     dir
 }
@@ -58,7 +59,8 @@ async fn run_round(
     client: &LlmClient,
 ) -> (Result<ImplementationResult, ImplementError>, AgentSession) {
     let playbook = parse_playbook("name: t\nsteps:\n  - name: unit\n    command: sh test.sh\n", "t").unwrap();
-    let (variables, cancel, execution) = (Default::default(), CancellationToken::new(), StepExecution::default());
+    let (variables, cancel, execution) =
+        (Default::default(), CancellationToken::new(), StepExecution::default());
     let run = PlaybookRun {
         workdir: ws,
         variables: &variables,
@@ -80,7 +82,8 @@ async fn run_round(
         title: TITLE.into(),
         description: "greet.sh must print 'Hello, NAME!'.".into(),
         test_command_hint: Some("sh test.sh".into()),
-        repo_view: repo_view(ws, RepoViewBudget { max_content_bytes: 0, ..RepoViewBudget::default() }).unwrap(),
+        repo_view: repo_view(ws, RepoViewBudget { max_content_bytes: 0, ..RepoViewBudget::default() })
+            .unwrap(),
         ..ImplementRequest::default()
     };
     let mut session = AgentSession::new(&engine);
@@ -114,7 +117,8 @@ fn all_text(request: &Value) -> String {
 fn long_conversation() -> Vec<Step> {
     let read = || Step::call("read_file", json!({"path": "big.py"}));
     let mut steps = vec![read(), read(), Step::call("run_tests", json!({}))];
-    steps.extend((0..6).map(|i| Step::call("read_file", json!({"path": "big.py", "start_line": i * 50 + 1}))));
+    steps
+        .extend((0..6).map(|i| Step::call("read_file", json!({"path": "big.py", "start_line": i * 50 + 1}))));
     steps.push(Step::call("write_file", json!({"path": "greet.sh", "content": "echo \"Hello, $1!\"\n"})));
     steps.push(Step::call("finish", json!({"summary": "fixed"})));
     steps
@@ -184,7 +188,8 @@ async fn an_overflow_on_every_attempt_ends_the_round_with_the_overflow() {
     let overflow = json!({"error": {"message": "This model's maximum context length is 4096 tokens. However, \
         you requested 5000 tokens (4000 in the messages, 1000 in the completion).", "type": "invalid_request_error",
         "param": "messages", "code": "context_length_exceeded"}});
-    let server = scripted::start(Script::steps(vec![Step::Status(400, overflow.to_string()); 4])).await.unwrap();
+    let server =
+        scripted::start(Script::steps(vec![Step::Status(400, overflow.to_string()); 4])).await.unwrap();
     let client = LlmClient::new(&settings(&server.base_url(), None, None)).unwrap();
     let (outcome, _) = run_round(ws.path(), &client).await;
     let error = outcome.unwrap_err();
@@ -208,7 +213,8 @@ async fn temperature_and_max_tokens_go_out_with_every_request() {
         assert!(request.get("max_completion_tokens").is_none(), "{request}");
     }
     // Unset, the cap is a quarter of the window.
-    let server = scripted::start(Script::steps([Step::call("finish", json!({"summary": "x"}))])).await.unwrap();
+    let server =
+        scripted::start(Script::steps([Step::call("finish", json!({"summary": "x"}))])).await.unwrap();
     let client = LlmClient::new(&settings(&server.base_url(), Some(8192), None)).unwrap();
     let _ = run_round(ws.path(), &client).await;
     assert_eq!(server.requests()[0]["max_tokens"], json!(2048));
@@ -218,10 +224,12 @@ async fn temperature_and_max_tokens_go_out_with_every_request() {
 async fn stand_in(routes: Router<()>) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
-    let app = routes.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async move { next.run(req).await }
-    }));
+    let app = routes.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { next.run(req).await }
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -233,7 +241,8 @@ async fn stand_in(routes: Router<()>) -> (String, Arc<AtomicUsize>, tokio::task:
 #[tokio::test]
 async fn the_window_is_learned_from_llama_cpp_props_once_per_worker() {
     let props = json!({"default_generation_settings": {"n_ctx": 4096}, "total_slots": 1});
-    let (base, hits, _server) = stand_in(Router::new().route("/props", get(move || async move { axum::Json(props) }))).await;
+    let (base, hits, _server) =
+        stand_in(Router::new().route("/props", get(move || async move { axum::Json(props) }))).await;
     let client = LlmClient::new(&settings(&base, None, None)).unwrap();
     assert_eq!(client.context_limits().await.window, 4096);
     let asked = hits.load(Ordering::SeqCst);
@@ -248,7 +257,9 @@ async fn the_window_is_learned_from_ollama_show_and_from_the_models_list() {
     let recorded = seen_model.clone();
     let show = post(move |axum::Json(body): axum::Json<Value>| {
         *recorded.lock().unwrap() = body;
-        async { axum::Json(json!({"parameters": "num_ctx 6144", "model_info": {"llama.context_length": 131072}})) }
+        async {
+            axum::Json(json!({"parameters": "num_ctx 6144", "model_info": {"llama.context_length": 131072}}))
+        }
     });
     let (base, _, _server) = stand_in(Router::new().route("/api/show", show)).await;
     let client = LlmClient::new(&settings(&base, None, None)).unwrap();
@@ -257,12 +268,16 @@ async fn the_window_is_learned_from_ollama_show_and_from_the_models_list() {
 
     let models = json!({"object": "list", "data": [{"id": "other", "max_model_len": 2048},
                                                     {"id": "test-model", "max_model_len": 32768}]});
-    let (base, _, _server) = stand_in(Router::new().route("/v1/models", get(move || async move { axum::Json(models) }))).await;
+    let (base, _, _server) =
+        stand_in(Router::new().route("/v1/models", get(move || async move { axum::Json(models) }))).await;
     let client = LlmClient::new(&settings(&base, None, None)).unwrap();
     assert_eq!(client.context_limits().await.window, 32768);
 
     // A server that says nothing: the conservative default; a configured window wins over all.
     let (base, _, _server) = stand_in(Router::new()).await;
     assert_eq!(LlmClient::new(&settings(&base, None, None)).unwrap().context_limits().await.window, 8192);
-    assert_eq!(LlmClient::new(&settings(&base, Some(3000), None)).unwrap().context_limits().await.window, 3000);
+    assert_eq!(
+        LlmClient::new(&settings(&base, Some(3000), None)).unwrap().context_limits().await.window,
+        3000
+    );
 }

@@ -45,7 +45,8 @@ mod tests {
         ] {
             assert!(is_build_cache(Path::new(cache)), "{cache}");
         }
-        for source in ["tests/test_x.py", "src/pycache.py", "node_modules/.bin/x", ".cache/keep", "x.pyc.txt"] {
+        for source in ["tests/test_x.py", "src/pycache.py", "node_modules/.bin/x", ".cache/keep", "x.pyc.txt"]
+        {
             assert!(!is_build_cache(Path::new(source)), "{source}");
         }
     }

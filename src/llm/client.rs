@@ -343,12 +343,7 @@ impl LlmClient {
                 prompt_tokens: overflow.prompt_tokens,
             };
         }
-        ImplementError::Request {
-            endpoint: self.shown_endpoint.clone(),
-            status,
-            message,
-            transient,
-        }
+        ImplementError::Request { endpoint: self.shown_endpoint.clone(), status, message, transient }
     }
 
     fn describe_reqwest(&self, error: reqwest::Error) -> String {

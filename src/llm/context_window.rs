@@ -174,7 +174,10 @@ async fn discover(probe: &Probe<'_>) -> Result<(u32, WindowSource), ()> {
     let found = [
         (props.ok().flatten().as_ref().and_then(llama_cpp_window), WindowSource::LlamaCppProps),
         (show.ok().flatten().as_ref().and_then(ollama_window), WindowSource::OllamaShow),
-        (models.ok().flatten().as_ref().and_then(|m| models_window(m, probe.model)), WindowSource::ModelsList),
+        (
+            models.ok().flatten().as_ref().and_then(|m| models_window(m, probe.model)),
+            WindowSource::ModelsList,
+        ),
     ]
     .into_iter()
     .find_map(|(tokens, source)| tokens.map(|t| (t.clamp(MIN_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS), source)));
@@ -228,7 +231,8 @@ fn ollama_window(show: &Value) -> Option<u32> {
         return num_ctx;
     }
     let info = show["model_info"].as_object()?;
-    let trained = info.iter().find(|(key, _)| key.ends_with(".context_length")).and_then(|(_, v)| tokens(v))?;
+    let trained =
+        info.iter().find(|(key, _)| key.ends_with(".context_length")).and_then(|(_, v)| tokens(v))?;
     Some(trained.min(OLLAMA_DEFAULT_NUM_CTX))
 }
 
@@ -257,10 +261,14 @@ mod tests {
         assert_eq!(ollama_window(&show), Some(16384));
         let show = json!({"model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768}});
         assert_eq!(ollama_window(&show), Some(OLLAMA_DEFAULT_NUM_CTX));
-        let list = json!({"data": [{"id": "a", "max_model_len": 32768}, {"id": "b", "context_length": 8000}]});
+        let list =
+            json!({"data": [{"id": "a", "max_model_len": 32768}, {"id": "b", "context_length": 8000}]});
         assert_eq!(models_window(&list, "b"), Some(8000));
         assert_eq!(models_window(&list, "c"), None);
-        assert_eq!(models_window(&json!({"data": [{"id": "x.gguf", "context_window": 6000}]}), "q"), Some(6000));
+        assert_eq!(
+            models_window(&json!({"data": [{"id": "x.gguf", "context_window": 6000}]}), "q"),
+            Some(6000)
+        );
         assert_eq!(models_window(&json!({"data": [{"id": "m"}]}), "m"), None);
     }
 

@@ -267,8 +267,9 @@ async fn implement(
         dependencies: task.dependencies.clone(),
         test_command_hint: (!commands.is_empty()).then(|| commands.join(" && ")),
         repo_view,
-        previous_failure: previous_failure
-            .map(|f| llm::agent::tail_chars(&ctx.runner.services.masker.mask(&f), llm::agent::failure_chars(limits))),
+        previous_failure: previous_failure.map(|f| {
+            llm::agent::tail_chars(&ctx.runner.services.masker.mask(&f), llm::agent::failure_chars(limits))
+        }),
     };
     let tests = StepTests { ctx, playbook, workspace };
     let engine_ctx = EngineContext {

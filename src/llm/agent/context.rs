@@ -135,7 +135,8 @@ struct Plan {
 impl Plan {
     fn new(messages: &[Message], fixed: u32, limits: ContextLimits) -> Self {
         let task = messages.iter().position(|m| matches!(m, Message::User(_)));
-        let latest = messages.iter().rposition(|m| matches!(m, Message::Assistant(_))).unwrap_or(messages.len());
+        let latest =
+            messages.iter().rposition(|m| matches!(m, Message::Assistant(_))).unwrap_or(messages.len());
         let failure = messages.iter().rposition(|m| {
             matches!(m, Message::Tool(_) | Message::User(_)) && text(m).contains(FAILED_TESTS_MARK)
         });
@@ -240,7 +241,8 @@ impl Plan {
 
     /// The name and arguments of call `id`, from the answer before `index`.
     fn call_named(&self, index: usize, id: &str) -> Option<(String, String)> {
-        let answer = self.messages[..index].iter().rev().flatten().find(|m| matches!(m, Message::Assistant(_)))?;
+        let answer =
+            self.messages[..index].iter().rev().flatten().find(|m| matches!(m, Message::Assistant(_)))?;
         let Message::Assistant(answer) = answer else { return None };
         answer.tool_calls.as_ref()?.iter().find_map(|call| match call {
             ChatCompletionMessageToolCalls::Function(f) if f.id == id => {
@@ -383,25 +385,34 @@ fn result_summary(call: Option<&(String, String)>, body: &str) -> String {
     }
     let args: Value = serde_json::from_str(arguments).unwrap_or(Value::Null);
     let target = ["path", "pattern"].iter().find_map(|k| args[*k].as_str()).unwrap_or("");
-    let target = if target.is_empty() { String::new() } else { format!(" {}", crate::llm::truncate_chars(target, 120)) };
+    let target = if target.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", crate::llm::truncate_chars(target, 120))
+    };
     format!("[{name}{target}: {} lines, dropped to fit the context]", lines(body))
 }
 
 /// An old answer with its long texts replaced by summaries; `None` when nothing is long.
-fn summarised_answer(answer: &ChatCompletionRequestAssistantMessage) -> Option<ChatCompletionRequestAssistantMessage> {
+fn summarised_answer(
+    answer: &ChatCompletionRequestAssistantMessage,
+) -> Option<ChatCompletionRequestAssistantMessage> {
     let mut changed = false;
     let mut answer = answer.clone();
     if let Some(content) = &answer.content {
         let body = content_text(content);
         if body.chars().count() >= SUMMARY_MIN_CHARS {
-            answer.content = Some(format!("[an answer of {} lines, dropped to fit the context]", lines(&body)).into());
+            answer.content =
+                Some(format!("[an answer of {} lines, dropped to fit the context]", lines(&body)).into());
             changed = true;
         }
     }
     for call in answer.tool_calls.iter_mut().flatten() {
         let ChatCompletionMessageToolCalls::Function(f) = call else { continue };
         // Servers parse earlier arguments as JSON to render them: a summary stays valid JSON.
-        let Ok(Value::Object(mut args)) = serde_json::from_str::<Value>(&f.function.arguments) else { continue };
+        let Ok(Value::Object(mut args)) = serde_json::from_str::<Value>(&f.function.arguments) else {
+            continue;
+        };
         let mut shortened = false;
         for value in args.values_mut() {
             if let Value::String(s) = value
@@ -445,7 +456,9 @@ fn chars(message: &Message) -> usize {
                 ChatCompletionMessageToolCalls::Function(f) => {
                     f.id.len() + f.function.name.len() + f.function.arguments.chars().count()
                 }
-                ChatCompletionMessageToolCalls::Custom(c) => c.custom_tool.name.len() + c.custom_tool.input.len(),
+                ChatCompletionMessageToolCalls::Custom(c) => {
+                    c.custom_tool.name.len() + c.custom_tool.input.len()
+                }
             })
             .sum(),
         _ => 0,
@@ -491,9 +504,10 @@ fn content_text(content: &ChatCompletionRequestAssistantMessageContent) -> Strin
 fn with_text(message: &Message, text: String) -> Message {
     match message {
         Message::Tool(tool) => turn::tool_result(&tool.tool_call_id, text),
-        Message::Assistant(answer) => {
-            Message::Assistant(ChatCompletionRequestAssistantMessage { content: Some(text.into()), ..answer.clone() })
-        }
+        Message::Assistant(answer) => Message::Assistant(ChatCompletionRequestAssistantMessage {
+            content: Some(text.into()),
+            ..answer.clone()
+        }),
         Message::System(_) => turn::system(text),
         _ => turn::user(text),
     }

@@ -16,7 +16,11 @@ fn answer(calls: &[(&str, &str, serde_json::Value)]) -> Message {
         content: String::new(),
         calls: calls
             .iter()
-            .map(|(id, name, args)| CallRecord { id: id.to_string(), name: name.to_string(), arguments: args.to_string() })
+            .map(|(id, name, args)| CallRecord {
+                id: id.to_string(),
+                name: name.to_string(),
+                arguments: args.to_string(),
+            })
             .collect(),
         prompt_tokens: 0,
         completion_tokens: 0,
@@ -90,7 +94,10 @@ fn old_results_are_summarised_first_and_the_latest_stay() {
     let fitted = fit(&messages, 0, limits(4096), 1024);
     assert!(fitted.report.summarised > 0 && fitted.report.dropped_exchanges == 0, "{:?}", fitted.report);
     let texts: Vec<String> = fitted.messages.iter().map(text).collect();
-    assert!(texts.contains(&"[read_file src/f0.py: 250 lines, dropped to fit the context]".to_string()), "{texts:#?}");
+    assert!(
+        texts.contains(&"[read_file src/f0.py: 250 lines, dropped to fit the context]".to_string()),
+        "{texts:#?}"
+    );
     assert_eq!(texts[1], "TASK: fix greet.sh");
     assert!(texts.iter().any(|t| t.starts_with("tests FAILED") && t.ends_with("expected 'Hello'")));
     assert_eq!(texts.last().map(String::as_str), Some("echo hi\n"));
@@ -105,7 +112,9 @@ fn a_window_too_small_for_summaries_drops_whole_exchanges_but_keeps_task_failure
     let report = fitted.report;
     assert!(report.dropped_exchanges > 0 && report.collapsed == 1, "{report:?}");
     let texts: Vec<String> = fitted.messages.iter().map(text).collect();
-    assert!(texts[1].starts_with("TASK: fix greet.sh\n\n[") && texts[1].contains("earlier turns were left out"));
+    assert!(
+        texts[1].starts_with("TASK: fix greet.sh\n\n[") && texts[1].contains("earlier turns were left out")
+    );
     assert!(texts.iter().any(|t| t.contains("expected 'Hello'")), "{texts:#?}");
     assert_eq!(texts.iter().filter(|t| t.contains("did not call any tool")).count(), 1);
     assert_eq!(texts.last().map(String::as_str), Some("echo hi\n"));
@@ -132,12 +141,18 @@ fn old_write_arguments_shrink_and_stay_valid_json() {
     let mut messages = vec![turn::system("rules".into()), turn::user("TASK".into())];
     for i in 0..6 {
         let id = format!("w{i}");
-        messages.push(answer(&[(&id, "write_file", json!({"path": format!("f{i}.py"), "content": content}))]));
+        messages.push(answer(&[(
+            &id,
+            "write_file",
+            json!({"path": format!("f{i}.py"), "content": content}),
+        )]));
         messages.push(turn::tool_result(&id, format!("wrote f{i}.py")));
     }
     let fitted = fit(&messages, 0, limits(2048), 256);
     let Message::Assistant(first) = &fitted.messages[2] else { panic!("{:?}", fitted.messages[2]) };
-    let Some(ChatCompletionMessageToolCalls::Function(call)) = first.tool_calls.as_ref().and_then(|c| c.first()) else {
+    let Some(ChatCompletionMessageToolCalls::Function(call)) =
+        first.tool_calls.as_ref().and_then(|c| c.first())
+    else {
         panic!("{first:?}")
     };
     let args: Value = serde_json::from_str(&call.function.arguments).unwrap();
@@ -147,7 +162,8 @@ fn old_write_arguments_shrink_and_stay_valid_json() {
 
 #[test]
 fn an_empty_answer_is_never_sent_empty() {
-    let messages = vec![turn::system("s".into()), turn::user("t".into()), plain(""), turn::user("nudge".into())];
+    let messages =
+        vec![turn::system("s".into()), turn::user("t".into()), plain(""), turn::user("nudge".into())];
     let fitted = fit(&messages, 0, limits(8192), 512);
     assert_eq!(text(&fitted.messages[2]), "(no answer)");
     assert_valid(&fitted.messages);
@@ -156,7 +172,9 @@ fn an_empty_answer_is_never_sent_empty() {
 #[test]
 fn the_repository_view_is_cut_last() {
     let tree = "src/file.py (10 bytes)\n".repeat(2000);
-    let task = format!("The task:\n<<<TASK t>>>\nfix it\n<<<END TASK t>>>\n<<<REPOSITORY t>>>\n{tree}<<<END REPOSITORY t>>>\nStart now.");
+    let task = format!(
+        "The task:\n<<<TASK t>>>\nfix it\n<<<END TASK t>>>\n<<<REPOSITORY t>>>\n{tree}<<<END REPOSITORY t>>>\nStart now."
+    );
     let messages = vec![turn::system("s".into()), turn::user(task)];
     let fitted = fit(&messages, 0, limits(4096), 1024);
     let sent = text(&fitted.messages[1]);

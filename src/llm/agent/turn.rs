@@ -57,7 +57,9 @@ pub async fn ask(
     offer: Offer,
 ) -> Result<Turn, ImplementError> {
     let offered_chars = match &offer {
-        Offer::Tools(tools) | Offer::ToolsDisabled(tools) => serde_json::to_string(tools).map_or(0, |s| s.len()),
+        Offer::Tools(tools) | Offer::ToolsDisabled(tools) => {
+            serde_json::to_string(tools).map_or(0, |s| s.len())
+        }
         Offer::Nothing => 0,
     };
     let mut overflows = 0;
@@ -74,7 +76,9 @@ pub async fn ask(
         }
         let request = build_request(client, &fitted, &offer)?;
         match client.complete(request).await {
-            Err(ImplementError::ContextOverflow { window, prompt_tokens, .. }) if overflows < MAX_OVERFLOW_RETRIES => {
+            Err(ImplementError::ContextOverflow { window, prompt_tokens, .. })
+                if overflows < MAX_OVERFLOW_RETRIES =>
+            {
                 overflows += 1;
                 client.learn_overflow(fitted.prompt_tokens, limits, Overflow { window, prompt_tokens });
             }
@@ -100,7 +104,8 @@ fn build_request(
             args.tools(tools.clone());
         }
         Offer::ToolsDisabled(tools) => {
-            args.tools(tools.clone()).tool_choice(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::None));
+            args.tools(tools.clone())
+                .tool_choice(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::None));
         }
         Offer::Nothing => {}
     }
