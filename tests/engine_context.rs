@@ -281,3 +281,43 @@ async fn the_window_is_learned_from_ollama_show_and_from_the_models_list() {
         3000
     );
 }
+
+#[tokio::test]
+async fn a_model_refusing_max_tokens_and_temperature_gets_requests_without_them() {
+    let ws = workspace();
+    let refusal = |param: &str, message: &str| {
+        let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                    "code": "unsupported_parameter"}});
+        Step::Status(400, body.to_string())
+    };
+    let server = scripted::start(Script::steps([
+        refusal(
+            "max_tokens",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+        ),
+        refusal(
+            "temperature",
+            "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.",
+        ),
+        Step::call("write_file", json!({"path": "greet.sh", "content": "echo \"Hello, $1!\"\n"})),
+        Step::call("finish", json!({"summary": "fixed"})),
+    ]))
+    .await
+    .unwrap();
+    let client = LlmClient::new(&settings(&server.base_url(), Some(16_384), Some(500))).unwrap();
+    assert_eq!(run_round(ws.path(), &client).await.0.unwrap().turns, 2);
+    let sent: Vec<(Value, Value, Value)> = server
+        .requests()
+        .iter()
+        .map(|r| (r["max_tokens"].clone(), r["max_completion_tokens"].clone(), r["temperature"].clone()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (json!(500), Value::Null, json!(0.2)),
+            (Value::Null, json!(500), json!(0.2)),
+            (Value::Null, json!(500), Value::Null),
+            (Value::Null, json!(500), Value::Null),
+        ]
+    );
+}

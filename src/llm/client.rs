@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::context_window::{ContextKnowledge, ContextLimits, Probe};
 use super::overflow::Overflow;
 use super::probe::{LastResponse, ResponseProbe};
+use super::quirks::Quirks;
 use super::{ImplementError, truncate_chars};
 use crate::error::Classify;
 use crate::secrets::Masker;
@@ -111,6 +112,8 @@ pub struct LlmClient {
     max_tokens: Option<u32>,
     /// The window, discovered once and corrected by overflow answers, for every task.
     context: ContextKnowledge,
+    /// Sampling fields the model refused, for every task.
+    quirks: Quirks,
 }
 
 // By hand: the config holds the raw endpoint, which may carry user info or a token query.
@@ -173,6 +176,7 @@ impl LlmClient {
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             context: ContextKnowledge::new(settings.context_tokens),
+            quirks: Quirks::default(),
         })
     }
 
@@ -272,14 +276,31 @@ impl LlmClient {
         self.context.learn(estimated_prompt, sent, overflow);
     }
 
-    /// Sends one prepared request, retrying transient failures: 5xx, timeouts and
-    /// connection errors with backoff, 429 after the server's `Retry-After` (capped).
+    /// Sends one prepared request (with the configured temperature unless it sets one),
+    /// retrying transient failures: 5xx, timeouts and connection errors with backoff, 429
+    /// after the server's `Retry-After` (capped). A 400 refusing a sampling field is
+    /// answered by sending the request again without it (see [`super::quirks`]).
     pub(crate) async fn complete(
         &self,
         request: CreateChatCompletionRequest,
     ) -> Result<CreateChatCompletionResponse, ImplementError> {
         let mut request = self.masked(request)?;
         request.temperature = request.temperature.or(Some(self.temperature));
+        loop {
+            self.quirks.apply(&mut request);
+            match self.send(&request).await {
+                // Ends: each field is learned once.
+                Err(ImplementError::Request { status: Some(400), message, .. })
+                    if self.quirks.learn(&message) => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<CreateChatCompletionResponse, ImplementError> {
         let (probe, seen) = ResponseProbe::new(self.http.clone());
         let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
 

@@ -20,6 +20,7 @@ mod error;
 pub(crate) mod overflow;
 mod probe;
 mod prompt;
+mod quirks;
 mod repo_view;
 pub mod scripted;
 mod shared;
