@@ -264,7 +264,7 @@ async fn the_window_is_learned_from_ollama_show_and_from_the_models_list() {
     let (base, _, _server) = stand_in(Router::new().route("/api/show", show)).await;
     let client = LlmClient::new(&settings(&base, None, None)).unwrap();
     assert_eq!(client.context_limits().await.window, 6144);
-    assert_eq!(*seen_model.lock().unwrap(), json!({"model": "test-model"}));
+    assert_eq!(*seen_model.lock().unwrap(), json!({"model": "test-model", "name": "test-model"}));
 
     let models = json!({"object": "list", "data": [{"id": "other", "max_model_len": 2048},
                                                     {"id": "test-model", "max_model_len": 32768}]});

@@ -121,17 +121,18 @@ impl ContextKnowledge {
     /// Learns from an overflow answer to a request estimated at `estimated_prompt` tokens.
     pub fn learn(&self, estimated_prompt: u32, sent: ContextLimits, overflow: Overflow) {
         let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        // Tasks running at once may learn at once: keep the tightest of what they learned.
         if let Some(window) = overflow.window.filter(|w| *w > 0 && *w < sent.window) {
-            learned.window = Some(window);
+            learned.window = Some(learned.window.map_or(window, |w| w.min(window)));
         }
         let stated_more = overflow.prompt_tokens.filter(|p| *p > estimated_prompt && estimated_prompt > 0);
         let smaller_window = overflow.window.is_some_and(|w| w < sent.window);
-        learned.scale = match stated_more {
+        let scale = match stated_more {
             Some(prompt) => sent.scale * f64::from(prompt) / f64::from(estimated_prompt) * SCALE_HEADROOM,
             None if smaller_window => sent.scale,
             None => sent.scale / BLIND_SHRINK,
-        }
-        .clamp(1.0, MAX_SCALE);
+        };
+        learned.scale = scale.max(learned.scale).clamp(1.0, MAX_SCALE);
         tracing::info!(
             window = learned.window.unwrap_or(sent.window),
             scale = learned.scale,
@@ -164,7 +165,14 @@ async fn discover(probe: &Probe<'_>) -> Result<(u32, WindowSource), ()> {
     let root = base.strip_suffix("/v1").unwrap_or(base);
     let (props, show, models) = tokio::join!(
         fetch(probe, probe.http.get(format!("{root}/props"))),
-        fetch(probe, probe.http.post(format!("{root}/api/show")).json(&json!({"model": probe.model}))),
+        // `name` for Ollama releases before `model` replaced it.
+        fetch(
+            probe,
+            probe
+                .http
+                .post(format!("{root}/api/show"))
+                .json(&json!({"model": probe.model, "name": probe.model}))
+        ),
         fetch(probe, probe.http.get(format!("{base}/models"))),
     );
     if [&props, &show, &models].iter().all(|answer| answer.is_err()) {

@@ -67,7 +67,7 @@ pub async fn ask(
         let limits = client.context_limits().await;
         let fitted = context::fit(messages, offered_chars, limits, client.completion_cap(limits.window));
         if fitted.report.shrank() {
-            tracing::info!(
+            tracing::debug!(
                 window = limits.window,
                 estimated_prompt_tokens = fitted.prompt_tokens,
                 report = ?fitted.report,
