@@ -16,6 +16,7 @@ mod budget;
 mod context;
 mod fallback;
 mod glob;
+mod messages;
 mod prompt;
 mod round;
 mod search;
