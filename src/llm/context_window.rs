@@ -9,6 +9,8 @@
 //! is the endpoint without its `/v1`. The three are asked at once with a short timeout and
 //! the key as a bearer token (the same host gets it with every chat request anyway); no
 //! answer names a window → [`DEFAULT_CONTEXT_TOKENS`], and the overflow path shrinks from there.
+//! OpenAI's own API (no endpoint configured) reports no windows: its published ones are
+//! looked up by model family instead.
 //!
 //! The answer is cached in the client for the worker's life. When no probe reached the
 //! server at all (it is down at the first task) nothing is cached and the next task asks again.
@@ -60,6 +62,8 @@ pub fn default_completion_cap(window: u32) -> u32 {
 /// Where a window came from, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowSource {
+    /// OpenAI's own API, whose windows are published per model.
+    KnownModel,
     LlamaCppProps,
     OllamaShow,
     ModelsList,
@@ -155,6 +159,10 @@ pub(crate) struct Probe<'a> {
 /// Asks the three places at once; `Err` when none of them answered at all.
 async fn discover(probe: &Probe<'_>) -> Result<(u32, WindowSource), ()> {
     let Some(base) = probe.base.map(|b| b.trim_end_matches('/')) else {
+        if let Some(tokens) = openai_window(probe.model) {
+            tracing::info!(tokens, "the context window of OpenAI's {}", probe.model);
+            return Ok((tokens, WindowSource::KnownModel));
+        }
         tracing::warn!(
             "the context window of {} is not reported by the server; assuming {DEFAULT_CONTEXT_TOKENS} tokens \
              (set llm.context_tokens)",
@@ -203,6 +211,24 @@ async fn discover(probe: &Probe<'_>) -> Result<(u32, WindowSource), ()> {
             Ok((DEFAULT_CONTEXT_TOKENS, WindowSource::Assumed))
         }
     }
+}
+
+/// OpenAI's published windows by model family (its model list names none), longest
+/// prefix first; a model not listed gets the conservative default, and an overflow
+/// answer (which states the window) corrects a stale entry.
+const OPENAI_WINDOWS: &[(&str, u32)] = &[
+    ("gpt-4.1", 1_047_576),
+    ("gpt-4o", 128_000),
+    ("gpt-4-turbo", 128_000),
+    ("gpt-3.5-turbo", 16_385),
+    ("gpt-5", 400_000),
+    ("o1", 200_000),
+    ("o3", 200_000),
+    ("o4", 200_000),
+];
+
+fn openai_window(model: &str) -> Option<u32> {
+    OPENAI_WINDOWS.iter().find(|(prefix, _)| model.starts_with(prefix)).map(|(_, tokens)| *tokens)
 }
 
 /// The JSON body of a 2xx answer (`Ok(None)` for any other answer), `Err` when the server
@@ -278,6 +304,9 @@ mod tests {
             Some(6000)
         );
         assert_eq!(models_window(&json!({"data": [{"id": "m"}]}), "m"), None);
+        assert_eq!(openai_window("gpt-4o-mini"), Some(128_000));
+        assert_eq!(openai_window("gpt-4.1-nano"), Some(1_047_576));
+        assert_eq!(openai_window("my-finetune"), None);
     }
 
     #[test]
