@@ -213,9 +213,13 @@ impl LlmClient {
         &self,
         messages: Vec<ChatCompletionRequestMessage>,
     ) -> Result<ChatAnswer, ImplementError> {
-        let request = CreateChatCompletionRequestArgs::default()
-            .model(self.model.clone())
-            .messages(messages)
+        let cap = self.completion_cap(self.context_limits().await.window);
+        let mut args = CreateChatCompletionRequestArgs::default();
+        args.model(self.model.clone()).messages(messages);
+        // `max_tokens`: the spelling llama.cpp and Ollama read (see `quirks` for OpenAI's).
+        #[allow(deprecated)]
+        args.max_tokens(cap);
+        let request = args
             .build()
             .map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))?;
         let response = self.complete(request).await?;
