@@ -183,3 +183,27 @@ fn the_repository_view_is_cut_last() {
     assert!(sent.contains("the rest of the repository view was cut"));
     assert!(fitted.prompt_tokens + fitted.max_tokens <= 4096, "{fitted:?}");
 }
+
+#[test]
+fn the_opening_view_and_the_repair_failure_scale_with_the_window() {
+    use super::super::{EngineMode, failure_chars, repo_view_budget};
+    let small = repo_view_budget(EngineMode::Tools, limits(4096));
+    let large = repo_view_budget(EngineMode::Tools, limits(128_000));
+    assert_eq!(
+        (small.max_tree_entries, small.max_content_bytes, small.max_file_bytes),
+        (20, 1024, 512),
+        "{small:?}"
+    );
+    assert_eq!(
+        (large.max_tree_entries, large.max_content_bytes, large.max_file_bytes),
+        (400, 12 * 1024, 4 * 1024)
+    );
+    let blocks = repo_view_budget(EngineMode::EditBlocks, limits(32_768));
+    assert!(blocks.max_content_bytes > repo_view_budget(EngineMode::Tools, limits(32_768)).max_content_bytes);
+    assert_eq!(failure_chars(limits(4096)), 1842);
+    // A correction learned from an overflow shrinks the view too.
+    let corrected = repo_view_budget(EngineMode::Tools, ContextLimits { window: 32_768, scale: 2.0 });
+    assert!(
+        corrected.max_content_bytes < repo_view_budget(EngineMode::Tools, limits(32_768)).max_content_bytes
+    );
+}
