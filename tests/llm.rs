@@ -21,6 +21,9 @@ fn settings(endpoint: String, retry_count: u32) -> LlmSettings {
         api_key: Some(SecretString::from(KEY.to_string())),
         timeout: Duration::from_secs(10),
         retry_count,
+        context_tokens: None,
+        temperature: agent_runner::llm::DEFAULT_TEMPERATURE,
+        max_tokens: None,
     }
 }
 

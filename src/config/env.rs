@@ -22,6 +22,9 @@
 //! | `OPENAI_BASE_URL` | `llm.endpoint` | the OpenAI SDKs' name; `LLM_ENDPOINT` wins |
 //! | `LLM_ENDPOINT` | `llm.endpoint` | http/https |
 //! | `LLM_TIMEOUT_SECONDS` | `llm.timeout_seconds` | seconds |
+//! | `LLM_CONTEXT_TOKENS` | `llm.context_tokens` | tokens |
+//! | `LLM_TEMPERATURE` | `llm.temperature` | 0 to 2 |
+//! | `LLM_MAX_TOKENS` | `llm.max_tokens` | tokens |
 //! | `RUNNER_HTTP_LISTEN` | `http.listen` | `ip:port` (applied by `ops`) |
 //! | `HOSTNAME` | default of `runner_id` | read for the defaults only |
 //! | `AGENT_RUNNER_HOME` | default of `pool_dir`, `artifact_store_url` | data directory, default `./.agent-runner` |
@@ -55,6 +58,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("OPENAI_BASE_URL", "llm.endpoint"),
     ("LLM_ENDPOINT", "llm.endpoint"),
     ("LLM_TIMEOUT_SECONDS", "llm.timeout_seconds"),
+    ("LLM_CONTEXT_TOKENS", "llm.context_tokens"),
+    ("LLM_TEMPERATURE", "llm.temperature"),
+    ("LLM_MAX_TOKENS", "llm.max_tokens"),
     ("RUNNER_HTTP_LISTEN", "http.listen"),
 ];
 
@@ -135,5 +141,23 @@ fn apply_llm(e: &EnvLayer<'_>, l: &mut Layered) -> Result<(), ConfigError> {
         ("LLM_TIMEOUT_SECONDS", "llm.timeout_seconds"),
         |s| v::seconds(v::number(s)?),
         |c| &mut c.llm.timeout,
+    )?;
+    e.set(
+        l,
+        ("LLM_CONTEXT_TOKENS", "llm.context_tokens"),
+        |s| v::context_tokens(v::number(s)?).map(Some),
+        |c| &mut c.llm.context_tokens,
+    )?;
+    e.set(
+        l,
+        ("LLM_TEMPERATURE", "llm.temperature"),
+        |s| v::temperature(s.trim().parse().map_err(|_| format!("expected a number, got `{s}`"))?),
+        |c| &mut c.llm.temperature,
+    )?;
+    e.set(
+        l,
+        ("LLM_MAX_TOKENS", "llm.max_tokens"),
+        |s| v::max_tokens(v::number(s)?).map(Some),
+        |c| &mut c.llm.max_tokens,
     )
 }

@@ -101,6 +101,12 @@ pub struct RawLlm {
     pub endpoint: Option<String>,
     /// Per-request timeout in seconds.
     pub timeout_seconds: Option<u64>,
+    /// The model's context window in tokens; unset: asked from the server.
+    pub context_tokens: Option<u64>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f64>,
+    /// Cap of completion tokens per request; unset: a quarter of the window, 256 to 4096.
+    pub max_tokens: Option<u64>,
     /// Refused: the key comes from the environment or a secret file.
     #[serde(default, deserialize_with = "reject::api_key")]
     pub api_key: Option<Infallible>,

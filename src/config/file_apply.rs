@@ -125,7 +125,16 @@ fn apply_sandbox(raw: RawSandbox, src: &ConfigSource, l: &mut Layered) -> Result
 fn apply_llm(raw: RawLlm, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {
     l.set(src, "llm.model", raw.model, |s| v::text_line(&s), |c| &mut c.llm.model)?;
     l.set(src, "llm.endpoint", raw.endpoint, |s| v::http_url(&s).map(Some), |c| &mut c.llm.endpoint)?;
-    l.set(src, "llm.timeout_seconds", raw.timeout_seconds, v::seconds, |c| &mut c.llm.timeout)
+    l.set(src, "llm.timeout_seconds", raw.timeout_seconds, v::seconds, |c| &mut c.llm.timeout)?;
+    l.set(
+        src,
+        "llm.context_tokens",
+        raw.context_tokens,
+        |n| v::context_tokens(n).map(Some),
+        |c| &mut c.llm.context_tokens,
+    )?;
+    l.set(src, "llm.temperature", raw.temperature, v::temperature, |c| &mut c.llm.temperature)?;
+    l.set(src, "llm.max_tokens", raw.max_tokens, |n| v::max_tokens(n).map(Some), |c| &mut c.llm.max_tokens)
 }
 
 fn apply_amqp(raw: RawAmqp, src: &ConfigSource, l: &mut Layered) -> Result<(), ConfigError> {

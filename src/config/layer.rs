@@ -43,6 +43,7 @@ impl Layered {
         self.resolve_prefetch()?;
         self.check_docker_image()?;
         self.check_task_timeout()?;
+        self.check_max_tokens()?;
         Ok(self.config)
     }
 
@@ -63,6 +64,20 @@ impl Layered {
             return Err(ConfigError::invalid(&self.origin("amqp.prefetch"), "amqp.prefetch", reason));
         }
         Ok(())
+    }
+
+    /// A completion cap as large as the window leaves no room for the conversation.
+    fn check_max_tokens(&self) -> Result<(), ConfigError> {
+        let llm = &self.config.llm;
+        let (Some(cap), Some(window)) = (llm.max_tokens, llm.context_tokens) else { return Ok(()) };
+        if cap < window {
+            return Ok(());
+        }
+        let origin = self.origin("llm.max_tokens");
+        let reason = format!(
+            "{cap} leaves no room for the conversation in llm.context_tokens {window}: it must be below it"
+        );
+        Err(ConfigError::invalid(&origin, "llm.max_tokens", reason))
     }
 
     fn check_docker_image(&self) -> Result<(), ConfigError> {

@@ -25,6 +25,8 @@ mod secret;
 mod values;
 
 #[cfg(test)]
+mod llm_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
@@ -145,6 +147,14 @@ pub struct LlmConfig {
     pub timeout: Duration,
     /// Environment variable holding the API key (read with [`read_secret`]).
     pub api_key_env_var: String,
+    /// `llm.context_tokens`: the model's context window; `None`: asked from the server
+    /// once per worker (see `llm::context_window`).
+    pub context_tokens: Option<u32>,
+    /// `llm.temperature`, sent with every request.
+    pub temperature: f32,
+    /// `llm.max_tokens`: cap of completion tokens per request; `None`: derived from the
+    /// window (`llm::default_completion_cap`).
+    pub max_tokens: Option<u32>,
 }
 
 /// Git identity and remote for the commits the worker makes.
@@ -288,6 +298,9 @@ impl RunnerConfig {
                 endpoint: None,
                 timeout: Duration::from_secs(120),
                 api_key_env_var: "OPENAI_API_KEY".to_string(),
+                context_tokens: None,
+                temperature: crate::llm::DEFAULT_TEMPERATURE,
+                max_tokens: None,
             },
             git: GitConfig {
                 author_name: "agent-runner".to_string(),

@@ -84,6 +84,9 @@ fn defaults_are_the_documented_ones() {
             endpoint: None,
             timeout: Duration::from_secs(120),
             api_key_env_var: "OPENAI_API_KEY".into(),
+            context_tokens: None,
+            temperature: 0.2,
+            max_tokens: None,
         },
         git: GitConfig {
             author_name: "agent-runner".into(),
@@ -221,7 +224,8 @@ fn unknown_key_names_file_line_key_and_expected_keys() {
     assert_eq!(
         file_error("log_level: info\nllm:\n  model: x\n  temprature: 0.2\n"),
         "invalid config file FILE: llm: unknown field `temprature`, expected one of `model`, \
-         `endpoint`, `timeout_seconds`, `api_key` at line 4 column 3"
+         `endpoint`, `timeout_seconds`, `context_tokens`, `temperature`, `max_tokens`, `api_key` at \
+         line 4 column 3"
     );
 }
 

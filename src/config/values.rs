@@ -258,6 +258,26 @@ pub(crate) fn seconds(value: u64) -> Result<Duration, String> {
     in_range::<u64>(value, 1, MAX_TIMEOUT_SECONDS).map(Duration::from_secs)
 }
 
+/// `llm.context_tokens`: a context window the engine can work in.
+pub(crate) fn context_tokens(value: u64) -> Result<u32, String> {
+    in_range(value, u64::from(crate::llm::MIN_CONTEXT_TOKENS), u64::from(crate::llm::MAX_CONTEXT_TOKENS))
+}
+
+/// `llm.max_tokens`: a completion cap (checked against `llm.context_tokens` at the end).
+pub(crate) fn max_tokens(value: u64) -> Result<u32, String> {
+    in_range(value, u64::from(crate::llm::MIN_MAX_TOKENS), u64::from(crate::llm::MAX_CONTEXT_TOKENS))
+}
+
+/// `llm.temperature`: OpenAI's range, which the other servers accept too.
+pub(crate) fn temperature(value: f64) -> Result<f32, String> {
+    if !(0.0..=2.0).contains(&value) {
+        return Err(format!("must be between 0 and 2, got {value}"));
+    }
+    // Within 0..=2 the narrowing keeps every value a person would type.
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(value as f32)
+}
+
 /// A retry count (zero means "no retries").
 pub(crate) fn retries(value: u64) -> Result<u32, String> {
     in_range(value, 0, MAX_RETRY_COUNT)

@@ -53,8 +53,8 @@ pub struct CommitInfo {
     pub files_changed: Vec<String>,
 }
 
-/// Stages every change (additions, modifications, deletions; `.gitignore` is honoured)
-/// and commits it on HEAD. Returns `None` when the staged tree equals HEAD's tree.
+/// Stages every change (additions, modifications, deletions; `.gitignore` is honoured,
+/// and build caches are left out: see [`super::is_build_cache`]) and commits it on HEAD. Returns `None` when the staged tree equals HEAD's tree.
 ///
 /// FIFOs, sockets and devices are deleted first (git cannot store them), and a file the
 /// task added or grew past `max_file_bytes` fails the commit before anything is staged.
@@ -72,8 +72,10 @@ pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<Com
         // An unborn HEAD: start from nothing.
         None => index.clear().map_err(commit_error)?,
     }
-    index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(commit_error)?;
-    index.update_all(["*"], None).map_err(commit_error)?;
+    // Build caches are never staged, tracked or not: a changed one keeps HEAD's version.
+    let mut skip_caches = |path: &Path, _spec: &[u8]| i32::from(super::is_build_cache(path));
+    index.add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_caches)).map_err(commit_error)?;
+    index.update_all(["*"], Some(&mut skip_caches)).map_err(commit_error)?;
     index.write().map_err(commit_error)?;
     let tree = repo.find_tree(index.write_tree().map_err(commit_error)?).map_err(commit_error)?;
     // An unborn HEAD (empty repository) commits as a root commit.

@@ -17,6 +17,7 @@
 
 mod added;
 mod branch_name;
+mod build_cache;
 mod commit;
 mod credentials;
 mod error;
@@ -30,6 +31,7 @@ mod workspace;
 
 pub use added::{AddedLines, added_lines};
 pub use branch_name::sanitize_branch_name;
+pub use build_cache::{BUILD_CACHE_DIRS, BUILD_CACHE_SUFFIXES, is_build_cache};
 pub use commit::{
     CommitInfo, CommitRequest, GitAuthor, MAX_PATCH_BYTES, changed_files, commit_all, diff_since,
     patch_options, patch_text,

@@ -44,6 +44,8 @@ pub(crate) fn refuse_oversized(
             Some(before) if size <= before => continue,
             // Untracked and ignored: `add_all` leaves it out.
             None if repo.status_should_ignore(&rel).unwrap_or(false) => continue,
+            // A build cache: `commit_all` never stages it.
+            _ if super::is_build_cache(&rel) => continue,
             _ => refused.push(OversizedFile { path: shown, size }),
         }
     }

@@ -23,7 +23,10 @@ use async_openai::types::chat::{
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::context_window::{ContextKnowledge, ContextLimits, Probe};
+use super::overflow::Overflow;
 use super::probe::{LastResponse, ResponseProbe};
+use super::quirks::Quirks;
 use super::{ImplementError, truncate_chars};
 use crate::error::Classify;
 use crate::secrets::Masker;
@@ -52,6 +55,13 @@ pub struct LlmSettings {
     pub timeout: Duration,
     /// Extra attempts after the first for transient failures.
     pub retry_count: u32,
+    /// The model's context window (`llm.context_tokens`); `None`: asked from the server.
+    pub context_tokens: Option<u32>,
+    /// Sampling temperature sent with every request (`llm.temperature`).
+    pub temperature: f32,
+    /// Cap of completion tokens per request (`llm.max_tokens`); `None`:
+    /// [`super::default_completion_cap`] of the window.
+    pub max_tokens: Option<u32>,
 }
 
 impl std::fmt::Debug for LlmSettings {
@@ -62,6 +72,9 @@ impl std::fmt::Debug for LlmSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("timeout", &self.timeout)
             .field("retry_count", &self.retry_count)
+            .field("context_tokens", &self.context_tokens)
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
             .finish()
     }
 }
@@ -91,6 +104,16 @@ pub struct LlmClient {
     retry_count: u32,
     /// Applied to every request: its own API key, and the worker's secrets ([`LlmClient::masking`]).
     masker: Masker,
+    /// The configured base URL, for the context window discovery; `None` is OpenAI's.
+    base: Option<String>,
+    /// Sent as a bearer token by the discovery too; never shown.
+    api_key: Option<SecretString>,
+    temperature: f32,
+    max_tokens: Option<u32>,
+    /// The window, discovered once and corrected by overflow answers, for every task.
+    context: ContextKnowledge,
+    /// Sampling fields the model refused, for every task.
+    quirks: Quirks,
 }
 
 // By hand: the config holds the raw endpoint, which may carry user info or a token query.
@@ -148,6 +171,12 @@ impl LlmClient {
             timeout: settings.timeout,
             retry_count: settings.retry_count,
             masker: Masker::new([settings.api_key.as_ref()]),
+            base: settings.endpoint.as_ref().map(|_| base.to_string()),
+            api_key: settings.api_key.clone(),
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            context: ContextKnowledge::new(settings.context_tokens),
+            quirks: Quirks::default(),
         })
     }
 
@@ -184,9 +213,13 @@ impl LlmClient {
         &self,
         messages: Vec<ChatCompletionRequestMessage>,
     ) -> Result<ChatAnswer, ImplementError> {
-        let request = CreateChatCompletionRequestArgs::default()
-            .model(self.model.clone())
-            .messages(messages)
+        let cap = self.completion_cap(self.context_limits().await.window);
+        let mut args = CreateChatCompletionRequestArgs::default();
+        args.model(self.model.clone()).messages(messages);
+        // `max_tokens`: the spelling llama.cpp and Ollama read (see `quirks` for OpenAI's).
+        #[allow(deprecated)]
+        args.max_tokens(cap);
+        let request = args
             .build()
             .map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))?;
         let response = self.complete(request).await?;
@@ -223,13 +256,55 @@ impl LlmClient {
         &self.model
     }
 
-    /// Sends one prepared request, retrying transient failures: 5xx, timeouts and
-    /// connection errors with backoff, 429 after the server's `Retry-After` (capped).
+    /// The window and estimate correction to fit the next request to; the first call
+    /// asks the server (see [`super::context_window`]).
+    pub async fn context_limits(&self) -> ContextLimits {
+        let key = self.api_key.as_ref().map(|k| k.expose_secret()).unwrap_or("");
+        let probe = Probe { http: &self.http, base: self.base.as_deref(), model: &self.model, api_key: key };
+        self.context.limits(&probe).await
+    }
+
+    /// The sampling temperature sent with every request.
+    pub fn temperature(&self) -> f32 {
+        self.temperature
+    }
+
+    /// The most completion tokens a request in `window` asks for.
+    pub fn completion_cap(&self, window: u32) -> u32 {
+        self.max_tokens.unwrap_or_else(|| super::default_completion_cap(window))
+    }
+
+    /// Learns from an overflow answer to a request estimated at `estimated_prompt`
+    /// tokens under `sent`, for every later request of this worker.
+    pub(crate) fn learn_overflow(&self, estimated_prompt: u32, sent: ContextLimits, overflow: Overflow) {
+        self.context.learn(estimated_prompt, sent, overflow);
+    }
+
+    /// Sends one prepared request (with the configured temperature unless it sets one),
+    /// retrying transient failures: 5xx, timeouts and connection errors with backoff, 429
+    /// after the server's `Retry-After` (capped). A 400 refusing a sampling field is
+    /// answered by sending the request again without it (see [`super::quirks`]).
     pub(crate) async fn complete(
         &self,
         request: CreateChatCompletionRequest,
     ) -> Result<CreateChatCompletionResponse, ImplementError> {
-        let request = self.masked(request)?;
+        let mut request = self.masked(request)?;
+        request.temperature = request.temperature.or(Some(self.temperature));
+        loop {
+            self.quirks.apply(&mut request);
+            match self.send(&request).await {
+                // Ends: each field is learned once.
+                Err(ImplementError::Request { status: Some(400), message, .. })
+                    if self.quirks.learn(&message) => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        request: &CreateChatCompletionRequest,
+    ) -> Result<CreateChatCompletionResponse, ImplementError> {
         let (probe, seen) = ResponseProbe::new(self.http.clone());
         let client = Client::build(self.http.clone(), self.config.clone()).with_http_service(probe);
 
@@ -284,12 +359,16 @@ impl LlmClient {
             },
             other => (None, false, other.to_string()),
         };
-        ImplementError::Request {
-            endpoint: self.shown_endpoint.clone(),
-            status,
-            message: truncate_chars(message.trim(), MAX_ERROR_TEXT),
-            transient,
+        let message = truncate_chars(message.trim(), MAX_ERROR_TEXT);
+        if let Some(overflow) = super::overflow::recognise(status, &message) {
+            return ImplementError::ContextOverflow {
+                endpoint: self.shown_endpoint.clone(),
+                message,
+                window: overflow.window,
+                prompt_tokens: overflow.prompt_tokens,
+            };
         }
+        ImplementError::Request { endpoint: self.shown_endpoint.clone(), status, message, transient }
     }
 
     fn describe_reqwest(&self, error: reqwest::Error) -> String {
@@ -339,6 +418,9 @@ mod tests {
             api_key: key.map(|k| SecretString::from(k.to_string())),
             timeout: Duration::from_secs(5),
             retry_count: 0,
+            context_tokens: None,
+            temperature: 0.2,
+            max_tokens: None,
         }
     }
 

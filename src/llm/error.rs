@@ -27,6 +27,20 @@ pub enum ImplementError {
         transient: bool,
     },
 
+    /// The request did not fit the model's context window (HTTP 400 with an overflow
+    /// message); the engine shrinks and asks again, so this ends a round only when even
+    /// the smallest request did not fit.
+    #[error("LLM request to {endpoint} did not fit the model's context window: {message}")]
+    ContextOverflow {
+        endpoint: String,
+        /// The server's words, trimmed.
+        message: String,
+        /// The window the server stated, if it did.
+        window: Option<u32>,
+        /// The prompt's size in the server's tokens, if stated.
+        prompt_tokens: Option<u32>,
+    },
+
     /// The server answered, but not with something we can use.
     #[error("LLM answer unusable: {0}")]
     Answer(String),

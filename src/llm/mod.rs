@@ -14,10 +14,13 @@
 
 pub mod agent;
 mod client;
+mod context_window;
 mod edits;
 mod error;
+pub(crate) mod overflow;
 mod probe;
 mod prompt;
+mod quirks;
 mod repo_view;
 pub mod scripted;
 mod shared;
@@ -32,6 +35,10 @@ pub use agent::{
     implement_round,
 };
 pub use client::{ChatAnswer, LlmClient, LlmSettings};
+pub use context_window::{
+    ContextLimits, DEFAULT_CONTEXT_TOKENS, DEFAULT_TEMPERATURE, MAX_CONTEXT_TOKENS, MIN_CONTEXT_TOKENS,
+    MIN_MAX_TOKENS, WindowSource, default_completion_cap,
+};
 pub use edits::{
     CodeChange, MAX_CHANGED_FILES, MAX_WRITE_BYTES, Operation, ProposedChanges, apply_changes,
     parse_code_changes,

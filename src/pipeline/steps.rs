@@ -242,9 +242,12 @@ async fn implement(
 ) -> Result<(), TaskFailure> {
     let task = ctx.task;
     let engine = &ctx.runner.settings.engine;
+    let client = ctx.runner.services.llm.get().await.map_err(|e| e.to_failure("implement"))?;
+    // The view and the failure take their share of the model's window (asked once).
+    let limits = client.context_limits().await;
     // Off the runtime thread, like the git work: the task's deadline and cancellation
     // (which drop this future) never wait on the file system.
-    let (view_root, budget) = (workspace.to_path_buf(), llm::agent::repo_view_budget(engine.mode));
+    let (view_root, budget) = (workspace.to_path_buf(), llm::agent::repo_view_budget(engine.mode, limits));
     let repo_view = crate::telemetry::spawn_blocking_in_span(move || llm::repo_view(&view_root, budget))
         .await
         .map_err(|join| join.to_string())
@@ -264,7 +267,9 @@ async fn implement(
         dependencies: task.dependencies.clone(),
         test_command_hint: (!commands.is_empty()).then(|| commands.join(" && ")),
         repo_view,
-        previous_failure: previous_failure.map(|f| ctx.runner.services.masker.mask(&f)),
+        previous_failure: previous_failure.map(|f| {
+            llm::agent::tail_chars(&ctx.runner.services.masker.mask(&f), llm::agent::failure_chars(limits))
+        }),
     };
     let tests = StepTests { ctx, playbook, workspace };
     let engine_ctx = EngineContext {
@@ -273,7 +278,6 @@ async fn implement(
         tests: Some(&tests),
         masker: &ctx.runner.services.masker,
     };
-    let client = ctx.runner.services.llm.get().await.map_err(|e| e.to_failure("implement"))?;
     let result = llm::implement_round(&request, workspace, client, &engine_ctx, session)
         .await
         .map_err(|e| e.to_failure("implement"))?;

@@ -15,6 +15,19 @@ use crate::process::{
     CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, ProcessLimits, run_command,
 };
 
+/// Variables every step gets unless it sets them itself: Python writes no byte-code
+/// (`__pycache__/` beside the sources and tests), which would otherwise need cleaning out of
+/// the commit (see `git::is_build_cache`, which keeps any that appear out anyway).
+pub const STEP_DEFAULT_ENV: &[(&str, &str)] = &[("PYTHONDONTWRITEBYTECODE", "1")];
+
+/// A step's environment: [`STEP_DEFAULT_ENV`] under the step's own `env`.
+fn step_env(step: &PlaybookStep) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        STEP_DEFAULT_ENV.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+    env.extend(step.env.clone());
+    env
+}
+
 /// Everything a playbook run needs besides the playbook.
 #[derive(Debug, Clone, Copy)]
 pub struct PlaybookRun<'a> {
@@ -203,7 +216,7 @@ async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
     let spec = CommandSpec {
         command: step.command.clone(),
         cwd: ctx.workdir.to_path_buf(),
-        env: step.env.clone(),
+        env: step_env(step),
         timeout,
         output_cap_bytes: ctx.output_cap_bytes,
         isolation,

@@ -37,6 +37,9 @@ pub fn llm(server: &ScriptedLlmHandle, retry_count: u32) -> LlmClient {
         api_key: None,
         timeout: Duration::from_secs(10),
         retry_count,
+        context_tokens: None,
+        temperature: agent_runner::llm::DEFAULT_TEMPERATURE,
+        max_tokens: None,
     })
     .unwrap()
 }

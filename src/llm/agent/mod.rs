@@ -16,9 +16,11 @@
 //! the caller can upload them with the partial diff.
 
 mod budget;
+mod context;
 mod evidence;
 mod fallback;
 mod glob;
+mod messages;
 mod nudge;
 mod prompt;
 mod round;
@@ -225,18 +227,47 @@ pub async fn implement_round(
 const TOOLS_MAX_CONTENT_BYTES: usize = 12 * 1024;
 /// Largest single file shown up front in tool mode.
 const TOOLS_MAX_FILE_BYTES: usize = 4 * 1024;
+/// Share of the window the opening repository view may take in tool mode: the tool
+/// definitions, the system message and the turns to come need the rest.
+const TOOLS_VIEW_SHARE: f64 = 0.12;
+/// The same in edit-block mode, where reading a file costs a turn.
+const EDIT_BLOCKS_VIEW_SHARE: f64 = 0.3;
+/// Share of the view's characters spent on the file tree; the rest shows file text.
+const TREE_SHARE: f64 = 0.4;
+/// Characters of one tree line, on average (`path (N bytes)`).
+const TREE_LINE_CHARS: usize = 40;
+/// Share of the window a repair round's failing test output may take.
+const FAILURE_SHARE: f64 = 0.15;
 
 /// How much of the repository the opening message shows: the full default view for edit
-/// blocks (reading costs a turn there), a smaller one for tools.
-pub fn repo_view_budget(mode: EngineMode) -> RepoViewBudget {
-    match mode {
-        EngineMode::EditBlocks => RepoViewBudget::default(),
-        EngineMode::Tools => RepoViewBudget {
-            max_content_bytes: TOOLS_MAX_CONTENT_BYTES,
-            max_file_bytes: TOOLS_MAX_FILE_BYTES,
-            ..RepoViewBudget::default()
-        },
+/// blocks (reading costs a turn there), a smaller one for tools, and both only what their
+/// share of the context window holds.
+pub fn repo_view_budget(mode: EngineMode, limits: crate::llm::ContextLimits) -> RepoViewBudget {
+    let (full, share) = match mode {
+        EngineMode::EditBlocks => (RepoViewBudget::default(), EDIT_BLOCKS_VIEW_SHARE),
+        EngineMode::Tools => (
+            RepoViewBudget {
+                max_content_bytes: TOOLS_MAX_CONTENT_BYTES,
+                max_file_bytes: TOOLS_MAX_FILE_BYTES,
+                ..RepoViewBudget::default()
+            },
+            TOOLS_VIEW_SHARE,
+        ),
+    };
+    let view_chars = context::chars_for((f64::from(limits.window) * share) as u32, limits);
+    let tree_chars = (view_chars as f64 * TREE_SHARE) as usize;
+    let content = view_chars - tree_chars;
+    RepoViewBudget {
+        max_tree_entries: (tree_chars / TREE_LINE_CHARS).clamp(20, full.max_tree_entries),
+        max_content_bytes: content.clamp(1024, full.max_content_bytes),
+        max_file_bytes: (content / 2).clamp(512, full.max_file_bytes),
     }
+}
+
+/// Characters of failing test output a repair round's opening message carries in
+/// `limits.window` (its tail: where runners put the verdict).
+pub fn failure_chars(limits: crate::llm::ContextLimits) -> usize {
+    context::chars_for((f64::from(limits.window) * FAILURE_SHARE) as u32, limits)
 }
 
 /// The last `max` characters of `text`, with `…` in front when cut.

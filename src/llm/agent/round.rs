@@ -27,7 +27,7 @@ const WRAP_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// What goes back into the history for an answer with neither text nor calls: servers
 /// refuse an assistant message with neither (llama.cpp: "Assistant message must contain
 /// either 'content' or 'tool_calls'").
-const EMPTY_ANSWER: &str = "(empty answer)";
+pub(super) const EMPTY_ANSWER: &str = "(empty answer)";
 
 /// Runs a round; returns its statistics whatever the outcome.
 pub async fn run(

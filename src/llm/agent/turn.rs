@@ -1,14 +1,18 @@
-//! One model turn on the wire: the request with the tool definitions, and the answer
-//! reduced to its text, its tool calls and its usage.
+//! One model turn on the wire: the request (the conversation fitted into the context
+//! window by [`context`], the tool definitions, temperature and `max_tokens`), the retry
+//! after an overflow answer, and the answer reduced to its text, its tool calls and its usage.
 
 use async_openai::types::chat::{
     ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessage,
     ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestToolMessage,
     ChatCompletionRequestUserMessage, ChatCompletionToolChoiceOption, ChatCompletionTools,
-    CreateChatCompletionRequestArgs, FinishReason, FunctionCall, ToolChoiceOptions,
+    CreateChatCompletionRequest, CreateChatCompletionRequestArgs, CreateChatCompletionResponse, FinishReason,
+    FunctionCall, ToolChoiceOptions,
 };
 
+use super::context::{self, Fitted};
 use super::transcript::CallRecord;
+use crate::llm::overflow::Overflow;
 use crate::llm::{ImplementError, LlmClient};
 
 /// Characters per token when the server reports no usage: the usual rule of thumb for
@@ -40,26 +44,81 @@ pub enum Offer {
     Nothing,
 }
 
-/// Sends the conversation and reads the answer.
+/// Overflow answers retried with a smaller request before the round fails: each one
+/// corrects the window or the estimate, so a second overflow is already rare.
+const MAX_OVERFLOW_RETRIES: u32 = 3;
+
+/// Sends the conversation, fitted into the model's context window, and reads the answer.
+/// An answer saying the request did not fit teaches the client the real sizes and the
+/// request is fitted again and resent, up to [`MAX_OVERFLOW_RETRIES`] times.
 pub async fn ask(
     client: &LlmClient,
     messages: &[ChatCompletionRequestMessage],
     offer: Offer,
 ) -> Result<Turn, ImplementError> {
+    let offered_chars = match &offer {
+        Offer::Tools(tools) | Offer::ToolsDisabled(tools) => {
+            serde_json::to_string(tools).map_or(0, |s| s.len())
+        }
+        Offer::Nothing => 0,
+    };
+    let mut overflows = 0;
+    loop {
+        let limits = client.context_limits().await;
+        let fitted = context::fit(messages, offered_chars, limits, client.completion_cap(limits.window));
+        if fitted.report.shrank() {
+            tracing::debug!(
+                window = limits.window,
+                estimated_prompt_tokens = fitted.prompt_tokens,
+                report = ?fitted.report,
+                "the conversation was shortened to fit the model's context window"
+            );
+        }
+        let request = build_request(client, &fitted, &offer)?;
+        match client.complete(request).await {
+            Err(ImplementError::ContextOverflow { window, prompt_tokens, .. })
+                if overflows < MAX_OVERFLOW_RETRIES =>
+            {
+                overflows += 1;
+                client.learn_overflow(fitted.prompt_tokens, limits, Overflow { window, prompt_tokens });
+            }
+            Err(other) => return Err(other),
+            Ok(response) => return read_answer(client, response, &fitted.messages),
+        }
+    }
+}
+
+/// The chat request: the fitted messages, the offer, the sampling settings.
+fn build_request(
+    client: &LlmClient,
+    fitted: &Fitted,
+    offer: &Offer,
+) -> Result<CreateChatCompletionRequest, ImplementError> {
     let mut args = CreateChatCompletionRequestArgs::default();
-    args.model(client.model()).messages(messages.to_vec());
+    args.model(client.model()).messages(fitted.messages.clone()).temperature(client.temperature());
+    // `max_tokens`, not `max_completion_tokens`: llama.cpp and Ollama read only this one.
+    #[allow(deprecated)]
+    args.max_tokens(fitted.max_tokens);
     match offer {
         Offer::Tools(tools) => {
-            args.tools(tools);
+            args.tools(tools.clone());
         }
         Offer::ToolsDisabled(tools) => {
-            args.tools(tools).tool_choice(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::None));
+            args.tools(tools.clone())
+                .tool_choice(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::None));
         }
         Offer::Nothing => {}
     }
-    let request =
-        args.build().map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))?;
-    let response = client.complete(request).await?;
+    args.build().map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))
+}
+
+/// The answer reduced to a [`Turn`]; usage is estimated from `sent` when the server
+/// reports none.
+fn read_answer(
+    client: &LlmClient,
+    response: CreateChatCompletionResponse,
+    sent: &[ChatCompletionRequestMessage],
+) -> Result<Turn, ImplementError> {
     let usage = response.usage.unwrap_or_default();
     let model = if response.model.is_empty() { client.model().to_string() } else { response.model };
     let choice = response
@@ -73,7 +132,7 @@ pub async fn ask(
     let content = message.content.or(message.refusal).unwrap_or_default();
     let (mut prompt_tokens, mut completion_tokens) = (usage.prompt_tokens, usage.completion_tokens);
     if prompt_tokens == 0 && completion_tokens == 0 {
-        prompt_tokens = estimate(serde_json::to_string(messages).map_or(0, |s| s.len()));
+        prompt_tokens = estimate(serde_json::to_string(sent).map_or(0, |s| s.len()));
         let written: usize = content.len() + calls.iter().map(|c| c.arguments.len()).sum::<usize>();
         completion_tokens = estimate(written);
     }
