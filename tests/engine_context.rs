@@ -3,21 +3,20 @@
 //! stand-in llama.cpp, Ollama and vLLM servers, and temperature and `max_tokens` on the
 //! wire, all over real HTTP against real workspaces and the real playbook executor.
 
+mod engine_support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_runner::llm::scripted::{self, Script, ScriptedLlmHandle, Step};
 use agent_runner::llm::{
-    AgentSession, EngineContext, EngineSettings, ImplementError, ImplementRequest, ImplementationResult,
-    LlmClient, LlmSettings, PlaybookTests, RepoViewBudget, implement_round, repo_view,
+    AgentSession, EngineSettings, ImplementError, ImplementRequest, ImplementationResult, LlmClient,
+    LlmSettings, RepoViewBudget, repo_view,
 };
-use agent_runner::playbook::{PlaybookRun, StepExecution, parse_playbook};
-use agent_runner::secrets::Masker;
 use axum::Router;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// The task's title: every request must still hold it.
 const TITLE: &str = "Fix the greeting";
@@ -58,26 +57,6 @@ async fn run_round(
     ws: &std::path::Path,
     client: &LlmClient,
 ) -> (Result<ImplementationResult, ImplementError>, AgentSession) {
-    let playbook = parse_playbook("name: t\nsteps:\n  - name: unit\n    command: sh test.sh\n", "t").unwrap();
-    let (variables, cancel, execution) =
-        (Default::default(), CancellationToken::new(), StepExecution::default());
-    let run = PlaybookRun {
-        workdir: ws,
-        variables: &variables,
-        default_step_timeout: Duration::from_secs(30),
-        output_cap_bytes: 64 * 1024,
-        cancel: &cancel,
-        execution: &execution,
-    };
-    let tests = PlaybookTests { playbook: &playbook, run };
-    let engine = EngineSettings::default();
-    let masker = Masker::default();
-    let ctx = EngineContext {
-        settings: &engine,
-        max_file_bytes: agent_runner::workspace_files::DEFAULT_MAX_FILE_BYTES,
-        tests: Some(&tests),
-        masker: &masker,
-    };
     let request = ImplementRequest {
         title: TITLE.into(),
         description: "greet.sh must print 'Hello, NAME!'.".into(),
@@ -86,9 +65,7 @@ async fn run_round(
             .unwrap(),
         ..ImplementRequest::default()
     };
-    let mut session = AgentSession::new(&engine);
-    let outcome = implement_round(&request, ws, client, &ctx, &mut session).await;
-    (outcome, session)
+    engine_support::run_round_with(ws, client, &EngineSettings::default(), &request, "sh test.sh").await
 }
 
 /// The conservative size of a recorded request in tokens: every character of the messages

@@ -63,8 +63,20 @@ pub async fn run_round(
     engine: &EngineSettings,
     retry_count: u32,
 ) -> (Result<ImplementationResult, ImplementError>, AgentSession) {
+    let client = llm(server, retry_count);
+    run_round_with(workspace, &client, engine, &request(workspace), "sh tests/test_greet.sh").await
+}
+
+/// Runs one round of `request` with `test_command` as the playbook's one test step.
+pub async fn run_round_with(
+    workspace: &Path,
+    client: &LlmClient,
+    engine: &EngineSettings,
+    request: &ImplementRequest,
+    test_command: &str,
+) -> (Result<ImplementationResult, ImplementError>, AgentSession) {
     let playbook = parse_playbook(
-        "name: checks\nsteps:\n  - name: unit tests\n    command: sh tests/test_greet.sh\n",
+        &format!("name: checks\nsteps:\n  - name: unit tests\n    command: {test_command}\n"),
         "test",
     )
     .unwrap();
@@ -88,8 +100,7 @@ pub async fn run_round(
         masker: &masker,
     };
     let mut session = AgentSession::new(engine);
-    let outcome =
-        implement_round(&request(workspace), workspace, &llm(server, retry_count), &ctx, &mut session).await;
+    let outcome = implement_round(request, workspace, client, &ctx, &mut session).await;
     (outcome, session)
 }
 
