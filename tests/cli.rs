@@ -136,6 +136,44 @@ async fn publish_worker_once_and_dlq_list_work_together() {
     session.delete(&names).await.unwrap();
 }
 
+/// The long options a `--help` text lists.
+fn options_in_help(args: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent_runner(args, dir.path());
+    assert!(output.status.success(), "{args:?}: {}", text(&output.stderr));
+    text(&output.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with("--"))
+        .map(|word| word.trim_end_matches(',').to_string())
+        .collect()
+}
+
+#[test]
+fn each_subcommand_help_lists_only_the_options_that_apply_to_it() {
+    let common = ["--config", "--amqp-url", "--log-level", "--text-logs"];
+    let runner = ["--llm-endpoint", "--llm-model", "--pool-dir", "--execution-mode", "--timeout"];
+
+    let dlq = options_in_help(&["dlq", "list", "--help"]);
+    assert!(common.iter().all(|o| dlq.contains(&o.to_string())), "{dlq:?}");
+    assert!(dlq.contains(&"--older-than".to_string()), "{dlq:?}");
+    for foreign in runner.iter().chain(&["--http-addr"]) {
+        assert!(!dlq.contains(&foreign.to_string()), "dlq list lists {foreign}: {dlq:?}");
+    }
+
+    let run = options_in_help(&["run", "--help"]);
+    assert!(runner.iter().all(|o| run.contains(&o.to_string())), "{run:?}");
+    assert!(!run.contains(&"--http-addr".to_string()), "{run:?}");
+    let worker = options_in_help(&["worker", "--help"]);
+    assert!(worker.contains(&"--http-addr".to_string()) && worker.contains(&"--llm-model".to_string()));
+    let mirror = options_in_help(&["mirror", "--help"]);
+    assert!(mirror.contains(&"--http-addr".to_string()) && !mirror.contains(&"--llm-model".to_string()));
+
+    // An option given to a subcommand it does not apply to is a usage error (exit 2).
+    let dir = tempfile::tempdir().unwrap();
+    let refused = agent_runner(&["dlq", "list", "--llm-model", "m"], dir.path());
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+}
+
 #[test]
 fn version_names_the_git_revision_it_was_built_from() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,8 @@ pub struct DemoArgs {
     /// Where the demo keeps its repository, slots and artifacts (wiped first).
     #[arg(long, value_name = "DIR", default_value = ".agent-runner/demo")]
     pub home: PathBuf,
+    #[command(flatten)]
+    pub runner: super::args::RunnerArgs,
 }
 
 pub async fn run(config: RunnerConfig, args: DemoArgs) -> anyhow::Result<ExitCode> {

@@ -13,6 +13,8 @@ pub struct MirrorArgs {
     /// Stop after this many events (for a one-off catch-up run).
     #[arg(long, value_name = "N")]
     pub max_events: Option<usize>,
+    #[command(flatten)]
+    pub serve: super::args::ServeArgs,
 }
 
 pub async fn run(config: RunnerConfig, args: MirrorArgs) -> anyhow::Result<ExitCode> {

@@ -1,6 +1,7 @@
 //! The command line: `main` calls [`main`], which parses arguments, loads the
 //! configuration (file < environment < flags) and runs one subcommand, one file each.
 
+mod args;
 mod cancel;
 mod config_validate;
 mod demo;
@@ -13,65 +14,27 @@ mod publish;
 mod run;
 mod worker;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, ConfigOverrides, RunnerConfig};
+use crate::config::RunnerConfig;
+
+use args::{CommonArgs, RunnerArgs, ServeArgs};
 
 /// agent-runner: takes coding tasks off RabbitMQ and turns each into a tested, pushed branch.
 #[derive(Debug, Parser)]
 #[command(name = "agent-runner", version = env!("AGENT_RUNNER_LONG_VERSION"), about)]
 pub struct Cli {
     #[command(flatten)]
-    global: GlobalArgs,
+    common: CommonArgs,
+    /// Also accepted here, before the subcommand, for the subcommands that run tasks.
+    #[command(flatten)]
+    runner: RunnerArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options every subcommand takes; each overrides the file and the environment.
-#[derive(Debug, clap::Args)]
-struct GlobalArgs {
-    /// YAML configuration file.
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Broker URL (overrides AMQP_URL).
-    #[arg(long, global = true, value_name = "URL")]
-    amqp_url: Option<String>,
-    /// trace, debug, info, warn or error.
-    #[arg(long, global = true)]
-    log_level: Option<String>,
-    /// Human-readable logs instead of JSON lines.
-    #[arg(long, global = true)]
-    text_logs: bool,
-    /// Identifies this worker in events and DLQ headers.
-    #[arg(long, global = true)]
-    runner_id: Option<String>,
-    /// Root of the local slot pool.
-    #[arg(long, global = true, value_name = "DIR")]
-    pool_dir: Option<PathBuf>,
-    /// Where named playbooks are found.
-    #[arg(long, global = true, value_name = "DIR")]
-    playbooks_dir: Option<PathBuf>,
-    /// Artifact store URL (file:///path).
-    #[arg(long, global = true, value_name = "URL")]
-    artifact_store_url: Option<String>,
-    /// OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1.
-    #[arg(long, global = true, value_name = "URL")]
-    llm_endpoint: Option<String>,
-    /// Model name.
-    #[arg(long, global = true)]
-    llm_model: Option<String>,
-    /// local-process, sandbox or docker.
-    #[arg(long, global = true)]
-    execution_mode: Option<String>,
-    /// Default task timeout in seconds.
-    #[arg(long, global = true, value_name = "SECONDS")]
-    timeout: Option<u64>,
-    /// Serve /livez, /readyz and /metrics on this address (ip:port), for worker and mirror.
-    #[arg(long, global = true, value_name = "ADDR")]
-    http_addr: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,41 +65,6 @@ enum Command {
     Health(health::HealthArgs),
 }
 
-impl GlobalArgs {
-    /// The flags as overrides; `worker` adds its own (`--concurrency`, `--idle-timeout`).
-    fn overrides(&self, worker: Option<&worker::WorkerArgs>) -> ConfigOverrides {
-        ConfigOverrides {
-            amqp_url: self.amqp_url.clone(),
-            concurrency: worker.and_then(|w| w.concurrency),
-            idle_timeout_seconds: worker.and_then(|w| w.idle_timeout),
-            log_level: self.log_level.clone(),
-            execution_mode: self.execution_mode.clone(),
-            pool_dir: self.pool_dir.clone(),
-            playbooks_dir: self.playbooks_dir.clone(),
-            artifact_store_url: self.artifact_store_url.clone(),
-            llm_endpoint: self.llm_endpoint.clone(),
-            llm_model: self.llm_model.clone(),
-            runner_id: self.runner_id.clone(),
-            default_timeout_seconds: self.timeout,
-            structured_logging: self.text_logs.then_some(false),
-            http_listen: self.http_addr.clone(),
-            ..ConfigOverrides::default()
-        }
-    }
-
-    fn load(&self, worker: Option<&worker::WorkerArgs>) -> anyhow::Result<RunnerConfig> {
-        let config = config::load(self.config.as_deref(), &config::process_env, &self.overrides(worker))?;
-        crate::telemetry::init(&config.logging);
-        // Every subcommand's output is masked, not only a runner's: `dlq show` prints
-        // message bodies, errors may quote what they could not parse. A secret that cannot
-        // be read here fails the commands that need it, later, with the reason.
-        if let Ok(secrets) = crate::pipeline::RunnerSecrets::from_env(&config, &config::process_env) {
-            crate::telemetry::mask_in_logs(&secrets.masker(&config));
-        }
-        Ok(config)
-    }
-}
-
 /// Parses the command line and runs it. Errors are printed once, without a backtrace,
 /// and end the process with the exit code of their kind (`exit`).
 pub fn main() -> ExitCode {
@@ -158,27 +86,37 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = &cli.global;
+    let (common, top_runner, top_serve) = (&cli.common, &cli.runner, &cli.serve);
+    // Options of the subcommand win over the same ones given before it.
+    let load =
+        |runner: Option<&RunnerArgs>, serve: Option<&ServeArgs>, worker: Option<&worker::WorkerArgs>| {
+            let runner = runner.map_or_else(|| top_runner.clone(), |r| r.clone().or(top_runner));
+            let serve = serve.map_or_else(|| top_serve.clone(), |s| s.clone().or(top_serve));
+            common.load(&runner, &serve, worker)
+        };
+    let plain = || load(None, None, None);
     match cli.command {
-        Command::Worker(args) => worker::run(global.load(Some(&args))?, args).await,
-        Command::Run(args) => run::run(global.load(None)?, args).await,
-        Command::Publish(args) => publish::run(global.load(None)?, args).await,
+        Command::Worker(args) => {
+            worker::run(load(Some(&args.runner), Some(&args.serve), Some(&args))?, args).await
+        }
+        Command::Run(args) => run::run(load(Some(&args.runner), None, None)?, args).await,
+        Command::Publish(args) => publish::run(plain()?, args).await,
         Command::Playbook(command) => {
             // Validation needs no configuration; loading it only arms the output masking.
-            let _ = global.load(None);
+            let _ = plain();
             playbook::run(command)
         }
         Command::Config(command) => {
             // The file under test is the argument; loading `--config` (if any) only arms
             // the output masking, and a failure there is not this command's verdict.
-            let _ = global.load(None);
+            let _ = plain();
             config_validate::run(command)
         }
-        Command::Dlq(command) => dlq::run(global.load(None)?, command).await,
-        Command::Cancel(args) => cancel::run(global.load(None)?, args).await,
-        Command::Demo(args) => demo::run(global.load(None)?, args).await,
-        Command::Mirror(args) => mirror::run(global.load(None)?, args).await,
-        Command::Health(args) => health::run(global.load(None)?, args).await,
+        Command::Dlq(command) => dlq::run(plain()?, command).await,
+        Command::Cancel(args) => cancel::run(plain()?, args).await,
+        Command::Demo(args) => demo::run(load(Some(&args.runner), None, None)?, args).await,
+        Command::Mirror(args) => mirror::run(load(None, Some(&args.serve), None)?, args).await,
+        Command::Health(args) => health::run(plain()?, args).await,
     }
 }
 

@@ -14,6 +14,8 @@ pub struct RunArgs {
     /// The task message (JSON, schema version 1).
     #[arg(long, value_name = "FILE")]
     pub task: PathBuf,
+    #[command(flatten)]
+    pub runner: super::args::RunnerArgs,
 }
 
 pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode> {

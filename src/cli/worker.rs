@@ -21,6 +21,10 @@ pub struct WorkerArgs {
     /// (overrides amqp.idle_timeout_seconds), so a Job that found the queue empty ends.
     #[arg(long, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+    #[command(flatten)]
+    pub runner: super::args::RunnerArgs,
+    #[command(flatten)]
+    pub serve: super::args::ServeArgs,
 }
 
 pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
