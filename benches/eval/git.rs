@@ -31,10 +31,11 @@ pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         .output()?;
     anyhow::ensure!(
         output.status.success(),
-        "git {} in {}: {}",
+        "git {} in {}: {} {}",
         args.join(" "),
         dir.display(),
-        String::from_utf8_lossy(&output.stderr).trim()
+        String::from_utf8_lossy(&output.stderr).trim(),
+        String::from_utf8_lossy(&output.stdout).trim()
     );
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }

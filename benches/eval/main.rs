@@ -77,6 +77,9 @@ struct Args {
     server_flags: String,
     #[arg(long, env = "EVAL_MODEL_SHA256", default_value = "not recorded")]
     model_sha256: String,
+    /// The worker binary (default: target/release/agent-runner, which scripts/eval builds).
+    #[arg(long)]
+    binary: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -101,8 +104,8 @@ async fn main() -> anyhow::Result<()> {
         "edit_blocks" => vec!["edit_blocks"],
         other => anyhow::bail!("--mode {other}: expected tools, edit_blocks or both"),
     };
-    let binary = root.join("target/release/agent-runner");
-    anyhow::ensure!(binary.exists(), "build the binary first: cargo build --release (scripts/eval does)");
+    let binary = args.binary.clone().unwrap_or_else(|| root.join("target/release/agent-runner"));
+    anyhow::ensure!(binary.exists(), "no {}: cargo build --release first (scripts/eval does)", binary.display());
     let scripted = if args.replay_solutions { Some(replay::start(&tasks).await?) } else { None };
     let endpoint = match (&scripted, &args.endpoint) {
         (Some(server), _) => server.base_url(),

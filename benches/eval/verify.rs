@@ -48,6 +48,7 @@ pub fn check_branch(
     scratch: &Path,
     protected: &GlobSet,
 ) -> anyhow::Result<Verdict> {
+    std::fs::create_dir_all(scratch)?;
     let checkout = scratch.join("verify");
     if let Err(e) = git::clone_branch(origin, branch, &checkout) {
         return Ok(Verdict {
