@@ -106,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let binary = args.binary.clone().unwrap_or_else(|| root.join("target/release/agent-runner"));
     anyhow::ensure!(binary.exists(), "no {}: cargo build --release first (scripts/eval does)", binary.display());
+    // The binary runs from each task's directory.
+    let binary = std::fs::canonicalize(&binary)?;
     let scripted = if args.replay_solutions { Some(replay::start(&tasks).await?) } else { None };
     let endpoint = match (&scripted, &args.endpoint) {
         (Some(server), _) => server.base_url(),
