@@ -18,11 +18,15 @@ impl Origin {
     }
 }
 
+/// Identity and signing for the harness's own commits, whatever the machine's settings.
+const FIXED_SETTINGS: [&str; 6] =
+    ["-c", "user.name=eval", "-c", "user.email=eval@agent-runner.local", "-c", "commit.gpgsign=false"];
+
 /// Runs git in `dir` with a fixed identity and no user or system configuration, so the
 /// machine's settings (hooks, signing, default branch) cannot change what it does.
 pub fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("git")
-        .args(["-c", "user.name=eval", "-c", "user.email=eval@agent-runner.local", "-c", "commit.gpgsign=false"])
+        .args(FIXED_SETTINGS)
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")

@@ -105,7 +105,11 @@ async fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--mode {other}: expected tools, edit_blocks or both"),
     };
     let binary = args.binary.clone().unwrap_or_else(|| root.join("target/release/agent-runner"));
-    anyhow::ensure!(binary.exists(), "no {}: cargo build --release first (scripts/eval does)", binary.display());
+    anyhow::ensure!(
+        binary.exists(),
+        "no {}: cargo build --release first (scripts/eval does)",
+        binary.display()
+    );
     // The binary runs from each task's directory.
     let binary = std::fs::canonicalize(&binary)?;
     let scripted = if args.replay_solutions { Some(replay::start(&tasks).await?) } else { None };
@@ -167,7 +171,8 @@ fn evaluate(
                 Some(branch) => Some(verify::check_branch(task, &origin, &branch, &dir, &protected)?),
                 None => None,
             };
-            let outcome = outcome::outcome(&task.name, &task.file.required_skill, mode, &run, verdict.as_ref());
+            let outcome =
+                outcome::outcome(&task.name, &task.file.required_skill, mode, &run, verdict.as_ref());
             println!("{}", report::line(&outcome));
             outcomes.push(outcome);
         }
@@ -188,7 +193,10 @@ fn run_info(args: &Args, settings: &RunSettings, root: &Path) -> report::RunInfo
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
-            text.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string())
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".to_string());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -200,10 +208,14 @@ fn run_info(args: &Args, settings: &RunSettings, root: &Path) -> report::RunInfo
         sampling,
         budgets: format!(
             "engine.max_turns {}, engine.max_wall_seconds {}, playbook.repair_rounds {}, llm.timeout_seconds {}, llm_retry_count 1",
-            settings.max_turns, settings.max_wall_seconds, settings.repair_rounds, settings.llm_timeout_seconds
+            settings.max_turns,
+            settings.max_wall_seconds,
+            settings.repair_rounds,
+            settings.llm_timeout_seconds
         ),
         machine: format!("{cores} cores (nproc), {cpu}"),
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-        engine_commit: git::git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|_| "unknown".to_string()),
+        engine_commit: git::git(root, &["rev-parse", "--short", "HEAD"])
+            .unwrap_or_else(|_| "unknown".to_string()),
     }
 }

@@ -29,12 +29,19 @@ pub struct TaskOutcome {
 }
 
 /// Combines the worker's run and the harness's verdict (`None`: nothing was pushed).
-pub fn outcome(task: &str, stack: &str, mode: &str, run: &WorkerRun, verdict: Option<&Verdict>) -> TaskOutcome {
+pub fn outcome(
+    task: &str,
+    stack: &str,
+    mode: &str,
+    run: &WorkerRun,
+    verdict: Option<&Verdict>,
+) -> TaskOutcome {
     let summary = run.summary.as_ref().unwrap_or(&Value::Null);
     let implementation = &summary["impl_result"];
     let transcript_turns = count_entries(run.transcript.as_ref(), "assistant");
     let turns = implementation["turns"].as_u64().unwrap_or(transcript_turns);
-    let tokens = implementation["tokens_used"].as_u64().unwrap_or_else(|| transcript_tokens(run.transcript.as_ref()));
+    let tokens =
+        implementation["tokens_used"].as_u64().unwrap_or_else(|| transcript_tokens(run.transcript.as_ref()));
     let files = match verdict {
         Some(v) => v.touched.clone(),
         None => strings(&implementation["files_changed"]),
@@ -87,7 +94,8 @@ fn model_activity(implementation: &Value, transcript: Option<&Value>) -> String 
         Some(map) if !map.is_empty() => map.iter().map(|(name, n)| format!("{name}×{n}")).collect(),
         _ => transcript_calls(transcript),
     };
-    let mut text = if calls.is_empty() { "no tool calls".to_string() } else { format!("calls {}", calls.join(" ")) };
+    let mut text =
+        if calls.is_empty() { "no tool calls".to_string() } else { format!("calls {}", calls.join(" ")) };
     let engine_notes = entries(transcript, "engine");
     if let Some(note) = engine_notes.last() {
         text.push_str(&format!("; engine: {}", clip(note, LAST_WORDS_CHARS)));

@@ -38,10 +38,12 @@ pub async fn start(tasks: &[EvalTask]) -> anyhow::Result<ScriptedLlmHandle> {
 /// The first turn of a task writes its solution; any later turn finishes.
 fn answer(solutions: &BTreeMap<String, Vec<SolutionFile>>, request: &Value) -> Step {
     let messages = request["messages"].to_string();
-    let Some(files) = solutions.iter().find(|(title, _)| messages.contains(title.as_str())).map(|(_, f)| f) else {
+    let Some(files) = solutions.iter().find(|(title, _)| messages.contains(title.as_str())).map(|(_, f)| f)
+    else {
         return Step::Reply("I cannot tell which task this is.".to_string());
     };
-    let answered_before = request["messages"].as_array().into_iter().flatten().any(|m| m["role"] == "assistant");
+    let answered_before =
+        request["messages"].as_array().into_iter().flatten().any(|m| m["role"] == "assistant");
     let tools_mode = request["tools"].as_array().is_some_and(|t| !t.is_empty());
     match (tools_mode, answered_before) {
         (true, false) => Step::ToolCalls(

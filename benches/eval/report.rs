@@ -71,7 +71,9 @@ pub fn markdown(info: &RunInfo, modes: &[&str], outcomes: &[TaskOutcome]) -> Str
     let _ = writeln!(out, "- date: {}", info.date);
     for mode in modes {
         let _ = writeln!(out, "\n## Mode `{mode}`\n");
-        out.push_str("| task | stack | result | turns | tokens | wall (s) | files touched | failure reason |\n");
+        out.push_str(
+            "| task | stack | result | turns | tokens | wall (s) | files touched | failure reason |\n",
+        );
         out.push_str("|---|---|---|---|---|---|---|---|\n");
         for o in outcomes.iter().filter(|o| o.mode == *mode) {
             let _ = writeln!(

@@ -24,7 +24,13 @@ pub fn check_all(tasks: &[EvalTask], work: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    anyhow::ensure!(failures.is_empty(), "{} of {} tasks failed: {}", failures.len(), tasks.len(), failures.join(", "));
+    anyhow::ensure!(
+        failures.is_empty(),
+        "{} of {} tasks failed: {}",
+        failures.len(),
+        tasks.len(),
+        failures.join(", ")
+    );
     println!("all {} tasks: base fails, solution passes, tampered tests refused", tasks.len());
     Ok(())
 }
@@ -70,8 +76,7 @@ fn push_branch(task: &EvalTask, seed: &Path, branch: &str, tamper: Option<&str>)
 
 /// The task's first protected file (its tests).
 fn spec_test_file(task: &EvalTask, protected: &globset::GlobSet) -> anyhow::Result<String> {
-    crate::spec::files_under(&task.repo)?
-        .into_iter()
-        .find(|p| protected.is_match(p.as_str()))
-        .ok_or_else(|| anyhow::anyhow!("no file under the protected test paths: the model could edit the tests"))
+    crate::spec::files_under(&task.repo)?.into_iter().find(|p| protected.is_match(p.as_str())).ok_or_else(
+        || anyhow::anyhow!("no file under the protected test paths: the model could edit the tests"),
+    )
 }

@@ -53,7 +53,11 @@ pub fn load_tasks(tasks_dir: &Path, only: Option<&[String]>) -> anyhow::Result<V
     tasks.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(only) = only {
         for wanted in only {
-            anyhow::ensure!(tasks.iter().any(|t| &t.name == wanted), "no task named {wanted} in {}", tasks_dir.display());
+            anyhow::ensure!(
+                tasks.iter().any(|t| &t.name == wanted),
+                "no task named {wanted} in {}",
+                tasks_dir.display()
+            );
         }
         tasks.retain(|t| only.contains(&t.name));
     }

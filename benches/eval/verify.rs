@@ -59,7 +59,8 @@ pub fn check_branch(
         });
     }
     let touched = git::changed_paths(&checkout, &origin.base_commit)?;
-    let protected_touched: Vec<String> = touched.iter().filter(|p| protected.is_match(p.as_str())).cloned().collect();
+    let protected_touched: Vec<String> =
+        touched.iter().filter(|p| protected.is_match(p.as_str())).cloned().collect();
     if !protected_touched.is_empty() {
         let reason = format!("protected test files changed: {}", protected_touched.join(", "));
         return Ok(Verdict { passed: false, touched, protected_touched, reason });
