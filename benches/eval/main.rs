@@ -186,8 +186,8 @@ fn run_info(args: &Args, settings: &RunSettings, root: &Path) -> report::RunInfo
             "sent by the engine (llm.* keys): temperature {}, max_tokens {}, context_tokens {}",
             s.temperature, s.max_tokens, s.context_tokens
         ),
-        None => "not set by the engine (no llm.temperature / llm.max_tokens / llm.context_tokens keys yet): \
-                 the server's defaults apply; context is the server's -c"
+        None => "not sent by the engine (it has no llm.temperature / llm.max_tokens / llm.context_tokens keys yet): \
+                 the server's settings apply (its flags above: --temp, --n-predict, -c)"
             .to_string(),
     };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
