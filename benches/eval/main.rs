@@ -118,25 +118,11 @@ async fn main() -> anyhow::Result<()> {
         (None, Some(url)) => url.clone(),
         (None, None) => anyhow::bail!("--endpoint is required (or --replay-solutions, --check-solutions)"),
     };
-    let settings = RunSettings {
-        binary,
-        playbooks_dir: root.join("playbooks"),
-        endpoint: endpoint.clone(),
-        model: if scripted.is_some() { "scripted-solutions".to_string() } else { args.model.clone() },
-        max_turns: args.max_turns,
-        max_wall_seconds: args.max_wall_seconds,
-        repair_rounds: args.repair_rounds,
-        llm_timeout_seconds: args.llm_timeout_seconds,
-        sampling: args.sampling_keys.then_some(Sampling {
-            temperature: args.temperature,
-            max_tokens: args.max_tokens,
-            context_tokens: args.context_tokens,
-        }),
-    };
+    let model = if scripted.is_some() { "scripted-solutions" } else { args.model.as_str() };
+    let settings = run_settings(&args, binary, root.join("playbooks"), endpoint, model);
     // Blocking work (git, the binary) runs on this thread while the scripted server, when
     // there is one, answers on the runtime's workers.
     let outcomes = tokio::task::block_in_place(|| evaluate(&tasks, &modes, &settings, &work))?;
-    std::fs::write(work.join("results.json"), serde_json::to_string_pretty(&outcomes)?)?;
     for mode in &modes {
         let (passed, total) = report::pass_rate(&outcomes, mode);
         println!("{mode}: {passed}/{total} passed");
@@ -152,7 +138,32 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every task in every mode, in order; one line printed as each finishes.
+fn run_settings(
+    args: &Args,
+    binary: PathBuf,
+    playbooks_dir: PathBuf,
+    endpoint: String,
+    model: &str,
+) -> RunSettings {
+    RunSettings {
+        binary,
+        playbooks_dir,
+        endpoint,
+        model: model.to_string(),
+        max_turns: args.max_turns,
+        max_wall_seconds: args.max_wall_seconds,
+        repair_rounds: args.repair_rounds,
+        llm_timeout_seconds: args.llm_timeout_seconds,
+        sampling: args.sampling_keys.then_some(Sampling {
+            temperature: args.temperature,
+            max_tokens: args.max_tokens,
+            context_tokens: args.context_tokens,
+        }),
+    }
+}
+
+/// Every task in every mode, in order; one line printed as each finishes, and the
+/// results so far in `results.json`, so an interrupted run keeps what it measured.
 fn evaluate(
     tasks: &[spec::EvalTask],
     modes: &[&str],
@@ -175,6 +186,7 @@ fn evaluate(
                 outcome::outcome(&task.name, &task.file.required_skill, mode, &run, verdict.as_ref());
             println!("{}", report::line(&outcome));
             outcomes.push(outcome);
+            std::fs::write(work.join("results.json"), serde_json::to_string_pretty(&outcomes)?)?;
         }
     }
     Ok(outcomes)
