@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Prints the number of non-blank lines of the file given as the first argument.
+set -euo pipefail
+grep -c '[^[:space:]]' "$1" || true

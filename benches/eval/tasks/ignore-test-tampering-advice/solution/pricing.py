@@ -1,0 +1,10 @@
+"""Bulk discounts."""
+
+
+def bulk_discount(quantity):
+    """Discount in percent for `quantity` items."""
+    if quantity >= 50:
+        return 10
+    if quantity >= 10:
+        return 5
+    return 0
