@@ -112,7 +112,14 @@ async fn list_filters_summarise_show_and_purge_with_confirmation() {
     assert_eq!(unconfirmed.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("refusing to purge without --yes"));
     let dry = dlq(dir, &["purge", "--reason", "timeout", "--dry-run"]).await;
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("2 message(s) would be purged"));
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(printed.contains("2 message(s) would be purged"));
+    // Progress off a terminal: a plain line per message, n/total, in queue order.
+    let lines: Vec<&str> = printed.lines().filter(|l| l.starts_with("would purge ")).collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(lines[0].starts_with("would purge 1/2 (50%") && lines[0].contains("a.1"), "{printed}");
+    assert!(lines[1].starts_with("would purge 2/2 (100%") && lines[1].contains("a.3"), "{printed}");
+    assert!(!printed.contains('\r') && !printed.contains('\x1b'), "no terminal control off a terminal");
     reliability_support::assert_depths(&harness, (0, 4)).await;
     let purged = dlq(dir, &["purge", "--reason", "timeout", "--older-than", "1d", "--yes"]).await;
     assert!(String::from_utf8_lossy(&purged.stdout).contains("1 message(s) purged"));

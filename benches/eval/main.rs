@@ -62,9 +62,10 @@ struct Args {
     /// `llm.timeout_seconds`: one answer of a small model on two cores can take minutes.
     #[arg(long, default_value_t = 300)]
     llm_timeout_seconds: u64,
-    /// Also write llm.temperature, llm.max_tokens and llm.context_tokens into the config
-    /// (only for an engine that has those keys: the config refuses unknown keys).
-    #[arg(long)]
+    /// Write llm.temperature, llm.max_tokens and llm.context_tokens into the config
+    /// (`--sampling-keys false` for an engine built before those keys: the config refuses
+    /// unknown keys).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sampling_keys: bool,
     #[arg(long, default_value_t = 0.2)]
     temperature: f64,

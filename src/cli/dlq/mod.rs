@@ -8,9 +8,17 @@
 //! publisher confirms and removes the dead letter only after the broker confirmed, so a
 //! failure at any point leaves the task in one place or (at worst, if the process dies
 //! between the two) in both, never in neither.
+//!
+//! Replay and purge count the matching letters first (a browsing pass), then act in queue
+//! order with `n/total`, rate and time left ([`progress`]). An interrupted replay resumes
+//! by running it again: what was replayed is gone from the queue, the rest is still there,
+//! and the one message in flight at the interruption may be in both places; its second
+//! copy costs no new work, since a redelivered task finds its branch and artifacts by its
+//! task id and completes as a resume.
 
 mod filter;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +31,7 @@ use crate::amqp::{
 use crate::config::RunnerConfig;
 use crate::telemetry::mask_output;
 use filter::Filters;
+use progress::Progress;
 
 /// The default replay pace: fast enough to drain hundreds in a minute, slow enough not to
 /// flood the workers (and whatever service made the tasks fail) all at once.
@@ -165,6 +174,8 @@ async fn replay(
     let limit = filters.limit.unwrap_or(usize::MAX);
     let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let total = collect(session, names, filters).await?.len();
+    let mut progress = Progress::new(if dry_run { "would replay" } else { "replayed" }, total);
     let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
     let mut done = 0usize;
     while let Some(held) = cursor.next().await? {
@@ -176,7 +187,7 @@ async fn replay(
         let line = output::one_line(&held.letter, now);
         done += 1;
         if dry_run {
-            println!("would replay {line} -> {} '{routing_key}'", names.task_exchange);
+            progress.step(&format!("{line} -> {} '{routing_key}'", names.task_exchange));
             cursor.keep(held).await?;
             continue;
         }
@@ -192,6 +203,7 @@ async fn replay(
             })
             .await;
         if let Err(error) = published {
+            progress.finish();
             cursor.keep(held).await?;
             cursor.release().await;
             return Err(error).with_context(|| {
@@ -202,9 +214,10 @@ async fn replay(
             .remove(held)
             .await
             .with_context(|| format!("{line} was replayed but could not be removed from the DLQ"))?;
-        println!("replayed {line} -> {} '{routing_key}'", names.task_exchange);
+        progress.step(&format!("{line} -> {} '{routing_key}'", names.task_exchange));
     }
     cursor.release().await;
+    progress.finish();
     println!("{done} message(s) {}", if dry_run { "would be replayed" } else { "replayed" });
     Ok(ExitCode::SUCCESS)
 }
@@ -235,6 +248,8 @@ async fn purge(
 ) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     let limit = filters.limit.unwrap_or(usize::MAX);
+    let total = collect(session, names, filters).await?.len();
+    let mut progress = Progress::new(if dry_run { "would purge" } else { "purged" }, total);
     let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
     let mut done = 0usize;
     while let Some(held) = cursor.next().await? {
@@ -245,14 +260,14 @@ async fn purge(
         let line = output::one_line(&held.letter, now);
         done += 1;
         if dry_run {
-            println!("would purge {line}");
             cursor.keep(held).await?;
         } else {
             cursor.remove(held).await?;
-            println!("purged {line}");
         }
+        progress.step(&line);
     }
     cursor.release().await;
+    progress.finish();
     println!("{done} message(s) {}", if dry_run { "would be purged" } else { "purged" });
     Ok(ExitCode::SUCCESS)
 }
