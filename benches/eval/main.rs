@@ -175,6 +175,15 @@ fn evaluate(
     let mut outcomes = Vec::new();
     for mode in modes {
         for task in tasks {
+            // A server gone mid-run (killed, crashed) would fail every remaining task as
+            // the model's doing; stop instead, keeping the results so far.
+            anyhow::ensure!(
+                endpoint_answers(&settings.endpoint),
+                "the model server at {} does not answer before {mode}/{}: stopped; results so far in {}",
+                settings.endpoint,
+                task.name,
+                work.join("results.json").display()
+            );
             let dir = work.join(mode).join(&task.name);
             std::fs::create_dir_all(&dir)?;
             let origin = git::make_origin(&task.repo, &dir)?;
@@ -191,6 +200,16 @@ fn evaluate(
         }
     }
     Ok(outcomes)
+}
+
+/// True when `GET <endpoint>/models` gets any HTTP answer (llama.cpp, the scripted server
+/// and OpenAI all serve it).
+fn endpoint_answers(endpoint: &str) -> bool {
+    let url = format!("{}/models", endpoint.trim_end_matches('/'));
+    std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30", &url])
+        .output()
+        .is_ok_and(|out| out.stdout != b"000" && !out.stdout.is_empty())
 }
 
 fn run_info(args: &Args, settings: &RunSettings, root: &Path) -> report::RunInfo {
