@@ -6,13 +6,32 @@
 
 mod engine_support;
 
-use agent_runner::llm::scripted::{self, Script, ScriptedCall, Step};
-use agent_runner::llm::{EngineMode, EngineSettings, ImplementError};
+use agent_runner::llm::scripted::{self, Script, ScriptedCall, ScriptedLlmHandle, Step};
+use agent_runner::llm::{AgentSession, EngineMode, EngineSettings, ImplementError, ImplementationResult};
 use engine_support::{FIXED_GREET, WRONG_GREET, last_user_text, run_round, tool_results, workspace};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 fn fixed_greet() -> String {
     format!("#!/bin/sh\n{FIXED_GREET}")
+}
+
+/// `first`, then the steps that fix greet.sh and finish.
+fn then_fix<const N: usize>(first: [Step; N]) -> Script {
+    let mut steps = Vec::from(first);
+    steps.push(Step::call("write_file", json!({"path": "greet.sh", "content": fixed_greet()})));
+    steps.push(Step::call("finish", json!({"summary": "fixed"})));
+    Script::Steps(steps)
+}
+
+/// One default round of `script` on a fresh workspace.
+async fn play(
+    script: Script,
+) -> (TempDir, ScriptedLlmHandle, Result<ImplementationResult, ImplementError>, AgentSession) {
+    let ws = workspace();
+    let server = scripted::start(script).await.unwrap();
+    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    (ws, server, outcome, session)
 }
 
 fn assistant_messages(request: &Value) -> Vec<Value> {
@@ -21,21 +40,14 @@ fn assistant_messages(request: &Value) -> Vec<Value> {
 
 #[tokio::test]
 async fn finish_without_a_change_is_refused_and_the_model_goes_on() {
-    let ws = workspace();
-    let server = scripted::start(Script::steps([
-        Step::call("finish", json!({"summary": "Fixed the greeting."})),
-        Step::call("write_file", json!({"path": "greet.sh", "content": fixed_greet()})),
-        Step::call("finish", json!({"summary": "greet.sh says Hello"})),
-    ]))
-    .await
-    .unwrap();
-    let (outcome, session) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    let (_ws, server, outcome, session) =
+        play(then_fix([Step::call("finish", json!({"summary": "Fixed the greeting."}))])).await;
     let result = outcome.unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
     let refusal = &tool_results(&requests[1])[0].1;
     assert!(refusal.starts_with("error: finish refused: nothing has changed in this round"), "{refusal}");
-    assert_eq!(result.explanation, "greet.sh says Hello");
+    assert_eq!(result.explanation, "fixed");
     // The last finish came after an untested change: the engine ran the tests itself.
     let transcript = session.transcript().to_json();
     assert!(transcript.contains("tests run by the engine on finish: tests PASSED"), "{transcript}");
@@ -61,19 +73,12 @@ async fn finish_after_a_failing_change_gets_the_test_output_and_a_second_insiste
 
 #[tokio::test]
 async fn calls_after_a_failed_call_in_the_same_turn_are_dropped_and_reported() {
-    let ws = workspace();
-    let server = scripted::start(Script::steps([
-        Step::ToolCalls(vec![
-            ScriptedCall::new("edit_file", json!({"path": "greet.sh", "search": "absent", "replace": "x"})),
-            ScriptedCall::new("run_tests", json!({})),
-            ScriptedCall::new("finish", json!({"summary": "Fixed."})),
-        ]),
-        Step::call("write_file", json!({"path": "greet.sh", "content": fixed_greet()})),
-        Step::call("finish", json!({"summary": "fixed"})),
-    ]))
-    .await
-    .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    let (_ws, server, outcome, _) = play(then_fix([Step::ToolCalls(vec![
+        ScriptedCall::new("edit_file", json!({"path": "greet.sh", "search": "absent", "replace": "x"})),
+        ScriptedCall::new("run_tests", json!({})),
+        ScriptedCall::new("finish", json!({"summary": "Fixed."})),
+    ])]))
+    .await;
     assert_eq!(outcome.unwrap().explanation, "fixed");
     let results: Vec<String> = tool_results(&server.requests()[1]).into_iter().map(|(_, t)| t).collect();
     assert!(results[0].starts_with("error: the search text was not found"), "{results:?}");
@@ -115,19 +120,14 @@ async fn tool_calls_written_as_text_are_run_and_answered_in_a_user_message() {
 
 #[tokio::test]
 async fn an_echoed_schema_is_refused_with_a_correct_example() {
-    let ws = workspace();
-    let server = scripted::start(Script::steps([
+    let (_ws, server, outcome, _) = play(then_fix([
         Step::ToolCalls(vec![ScriptedCall::raw(
             "list_dir",
             r#"{"properties":{"path":{"type":"string"}},"required":[],"type":"object"}"#,
         )]),
         Step::call("read_file", json!({"file": "greet.sh"})),
-        Step::call("write_file", json!({"path": "greet.sh", "content": fixed_greet()})),
-        Step::call("finish", json!({"summary": "fixed"})),
     ]))
-    .await
-    .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    .await;
     outcome.unwrap();
     let requests = server.requests();
     let schema = &tool_results(&requests[1])[0].1;
@@ -192,15 +192,7 @@ async fn the_same_prose_again_and_again_is_a_stall() {
 
 #[tokio::test]
 async fn an_empty_answer_never_goes_back_as_an_empty_assistant_message() {
-    let ws = workspace();
-    let server = scripted::start(Script::steps([
-        Step::Reply(String::new()),
-        Step::call("write_file", json!({"path": "greet.sh", "content": fixed_greet()})),
-        Step::call("finish", json!({"summary": "fixed"})),
-    ]))
-    .await
-    .unwrap();
-    let (outcome, _) = run_round(ws.path(), &server, &EngineSettings::default(), 0).await;
+    let (_ws, server, outcome, _) = play(then_fix([Step::Reply(String::new())])).await;
     outcome.unwrap();
     for request in server.requests() {
         for message in assistant_messages(&request) {

@@ -82,7 +82,8 @@ fn tools_how(example_path: &str) -> String {
          search-and-replace: the search text must occur exactly once, or set replace_all for a rename) or \
          write_file (whole files) to change code; delete_file to remove a file; run_tests to run the test \
          steps; finish with a summary when the tests pass. Read a file before editing it. finish is refused \
-         while nothing has changed or the last test run failed.\n\
+         while nothing has changed or the last test run failed. Answer with calls, not explanations: every \
+         word you write costs time.\n\
          If you cannot call functions natively, write each call on its own as\n<tool_call>\n{call}\n</tool_call>"
     )
 }
@@ -105,6 +106,7 @@ fn edit_blocks_how(example: &ExampleFile) -> String {
          content.\n\
          Commands, each on a line of its own: `READ FILE: path` shows you a file, `DELETE FILE: path` deletes \
          one, `RUN TESTS` runs the test steps. The results come back in the next message.\n\
+         Answer with blocks and commands, not explanations: every word you write costs time. \
          When the task is done and the tests pass, answer with a short summary and no edit blocks or commands; \
          a summary is refused while nothing has changed or the last test run failed.",
         path = example.path,
