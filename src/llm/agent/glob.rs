@@ -8,8 +8,11 @@
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// The default protected globs: where the common test frameworks keep their tests, so the
-/// model cannot make a failing suite pass by weakening it.
+/// model cannot make a failing suite pass by weakening it, and the repository's own
+/// playbook directory, which says what the test step runs (a real model in the
+/// evaluation rewrote `.necrocode/playbook.yaml` in place of the code).
 pub const DEFAULT_PROTECTED_PATHS: &[&str] = &[
+    ".necrocode/**",
     "tests/**",
     "test/**",
     "spec/**",
@@ -120,6 +123,7 @@ mod tests {
             "src/lib/test_util.py",
             "web/app.test.ts",
             "web/app.spec.js",
+            ".necrocode/playbook.yaml",
         ] {
             assert!(protected.matching(path).is_some(), "{path}");
         }
