@@ -49,7 +49,8 @@ impl FinishGate {
         if !self.changed_in_round {
             return self.refuse(
                 "finish refused: nothing has changed in this round. The task is done only when the files \
-                 are changed: make the change with edit_file or write_file first.",
+                 are changed: make the change first (edit_file or write_file with tools, an edit block \
+                 otherwise).",
             );
         }
         match (tests_available, self.tests_since_change) {
