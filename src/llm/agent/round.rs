@@ -162,7 +162,7 @@ impl Round<'_, '_> {
                 Ok(self.run_calls(calls, false).await)
             }
             TextCalls::Malformed(reason) => {
-                self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+                self.note_answer(&answer);
                 let example =
                     super::nudge::call_text("read_file", &serde_json::json!({"path": self.example_path}));
                 self.tell(format!("error: {reason}. Nothing was run; write the call again, e.g.\n<tool_call>\n{example}\n</tool_call>"));
@@ -171,6 +171,12 @@ impl Round<'_, '_> {
             }
             TextCalls::None => self.on_plain_answer(answer).await,
         }
+    }
+
+    /// Counts an answer that ran nothing toward the repeated-call stall: the same text
+    /// again is a loop like the same call again.
+    fn note_answer(&mut self, answer: &Turn) {
+        self.session.budget.note_call(format!("answer({})", answer.content.trim()));
     }
 
     /// The tools offered this round, by name.
@@ -186,7 +192,7 @@ impl Round<'_, '_> {
         if answer.content.contains("\"code_changes\"") {
             return self.apply_single_shot(&answer);
         }
-        self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+        self.note_answer(&answer);
         let ws = &self.tools.workspace;
         let nudge = if answer.content.trim().is_empty() {
             format!("Your answer was empty. {}", plain_nudge(&self.example_path))
@@ -243,7 +249,7 @@ impl Round<'_, '_> {
         let actions = match parse_actions(&answer.content) {
             Ok(actions) => actions,
             Err(reason) => {
-                self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+                self.note_answer(&answer);
                 self.tell(format!("error: {reason}. Nothing was applied; send the blocks again."));
                 self.session.budget.note_progress(false);
                 return Ok(None);
@@ -251,7 +257,7 @@ impl Round<'_, '_> {
         };
         if actions.is_empty() {
             // A summary: the end of the round, if the evidence allows.
-            self.session.budget.note_call(format!("answer({})", answer.content.trim()));
+            self.note_answer(&answer);
             match self.judge_finish().await {
                 Ok(()) => return Ok(Some(answer.content)),
                 Err(refusal) => {
