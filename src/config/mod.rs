@@ -42,8 +42,8 @@ pub use overrides::ConfigOverrides;
 pub use pod_config::{CONFIG_ENV, ENV_FORWARDED_TO_PODS};
 pub use secret::read_secret;
 pub use values::{
-    AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel, MAX_CONCURRENCY,
-    MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
+    AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel, MAX_CONCURRENCY, MAX_CPU_PERCENT,
+    MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
 };
 
 /// The default LLM model: small, cheap and good enough for scoped tasks; any
@@ -396,7 +396,9 @@ pub fn load(
     // A Kubernetes task pod gets its worker's file in the environment instead.
     let text = match file {
         Some(path) => Some((file::read_text(path)?, path.to_path_buf())),
-        None => env(CONFIG_ENV).filter(|t| !t.trim().is_empty()).map(|t| (t, PathBuf::from(format!("${CONFIG_ENV}")))),
+        None => env(CONFIG_ENV)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| (t, PathBuf::from(format!("${CONFIG_ENV}")))),
     };
     if let Some((text, path)) = &text {
         let raw = file::parse(text, path)?;
@@ -411,4 +413,3 @@ pub fn load(
     }
     Ok(config)
 }
-

@@ -63,7 +63,10 @@ mod tests {
         let text = "execution_mode: kubernetes\nk8s_image: i\namqp:\n  url: amqp://u:secret@h\n\
                     git:\n  allowed_remotes: [\"file://\"]\nllm:\n  model: m\n";
         let pods = for_pods(text, Path::new("c.yaml")).unwrap();
-        assert!(!pods.contains("secret") && !pods.contains("kubernetes") && !pods.contains("k8s_image"), "{pods}");
+        assert!(
+            !pods.contains("secret") && !pods.contains("kubernetes") && !pods.contains("k8s_image"),
+            "{pods}"
+        );
         assert!(pods.contains("allowed_remotes") && pods.contains("model: m"), "{pods}");
         let raw = super::super::file::parse(&pods, Path::new("pods")).unwrap();
         assert!(raw.amqp.is_none());

@@ -30,7 +30,8 @@ pub fn read_secret(
     match (direct, file) {
         (None, None) => match env(crate::kubernetes::SECRETS_DIR_ENV).filter(|dir| !dir.trim().is_empty()) {
             Some(dir) if PathBuf::from(dir.trim()).join(env_var).is_file() => {
-                read_secret_file(crate::kubernetes::SECRETS_DIR_ENV, PathBuf::from(dir.trim()).join(env_var)).map(Some)
+                read_secret_file(crate::kubernetes::SECRETS_DIR_ENV, PathBuf::from(dir.trim()).join(env_var))
+                    .map(Some)
             }
             _ => Ok(None),
         },
@@ -139,7 +140,12 @@ mod tests {
         let env = lookup(&[("AGENT_RUNNER_SECRETS_DIR", dir.path().to_str().unwrap())]);
         assert_eq!(exposed(read_secret("GIT_TOKEN", &env).unwrap()), Some("ghp_projected".into()));
         assert_eq!(exposed(read_secret("OPENAI_API_KEY", &env).unwrap()), None, "absent there: unset");
-        let both = lookup(&[("AGENT_RUNNER_SECRETS_DIR", dir.path().to_str().unwrap()), ("GIT_TOKEN", "ghp_env")]);
-        assert_eq!(exposed(read_secret("GIT_TOKEN", &both).unwrap()), Some("ghp_env".into()), "the variable wins");
+        let both =
+            lookup(&[("AGENT_RUNNER_SECRETS_DIR", dir.path().to_str().unwrap()), ("GIT_TOKEN", "ghp_env")]);
+        assert_eq!(
+            exposed(read_secret("GIT_TOKEN", &both).unwrap()),
+            Some("ghp_env".into()),
+            "the variable wins"
+        );
     }
 }

@@ -160,7 +160,11 @@ pub fn fetch_branch(path: &Path, remote: &GitRemote, branch: &str) -> Result<(),
 /// What `branch` holds on the remote, asked without a workspace: the branch's recent
 /// history is fetched into a scratch repository and walked for this task's trailer (the
 /// worker checking what a Kubernetes task pod says it pushed).
-pub fn task_branch_on_remote(remote: &GitRemote, branch: &str, task_id: &str) -> Result<BranchOnRemote, GitError> {
+pub fn task_branch_on_remote(
+    remote: &GitRemote,
+    branch: &str,
+    task_id: &str,
+) -> Result<BranchOnRemote, GitError> {
     let scratch_error = |e: std::io::Error| GitError::RemoteQuery {
         branch: branch.to_string(),
         url: remote.redacted_url(),
@@ -173,13 +177,22 @@ pub fn task_branch_on_remote(remote: &GitRemote, branch: &str, task_id: &str) ->
         return Ok(BranchOnRemote::Absent);
     }
     let mut origin = pin_origin(&repo, remote).map_err(fetch_error)?;
-    let mut options = git2::FetchOptions::new();
-    // Deep enough for the trailer walk, never the whole history of a large repository.
-    let depth = i32::try_from(MAX_TRAILER_WALK).unwrap_or(i32::MAX);
-    options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None).depth(depth);
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    origin.fetch(&[refspec], Some(&mut options), None).map_err(fetch_error)?;
-    drop(origin);
+    let mut fetch = |depth: Option<i32>| {
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None);
+        if let Some(depth) = depth {
+            options.depth(depth);
+        }
+        origin.fetch(std::slice::from_ref(&refspec), Some(&mut options), None)
+    };
+    // Deep enough for the trailer walk, never the whole history of a large repository;
+    // libgit2's local transport (`file://`) fetches only whole histories.
+    let depth = i32::try_from(MAX_TRAILER_WALK).unwrap_or(i32::MAX);
+    match fetch(Some(depth)) {
+        Err(e) if e.message().contains("shallow") => fetch(None).map_err(fetch_error)?,
+        other => other.map_err(fetch_error)?,
+    }
     branch_on_remote(scratch.path(), branch, "", task_id)
 }
 

@@ -114,7 +114,8 @@ impl JobTemplate {
         ];
         if !self.secrets.is_empty() {
             env.push(serde_json::json!({ "name": SECRETS_DIR_ENV, "value": SECRETS_MOUNT }));
-            mounts.push(serde_json::json!({ "name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": true }));
+            mounts
+                .push(serde_json::json!({ "name": "secrets", "mountPath": SECRETS_MOUNT, "readOnly": true }));
             let sources: Vec<_> =
                 self.secrets.iter().map(|s| serde_json::json!({ "secret": { "name": s } })).collect();
             volumes.push(serde_json::json!({

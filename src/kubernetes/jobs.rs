@@ -11,7 +11,9 @@ use std::time::Duration;
 use futures_util::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy, WatchEvent, WatchParams,
+};
 
 /// Why a call to the Kubernetes API failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +100,10 @@ impl JobClient {
         let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
         let client = kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
         let namespace = namespace.as_str();
-        Ok(JobClient { jobs: Api::namespaced(client.clone(), namespace), pods: Api::namespaced(client, namespace) })
+        Ok(JobClient {
+            jobs: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client, namespace),
+        })
     }
 
     /// Proves the API answers and lets this worker see Jobs (the start-up check).
@@ -145,7 +150,8 @@ impl JobClient {
                 return Ok(end);
             }
             let version = job.metadata.resource_version.clone().unwrap_or_else(|| "0".to_string());
-            let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(WATCH_SECONDS);
+            let params =
+                WatchParams::default().fields(&format!("metadata.name={name}")).timeout(WATCH_SECONDS);
             let Ok(stream) = self.jobs.watch(&params, &version).await else {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
@@ -170,9 +176,10 @@ impl JobClient {
     /// `Some` when `job` carries a terminal condition.
     async fn end_of(&self, name: &str, job: &Job) -> Result<Option<JobEnd>, KubeError> {
         let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-        let terminal = conditions.into_iter().flatten().find(|c| {
-            c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
-        });
+        let terminal = conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
         let Some(condition) = terminal else { return Ok(None) };
         let termination = self.termination(name).await?;
         Ok(Some(match condition.type_.as_str() {
@@ -200,7 +207,10 @@ impl JobClient {
     async fn newest_pod(&self, name: &str) -> Result<Option<Pod>, KubeError> {
         let params = ListParams::default().labels(&format!("job-name={name}"));
         let pods = self.pods.list(&params).await.map_err(|e| KubeError::of("list the job's pods", e))?;
-        Ok(pods.items.into_iter().max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp)))
+        Ok(pods
+            .items
+            .into_iter()
+            .max_by(|a, b| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp)))
     }
 
     /// Follows the Job's pod log, line by line, into `line` until the pod's log ends.
@@ -231,7 +241,10 @@ impl JobClient {
 
     /// Deletes the Job and, in the background, its pods (which stops a running task).
     pub async fn delete(&self, name: &str) -> Result<(), KubeError> {
-        let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
         match self.jobs.delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

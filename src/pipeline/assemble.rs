@@ -206,7 +206,9 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
 fn kubernetes_jobs(config: &RunnerConfig) -> crate::kubernetes::KubernetesJobs {
     let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
         .iter()
-        .filter_map(|name| crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v)))
+        .filter_map(|name| {
+            crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
+        })
         .collect();
     let template = crate::kubernetes::JobTemplate {
         // Checked when the configuration was loaded: the mode requires an image.

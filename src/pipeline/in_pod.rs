@@ -74,7 +74,10 @@ async fn run_job(
     }
     // The log is followed while the Job runs, and may trail its end by a moment.
     let wait_and_drain = async {
-        let follow = client.follow_log(&name, |line| ctx.log.record("pod", line));
+        let follow = client.follow_log(&name, |line| {
+            ctx.log.record("pod", line);
+            tracing::debug!(job = %name, line, "pod log");
+        });
         let waited = client.wait(&name);
         tokio::pin!(follow, waited);
         tokio::select! {
@@ -122,10 +125,12 @@ async fn start(
                 return Ok(());
             }
             Started::Found => {
-                let end = client.end_now(name).await.map_err(|e| infrastructure(e.to_string(), e.transient()))?;
+                let end =
+                    client.end_now(name).await.map_err(|e| infrastructure(e.to_string(), e.transient()))?;
                 match end {
                     None | Some(JobEnd::Succeeded { .. }) => {
-                        ctx.log.record(STEP, &format!("found job {name} of an earlier delivery; following it"));
+                        ctx.log
+                            .record(STEP, &format!("found job {name} of an earlier delivery; following it"));
                         return Ok(());
                     }
                     Some(JobEnd::Failed { .. }) => {
@@ -180,7 +185,12 @@ async fn settle_end(
                 false,
             )),
             Some(t) => Err(infrastructure(
-                format!("the task pod exited {} ({}) without an outcome: {}", t.exit_code, t.reason, masked(&t.message)),
+                format!(
+                    "the task pod exited {} ({}) without an outcome: {}",
+                    t.exit_code,
+                    t.reason,
+                    masked(&t.message)
+                ),
                 true,
             )),
             None => Err(infrastructure(format!("job {name} ended without a pod status: {end:?}"), true)),
@@ -192,9 +202,14 @@ async fn settle_end(
 /// Checks what a successful pod claims: this task's commit on the remote branch, and
 /// every artifact it lists in the store.
 async fn verify_effects(ctx: &RunContext<'_>, outcome: &PodOutcome) -> Result<(), TaskFailure> {
-    let unproven = |kind, message: String| Err(TaskFailure { transient: true, ..TaskFailure::new(kind, STEP, message) });
-    let (Some(branch), Some(commit), Some(url)) = (&outcome.branch, &outcome.commit, &ctx.task.repo_url) else {
-        return unproven(FailureKind::Push, "the task pod reported success without a pushed branch".to_string());
+    let unproven =
+        |kind, message: String| Err(TaskFailure { transient: true, ..TaskFailure::new(kind, STEP, message) });
+    let (Some(branch), Some(commit), Some(url)) = (&outcome.branch, &outcome.commit, &ctx.task.repo_url)
+    else {
+        return unproven(
+            FailureKind::Push,
+            "the task pod reported success without a pushed branch".to_string(),
+        );
     };
     let credentials = ctx.runner.services.git_credentials.for_remote(url);
     let remote = GitRemote::new(url.clone(), credentials).map_err(|e| e.to_failure(STEP))?;
@@ -233,13 +248,23 @@ async fn verify_effects(ctx: &RunContext<'_>, outcome: &PodOutcome) -> Result<()
             Ok(None) => {
                 return unproven(
                     FailureKind::ArtifactUpload,
-                    format!("artifact {} reported at {} is not in the store", artifact.kind.as_str(), artifact.uri),
+                    format!(
+                        "artifact {} reported at {} is not in the store",
+                        artifact.kind.as_str(),
+                        artifact.uri
+                    ),
                 );
             }
-            Err(error) => return unproven(FailureKind::ArtifactUpload, format!("cannot read the artifact store: {error}")),
+            Err(error) => {
+                return unproven(
+                    FailureKind::ArtifactUpload,
+                    format!("cannot read the artifact store: {error}"),
+                );
+            }
         }
     }
-    ctx.log.record(STEP, &format!("verified: {branch} carries this task's commit {commit}; artifacts stored"));
+    ctx.log
+        .record(STEP, &format!("verified: {branch} carries this task's commit {commit}; artifacts stored"));
     Ok(())
 }
 
