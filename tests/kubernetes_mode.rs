@@ -14,7 +14,9 @@ use agent_runner::demo::sample;
 use agent_runner::llm::scripted::Script;
 use common::{AMQP_URL, Harness};
 use kubernetes_support::KubeApi;
-use reliability_support::{WorkerProcess, assert_depths, binary_config, commits_on_branch, eventually};
+use reliability_support::{
+    WorkerProcess, agent_runner, assert_depths, binary_config, commits_on_branch, eventually,
+};
 
 const EXIT_LIMIT: Duration = Duration::from_secs(120);
 const LLM_KEY: &str = "sk-kubernetes-test-0123456789abcdef";
@@ -175,6 +177,42 @@ async fn a_worker_whose_kubernetes_api_does_not_answer_refuses_to_start_with_exi
     assert_eq!(status.code(), Some(69), "{}", log_of(&harness, "1"));
     assert!(log_of(&harness, "1").contains("execution_mode kubernetes"), "{}", log_of(&harness, "1"));
     assert!(harness.llm.requests().is_empty());
+    harness.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_operators_cancel_deletes_the_job_and_a_shutdown_leaves_it_for_the_next_delivery() {
+    let harness = Harness::new("k8s-stop", model(true)).await;
+    // Pods that never start within the test: the task is in its Job the whole time.
+    let api = cluster(&harness, "tasks-stop", Duration::from_secs(600)).await;
+    let dir = harness.dir.path();
+    let config = std::fs::read_to_string(dir.join("c.yaml")).unwrap();
+    std::fs::write(dir.join("c.yaml"), format!("{config}reliability:\n  shutdown_grace_seconds: 1\n")).unwrap();
+
+    // Shutdown: the worker lets go of the delivery and of nothing else.
+    publish_sample(&harness, "k8s.4").await;
+    let worker = start_worker(&harness, "1");
+    eventually("the job was created", 60, || !api.job_names().is_empty()).await;
+    worker.terminate();
+    let status = worker.wait(EXIT_LIMIT).await;
+    assert!(status.success(), "{status:?}: {}", log_of(&harness, "1"));
+    assert_eq!(count(&api.requests(), "DELETE jobs/"), 0, "{:?}", api.requests());
+    assert_eq!(api.job_names().len(), 1, "the Job keeps running for the next delivery");
+    assert_depths(&harness, (1, 0)).await;
+
+    // Cancel: the next delivery follows that Job, and the operator's cancel deletes it.
+    let worker = start_worker(&harness, "2");
+    eventually("the second worker follows the job", 60, || count(&api.requests(), "POST jobs/") == 2).await;
+    let cancelled = agent_runner(dir, &["--config", "c.yaml", "cancel", "k8s.4"]).await;
+    assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+    let status = worker.wait(EXIT_LIMIT).await;
+    assert!(status.success(), "{status:?}: {}", log_of(&harness, "2"));
+    assert_eq!(api.created().len(), 1);
+    assert_eq!(count(&api.requests(), "DELETE jobs/"), 1, "{:?}", api.requests());
+    assert!(api.job_names().is_empty());
+    assert_eq!(api.pods_started(), 0);
+    let (kind, _, _) = harness.only_dead_letter().await;
+    assert_eq!(kind, "cancelled");
     harness.cleanup().await;
 }
 
