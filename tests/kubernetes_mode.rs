@@ -187,7 +187,8 @@ async fn an_operators_cancel_deletes_the_job_and_a_shutdown_leaves_it_for_the_ne
     let api = cluster(&harness, "tasks-stop", Duration::from_secs(600)).await;
     let dir = harness.dir.path();
     let config = std::fs::read_to_string(dir.join("c.yaml")).unwrap();
-    std::fs::write(dir.join("c.yaml"), format!("{config}reliability:\n  shutdown_grace_seconds: 1\n")).unwrap();
+    std::fs::write(dir.join("c.yaml"), format!("{config}reliability:\n  shutdown_grace_seconds: 1\n"))
+        .unwrap();
 
     // Shutdown: the worker lets go of the delivery and of nothing else.
     publish_sample(&harness, "k8s.4").await;

@@ -42,6 +42,29 @@ impl KubernetesJobs {
         KubernetesJobs { namespace, template, client: OnceCell::new() }
     }
 
+    /// The mode as `config` sets it: `k8s_*`, the limits as the pods' resources, and the
+    /// worker's configuration for the pods (its file, and what it read from the
+    /// environment). Secrets reach the pods only as the `k8s_secrets` they mount: a value
+    /// written into a Job would be readable by anyone who may read Jobs.
+    pub fn from_config(config: &crate::config::RunnerConfig) -> Self {
+        let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
+            .iter()
+            .filter_map(|name| {
+                crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
+            })
+            .collect();
+        let template = JobTemplate {
+            // Checked when the configuration was loaded: the mode requires an image.
+            image: config.kubernetes.image.clone().unwrap_or_default(),
+            secrets: config.kubernetes.secrets.clone(),
+            memory_mb: config.limits.max_memory_mb,
+            cpu_percent: config.limits.max_cpu_percent,
+            config_yaml: config.kubernetes.pod_config.clone(),
+            forwarded_env,
+        };
+        KubernetesJobs::new(config.kubernetes.namespace.clone(), template)
+    }
+
     /// The API client, configured from the environment on the first call.
     pub async fn client(&self) -> Result<&JobClient, KubeError> {
         self.client.get_or_try_init(|| JobClient::connect(self.namespace.as_deref())).await
