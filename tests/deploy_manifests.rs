@@ -468,6 +468,7 @@ fn the_kubernetes_mode_overlay_grants_the_job_calls_and_its_task_jobs_match_the_
         spec_name: "spec",
         task_json: message,
         deadline: std::time::Duration::from_secs(2100),
+        attempt: 1,
     };
     let job: Value = serde_yaml::to_value(jobs.template.job_for(task).unwrap()).unwrap();
     let violations = schemas.violations(&job);

@@ -80,6 +80,7 @@ async fn publish_sample(harness: &Harness, task_id: &str) {
 async fn a_task_runs_in_its_own_job_and_is_acked_once_its_push_and_artifacts_are_checked() {
     let harness = Harness::new("k8s-e2e", model(true)).await;
     let api = cluster(&harness, "tasks-e2e", Duration::ZERO).await;
+    let mut tap = harness.session.tap(&harness.names.events_exchange, "#").await.unwrap();
     publish_sample(&harness, "k8s.1").await;
 
     let worker = start_worker(&harness, "1");
@@ -114,8 +115,20 @@ async fn a_task_runs_in_its_own_job_and_is_acked_once_its_push_and_artifacts_are
     assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
     let env = pod["containers"][0]["env"].to_string();
     assert!(!env.contains(LLM_KEY) && !env.contains("guest:guest"), "no secret in the Job: {env}");
-    let log = log_of(&harness, "1");
-    assert!(log.contains("task completed") || log.contains("completed"), "{log}");
+
+    // The worker's own start and completion, the pod's steps relayed between them.
+    let events = common::drain_events(&mut tap).await;
+    let outline: Vec<String> =
+        common::event_outline(&events, "k8s.1").into_iter().map(|(t, s)| format!("{t} {s}")).collect();
+    assert_eq!(outline.first().map(String::as_str), Some("TaskStarted "), "{outline:?}");
+    assert_eq!(outline.last().map(String::as_str), Some("TaskCompleted "), "{outline:?}");
+    for step in ["StepStarted implement", "StepCompleted test", "StepCompleted push"] {
+        assert!(outline.iter().any(|e| e == step), "{step} missing: {outline:?}");
+    }
+    assert_eq!(outline.iter().filter(|e| e.starts_with("TaskStarted")).count(), 1, "{outline:?}");
+    let relayed = events.iter().find(|e| e["type"] == "StepStarted").unwrap();
+    assert!(relayed["runner_id"].as_str().unwrap().starts_with("ar-k8s-1-"), "{relayed}");
+    assert_eq!(relayed["attempt"], 1);
     harness.cleanup().await;
 }
 

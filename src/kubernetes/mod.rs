@@ -14,17 +14,20 @@
 //! - `job_spec.rs`: the Job manifest and name (pure).
 //! - `jobs.rs`: the API calls (create or find, watch, log, delete).
 //! - `outcome.rs`: what the pod reports and how it fits a termination message.
+//! - `pod_events.rs`: the pod's step events as log lines, relayed by the worker.
 
 mod job_spec;
 mod jobs;
 mod outcome;
+mod pod_events;
 
 pub use job_spec::{
-    COMPONENT_LABEL, CONFIG_ENV, DATA_DIR, JobTemplate, SECRETS_DIR_ENV, SECRETS_MOUNT, TASK_ENV,
-    TASK_ID_ANNOTATION, TERMINATION_LOG, TaskJob, job_name,
+    ATTEMPT_ENV, COMPONENT_LABEL, CONFIG_ENV, DATA_DIR, JobTemplate, SECRETS_DIR_ENV, SECRETS_MOUNT,
+    TASK_ENV, TASK_ID_ANNOTATION, TERMINATION_LOG, TaskJob, job_name,
 };
 pub use jobs::{JobClient, JobEnd, KubeError, Started, Termination};
 pub use outcome::{MAX_OUTCOME_BYTES, PodOutcome};
+pub use pod_events::{EVENT_LINE_PREFIX, EventLines, relayed_event};
 
 use tokio::sync::OnceCell;
 
