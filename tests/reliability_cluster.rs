@@ -18,12 +18,13 @@ use reliability_support::{WorkerProcess, binary_config, commits_on_branch};
 
 const TASKS: usize = 16;
 /// Each task's test step takes three seconds, so tasks are in flight when nodes go.
-const SLOW_PLAYBOOK: &str =
-    "name: slow checks\nsteps:\n  - name: unit tests\n    command: sleep 3 && sh tests/test_greet.sh\n    timeout_seconds: 60\n";
+const SLOW_PLAYBOOK: &str = "name: slow checks\nsteps:\n  - name: unit tests\n    command: sleep 3 && sh tests/test_greet.sh\n    timeout_seconds: 60\n";
 
 fn pushed(origin: &Path) -> Vec<usize> {
     (0..TASKS)
-        .map(|i| commits_on_branch(origin, "main", &format!("feature/task-greeter-c.{i}")).map_or(0, |c| c.len()))
+        .map(|i| {
+            commits_on_branch(origin, "main", &format!("feature/task-greeter-c.{i}")).map_or(0, |c| c.len())
+        })
         .collect()
 }
 
@@ -47,7 +48,8 @@ async fn workers_on_a_three_node_cluster_carry_on_through_leader_loss_and_a_node
     let answer = sample::scripted_answer();
     let llm = scripted::start(Script::responder(move |_| answer.clone())).await.unwrap();
 
-    let names = TopologyNames::isolated(&format!("test.cluster.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let names =
+        TopologyNames::isolated(&format!("test.cluster.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let session = AmqpSession::connect(&cluster.url_list(0), "cluster-test").await.unwrap();
     session.declare(&names).await.unwrap();
     assert_eq!(cluster.members_of(&names.work_queue, 0), 3, "the work queue is replicated on every node");
@@ -70,7 +72,8 @@ async fn workers_on_a_three_node_cluster_carry_on_through_leader_loss_and_a_node
             llm.base_url(),
             common::local_remotes_yaml(dir.path()),
         );
-        let config = binary_config(&names, &cluster.url_list(first), &top).replace("  url:", "  concurrency: 1\n  url:");
+        let config = binary_config(&names, &cluster.url_list(first), &top)
+            .replace("  url:", "  concurrency: 1\n  url:");
         std::fs::write(worker_dir.join("c.yaml"), config).unwrap();
         workers.push(WorkerProcess::start(&worker_dir, label, &[]));
     }
@@ -87,7 +90,10 @@ async fn workers_on_a_three_node_cluster_carry_on_through_leader_loss_and_a_node
         cluster.start_node(leader);
         // A second node away for a while: the other two keep the quorum.
         let other = (leader + 1) % 3;
-        eprintln!("stopping node {other} with {} of {TASKS} tasks pushed", pushed(&origin).iter().filter(|c| **c > 0).count());
+        eprintln!(
+            "stopping node {other} with {} of {TASKS} tasks pushed",
+            pushed(&origin).iter().filter(|c| **c > 0).count()
+        );
         cluster.stop_node(other);
         std::thread::sleep(Duration::from_secs(5));
         cluster.start_node(other);
@@ -119,7 +125,8 @@ async fn workers_on_a_three_node_cluster_carry_on_through_leader_loss_and_a_node
     let mut reconnects = 0;
     for (label, worker) in ["1", "2"].into_iter().zip(workers) {
         let status = worker.wait(Duration::from_secs(60)).await;
-        let log = std::fs::read_to_string(dir.path().join(format!("worker-{label}/worker-{label}.log"))).unwrap();
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("worker-{label}/worker-{label}.log"))).unwrap();
         assert!(status.success(), "worker {label}: {status:?}\n{log}");
         reconnects += log.matches("connected to another broker node").count();
     }

@@ -96,7 +96,9 @@ impl BrokerNodes {
         }
         Err(refused.unwrap_or_else(|| AmqpError::Connect {
             url: String::new(),
-            source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed)),
+            source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                lapin::ConnectionState::Closed,
+            )),
         }))
     }
 }
@@ -120,13 +122,7 @@ impl AmqpSession {
         let events_channel = ConfirmedPublisher::open(&connection).await?;
         let connection: ConnectionSlot = Arc::new(RwLock::new(Arc::new(connection)));
         let events_publisher = events_channel.reopening_on(connection.clone());
-        Ok(AmqpSession {
-            nodes,
-            name: name.to_string(),
-            connection,
-            publisher,
-            events_publisher,
-        })
+        Ok(AmqpSession { nodes, name: name.to_string(), connection, publisher, events_publisher })
     }
 
     /// Opens a new connection and publish channels in place of the current ones (which

@@ -124,7 +124,13 @@ impl RabbitCluster {
             }
             std::fs::write(node_dir.join("rabbitmq.conf"), conf).unwrap();
             std::fs::write(node_dir.join("enabled_plugins"), "[].\n").unwrap();
-            nodes.push(Node { name: name.clone(), amqp_port, dist_port: free_port(), dir: node_dir, wrapper: None });
+            nodes.push(Node {
+                name: name.clone(),
+                amqp_port,
+                dist_port: free_port(),
+                dir: node_dir,
+                wrapper: None,
+            });
         }
         let chown = Command::new("chown").args(["-R", "rabbitmq:rabbitmq"]).arg(dir.path()).status().unwrap();
         assert!(chown.success(), "the cluster's directories must belong to the rabbitmq user");
@@ -149,7 +155,10 @@ impl RabbitCluster {
 
     /// The index of the node leading quorum queue `queue`, asked of a running node.
     pub fn leader_of(&self, queue: &str, ask: usize) -> Option<usize> {
-        let listed = rabbitmqctl(&self.nodes[ask].name, &["list_queues", "name", "leader", "members", "--formatter", "json"]);
+        let listed = rabbitmqctl(
+            &self.nodes[ask].name,
+            &["list_queues", "name", "leader", "members", "--formatter", "json"],
+        );
         let queues: serde_json::Value = serde_json::from_str(&listed).ok()?;
         let leader = queues.as_array()?.iter().find(|q| q["name"] == queue)?["leader"].as_str()?.to_string();
         self.nodes.iter().position(|n| n.name == leader)
@@ -157,7 +166,8 @@ impl RabbitCluster {
 
     /// The members of quorum queue `queue`.
     pub fn members_of(&self, queue: &str, ask: usize) -> usize {
-        let listed = rabbitmqctl(&self.nodes[ask].name, &["list_queues", "name", "members", "--formatter", "json"]);
+        let listed =
+            rabbitmqctl(&self.nodes[ask].name, &["list_queues", "name", "members", "--formatter", "json"]);
         let queues: serde_json::Value = serde_json::from_str(&listed).unwrap();
         let found = queues.as_array().and_then(|q| q.iter().find(|q| q["name"] == queue).cloned());
         found.and_then(|q| q["members"].as_array().map(Vec::len)).unwrap_or(0)
