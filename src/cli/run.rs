@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::exit::{Exit, UsageError};
 use crate::config::RunnerConfig;
 use crate::events::MemorySink;
-use crate::pipeline::{Runner, RunnerSecrets};
+use crate::pipeline::Runner;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -23,10 +23,7 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let body = std::fs::read(&args.task).map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
-    let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
-    // Configuration before the host: a refused token says so without the checks' noise.
-    secrets.check_token_hosts(&config)?;
-    crate::pipeline::preflight(&config).await?;
+    let secrets = super::ready_to_run(&config).await?;
     let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
     let shutdown = super::shutdown_signal();
     let result = runner.run(&task, 1, &shutdown).await;

@@ -84,9 +84,7 @@ pub enum DlqCommand {
 }
 
 pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let names = TopologyNames::from(&config.amqp);
-    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner dlq").await?;
-    session.declare(&names).await?;
+    let (session, names) = super::broker_session(&config, "agent-runner dlq").await?;
     match command {
         DlqCommand::List { filters, json, summary } => {
             let letters = collect(&session, &names, &filters).await?;
