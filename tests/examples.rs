@@ -42,13 +42,13 @@ fn example_binary(name: &str) -> PathBuf {
 /// `env` besides `PATH`, `HOME` and how to reach a docker engine.
 fn run_example(name: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(example_binary(name));
-    command.arg(dir).env_clear().envs(env.iter().copied());
+    command.arg(dir).env_clear();
     for inherited in ["PATH", "HOME", "DOCKER_HOST"] {
         if let Some(value) = std::env::var_os(inherited) {
             command.env(inherited, value);
         }
     }
-    command.output().unwrap()
+    command.envs(env.iter().copied()).output().unwrap()
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -208,6 +208,28 @@ async fn external_services_uses_the_repo_pool_the_artifact_store_and_the_task_re
     assert_eq!(requests.iter().filter(|r| r.path == "/tasks/1.1/artifacts").count(), 5);
     assert_eq!(requests[0].path, "/health");
     assert_eq!(pushed_greet(dir.path()).as_deref(), Some(sample::GREET_CONTENT));
+}
+
+#[test]
+fn external_services_without_the_service_urls_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_example("external_services", dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "Error: set TASK_REGISTRY_URL, REPO_POOL_URL and ARTIFACT_STORE_URL to the services\n"
+    );
+    assert!(!dir.path().join("origin.git").exists(), "nothing was set up");
+}
+
+#[test]
+fn docker_runner_says_it_skipped_when_no_docker_engine_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("unix://{}", dir.path().join("no-engine.sock").display());
+    let stdout = stdout_of(&run_example("docker_runner", dir.path(), &[("DOCKER_HOST", &nowhere)]));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("skipped: no docker engine answers ("), "{stdout}");
+    assert!(!dir.path().join("origin.git").exists(), "nothing ran");
 }
 
 /// Whether a docker engine answers here.

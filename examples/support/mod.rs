@@ -24,8 +24,9 @@ pub struct Workdir {
     _temporary: Option<tempfile::TempDir>,
 }
 
-/// The directory named by the first argument (created, and kept afterwards so you can
-/// look at the origin and the artifacts), or a temporary one.
+/// The directory named by the first argument (created if need be, and kept afterwards so
+/// you can look at the origin and the artifacts; it must not hold an earlier run's), or
+/// a temporary one.
 pub fn workdir() -> anyhow::Result<Workdir> {
     match std::env::args_os().nth(1) {
         Some(dir) => {
@@ -44,6 +45,7 @@ pub fn workdir() -> anyhow::Result<Workdir> {
 /// its `file://` URL.
 pub fn sample_origin(dir: &Path, extra: &[(&str, &str)]) -> anyhow::Result<String> {
     let origin = dir.join("origin.git");
+    anyhow::ensure!(!origin.exists(), "{} holds an earlier run: give an empty directory", dir.display());
     let files: Vec<(&str, &str)> = sample::SAMPLE_FILES.iter().chain(extra).copied().collect();
     sample::create_origin(&origin, "main", &files)?;
     Ok(format!("file://{}", origin.display()))
