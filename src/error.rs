@@ -6,13 +6,13 @@
 //! [`TaskFailure`], so the dead-letter headers, the `TaskFailed` event and the run summary
 //! all speak the same words.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a task did not complete, following the seed's `RunnerError` hierarchy.
 ///
 /// The snake_case name is what operators see: the `x-failure-kind` DLQ header, the
 /// `TaskFailed` event and the run summary all carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The message or the task context is malformed (`TaskContextValidationError`).
@@ -41,11 +41,15 @@ pub enum FailureKind {
     /// The push guard found a known secret or a credential shape on a line the task's
     /// commit adds; the push was refused. Permanent: the same work would be refused again.
     SecretDetected,
+    /// The execution environment failed the task, not the task itself: the Kubernetes
+    /// API did not answer, a task pod could not start or was killed (out of memory,
+    /// evicted). Transient unless the environment refused the task for good.
+    Infrastructure,
 }
 
 impl FailureKind {
     /// Every kind, for the closed label set of the dead-letter metric.
-    pub const ALL: [FailureKind; 11] = [
+    pub const ALL: [FailureKind; 12] = [
         FailureKind::Validation,
         FailureKind::WorkspacePreparation,
         FailureKind::Implementation,
@@ -57,6 +61,7 @@ impl FailureKind {
         FailureKind::Cancelled,
         FailureKind::Crashed,
         FailureKind::SecretDetected,
+        FailureKind::Infrastructure,
     ];
 
     /// The stable wire name, as used in headers, events and summaries.
@@ -73,6 +78,7 @@ impl FailureKind {
             FailureKind::Cancelled => "cancelled",
             FailureKind::Crashed => "crashed",
             FailureKind::SecretDetected => "secret_detected",
+            FailureKind::Infrastructure => "infrastructure",
         }
     }
 }
@@ -85,7 +91,7 @@ impl std::fmt::Display for FailureKind {
 
 /// A task's failure as the delivery loop sees it: what kind, at which step, why, and
 /// whether trying again later could help.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFailure {
     pub kind: FailureKind,
     /// The pipeline step that failed (`validate`, `slot`, `workspace`, `implement`, `test`,

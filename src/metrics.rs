@@ -75,6 +75,7 @@ const DEAD_LETTER_KINDS: &[&str] = &[
     "cancelled",
     "crashed",
     "secret_detected",
+    "infrastructure",
     "malformed_event",
     "registry_refused",
 ];

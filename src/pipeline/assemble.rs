@@ -90,11 +90,6 @@ impl Runner {
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
         secrets.check_token_hosts(config)?;
-        if config.execution_mode == ExecutionMode::Kubernetes {
-            // Embedders that skip the preflight get the same refusal, never a fallback mode.
-            let reason = crate::config::KUBERNETES_MODE_UNAVAILABLE;
-            return Err(ConfigError::invalid_default("execution_mode", reason).into());
-        }
         for (name, secret) in [("git token", &secrets.git_token), ("LLM api key", &secrets.llm_api_key)] {
             if secret.as_ref().is_some_and(|s| s.expose_secret().len() < crate::secrets::MIN_MASKABLE_LEN) {
                 // Not an error (a local model server takes any key), but the operator
@@ -152,6 +147,12 @@ impl Runner {
             ),
             masker,
             secret_scan,
+            kubernetes: match config.execution_mode {
+                ExecutionMode::Kubernetes => {
+                    Some(Arc::new(crate::kubernetes::KubernetesJobs::from_config(config)))
+                }
+                _ => None,
+            },
         };
         let settings = RunnerSettings {
             runner_id: config.runner_id.clone(),
@@ -186,7 +187,7 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
             cpu_percent: config.limits.max_cpu_percent,
             volumes: config.docker_volumes.clone(),
         },
-        // Refused in `from_config` before this is reached; the strictest mode, should it be.
+        // The steps run in the task's pod, never here; the strictest mode, should one run.
         ExecutionMode::Kubernetes => Isolation::Sandbox { network: false, policy: config.sandbox.clone() },
     };
     StepExecution {

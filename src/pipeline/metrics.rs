@@ -11,7 +11,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The seed's `metrics`: peak memory in MB and peak CPU percent (100 = one core).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunMetrics {
     pub peak_memory_mb: f64,
     pub cpu_percent: f64,

@@ -71,10 +71,21 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn start(dir: &Path, label: &str, extra_args: &[&str]) -> WorkerProcess {
+        Self::start_with_env(dir, label, extra_args, &[])
+    }
+
+    /// [`WorkerProcess::start`] with `env` added to the worker's environment.
+    pub fn start_with_env(
+        dir: &Path,
+        label: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let log = std::fs::File::create(dir.join(format!("worker-{label}.log"))).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
             .args(["--config", "c.yaml", "--text-logs", "worker"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env_remove("OPENAI_API_KEY")
             .env_remove("AMQP_URL")
