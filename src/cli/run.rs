@@ -12,7 +12,7 @@ use super::exit::{Exit, UsageError};
 use crate::config::RunnerConfig;
 use crate::events::MemorySink;
 use crate::kubernetes::{ATTEMPT_ENV, EventLines, PodOutcome, TASK_ENV};
-use crate::pipeline::{Runner, RunnerSecrets};
+use crate::pipeline::Runner;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -48,10 +48,7 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     };
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
-    let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
-    // Configuration before the host: a refused token says so without the checks' noise.
-    secrets.check_token_hosts(&config)?;
-    crate::pipeline::preflight(&config).await?;
+    let secrets = super::ready_to_run(&config).await?;
     let events: Arc<dyn crate::events::EventSink> = match args.event_lines {
         true => Arc::new(EventLines),
         false => Arc::new(MemorySink::default()),
