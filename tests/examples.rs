@@ -5,9 +5,10 @@
 //! docker engine when one answers), and checks what each did: the branch pushed, the
 //! artifacts written, the services called, the result printed.
 //!
-//! One test per example; a new example gets one more test on [`run_example`] (the
-//! Kubernetes runner joins with the kubernetes mode).
+//! One test per example; a new example gets one more test on [`run_example`]. The
+//! Kubernetes runner's cluster is the API stand-in of the kubernetes mode's tests.
 
+mod kubernetes_support;
 mod ops_support;
 
 use std::path::{Path, PathBuf};
@@ -291,4 +292,51 @@ fn docker_runner_runs_the_steps_in_containers_or_says_it_skipped() {
     assert_eq!(started.lines().collect::<Vec<_>>(), [tag.as_str()], "one step container started");
     assert!(removed.status.success());
     assert_eq!(pushed_greet(dir.path()).as_deref(), Some(sample::GREET_CONTENT));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_runner_runs_the_task_in_a_job_and_checks_what_its_pod_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_agent-runner"));
+    let api =
+        kubernetes_support::KubeApi::start(binary, &dir.path().join("pods"), std::time::Duration::ZERO).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "examples");
+    let work = dir.path().join("work");
+    let kubeconfig = kubeconfig.to_str().unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        run_example("kubernetes_runner", &work, &[("KUBECONFIG", &kubeconfig), ("K8S_NAMESPACE", "examples")])
+    })
+    .await
+    .unwrap();
+    let stdout = stdout_of(&output);
+
+    assert_eq!(
+        lines_starting(&stdout, &["tasks run", "task"]),
+        ["tasks run as Jobs of ghcr.io/necrocode/agent-runner:0.1.0 in namespace examples", "task done"]
+    );
+    assert!(stdout.contains(&format!("branch {BRANCH} commit ")), "{stdout}");
+    assert_eq!(pushed_greet(&dir.path().join("work")).as_deref(), Some(sample::GREET_CONTENT));
+    assert_eq!(api.created().len(), 1, "one Job");
+    assert_eq!(api.pods_started(), 1);
+    assert!(api.job_names().is_empty(), "deleted once read");
+}
+
+#[test]
+fn kubernetes_runner_says_it_skipped_when_no_cluster_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let output = Command::new(example_binary("kubernetes_runner"))
+        .arg(dir.path().join("work"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.lines().last().unwrap_or("").starts_with("skipped: no Kubernetes cluster configured ("),
+        "{stdout}"
+    );
 }
