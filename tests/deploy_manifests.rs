@@ -9,12 +9,11 @@
 
 mod deploy_support;
 
-use std::collections::BTreeMap;
 
 use clap::Parser;
 use deploy_support::{
-    deployed_config, example_secret, find, kubernetes_dir, pod_templates, read_documents, render,
-    rendered_objects, root, secret_has, strings,
+    by_kind_and_name, deployed_config, example_secret, find, kubernetes_dir, pod_templates, read_documents,
+    render, rendered_objects, root, secret_has, strings,
 };
 use serde_yaml::Value;
 
@@ -24,7 +23,7 @@ const NAMESPACE: &str = "necrocode";
 
 #[test]
 fn each_overlay_renders_namespaced_pinned_and_without_the_secret() {
-    for overlay in deploy_support::OVERLAYS {
+    for overlay in deploy_support::OVERLAYS.into_iter().chain(["kubernetes-mode"]) {
         let docs = render(overlay);
         let names: Vec<String> =
             docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap().to_string()).collect();
@@ -38,18 +37,7 @@ fn each_overlay_renders_namespaced_pinned_and_without_the_secret() {
             // `apply -k` must never overwrite the operator's real Secret with placeholders.
             assert_ne!(doc["kind"], "Secret", "{what}");
         }
-        let objects: BTreeMap<(String, String), Value> = docs
-            .into_iter()
-            .map(|d| {
-                (
-                    (
-                        d["kind"].as_str().unwrap().to_string(),
-                        d["metadata"]["name"].as_str().unwrap().to_string(),
-                    ),
-                    d,
-                )
-            })
-            .collect();
+        let objects = by_kind_and_name(docs);
         // The ConfigMap is generated: its name carries the content hash, and every pod
         // mounts it by that name, so a changed configuration rolls the pods.
         let config_map = find(&objects, "ConfigMap", "agent-runner-config");
@@ -423,18 +411,7 @@ fn the_kubernetes_mode_overlay_grants_the_job_calls_and_its_task_jobs_match_the_
             violations.join("\n")
         );
     }
-    let objects: BTreeMap<(String, String), Value> = docs
-        .into_iter()
-        .map(|d| {
-            (
-                (
-                    d["kind"].as_str().unwrap().to_string(),
-                    d["metadata"]["name"].as_str().unwrap().to_string(),
-                ),
-                d,
-            )
-        })
-        .collect();
+    let objects = by_kind_and_name(docs);
 
     // Exactly the calls the mode makes (src/kubernetes/jobs.rs), in its own namespace.
     let role = find(&objects, "Role", "agent-runner-task-jobs");

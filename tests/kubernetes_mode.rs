@@ -45,13 +45,8 @@ async fn cluster(harness: &Harness, namespace: &str, start_delay: Duration) -> K
     api.write_kubeconfig(&dir.join("kubeconfig"), namespace);
     let top = format!(
         "execution_mode: kubernetes\nk8s_namespace: {namespace}\nk8s_image: necrocode/agent-runner:test\n\
-         k8s_secrets: [openai-api-key]\nmax_memory_mb: 512\nrunner_id: k8s-worker\npool_dir: {}\n\
-         artifact_store_url: file://{}\nplaybooks_dir: {}\nplaybook:\n  repair_rounds: 1\nllm:\n  endpoint: {}\n{}",
-        dir.join("slots").display(),
-        harness.artifacts_dir().display(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks").display(),
-        harness.llm.base_url(),
-        common::local_remotes_yaml(dir),
+         k8s_secrets: [openai-api-key]\nmax_memory_mb: 512\nrunner_id: k8s-worker\nplaybook:\n  repair_rounds: 1\n{}",
+        reliability_support::harness_parts_yaml(harness)
     );
     std::fs::write(dir.join("c.yaml"), binary_config(&harness.names, AMQP_URL, &top)).unwrap();
     api
