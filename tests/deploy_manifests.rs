@@ -9,7 +9,6 @@
 
 mod deploy_support;
 
-
 use clap::Parser;
 use deploy_support::{
     by_kind_and_name, deployed_config, example_secret, find, kubernetes_dir, pod_templates, read_documents,

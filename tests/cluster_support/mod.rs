@@ -1,4 +1,4 @@
-//! A 3-node RabbitMQ cluster of a test's own, on local ports: distinct node names, ports
+//! A RabbitMQ cluster of a test's own (three nodes, or any number), on local ports: distinct node names, ports
 //! and data directories, joined by classic peer discovery at boot, no plugins. The
 //! machine's shared broker is never touched (its nodes only share the host's epmd).
 //!
@@ -107,9 +107,14 @@ impl Node {
 impl RabbitCluster {
     /// Boots three nodes named after `label` and waits until all run as one cluster.
     pub fn start(label: &str) -> RabbitCluster {
+        Self::start_nodes(label, 3)
+    }
+
+    /// Boots `count` nodes named after `label` and waits until all run as one cluster.
+    pub fn start_nodes(label: &str, count: usize) -> RabbitCluster {
         let dir = tempfile::tempdir().unwrap();
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
-        let names: Vec<String> = (1..=3).map(|i| format!("ar-{label}-{suffix}-{i}@localhost")).collect();
+        let names: Vec<String> = (1..=count).map(|i| format!("ar-{label}-{suffix}-{i}@localhost")).collect();
         let mut nodes = Vec::new();
         for name in &names {
             let node_dir = dir.path().join(name.split('@').next().unwrap_or("node"));
@@ -143,7 +148,7 @@ impl RabbitCluster {
         }
         let status = rabbitmqctl(&cluster.nodes[0].name, &["cluster_status", "--formatter", "json"]);
         let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-        assert_eq!(status["running_nodes"].as_array().map(Vec::len), Some(3), "{status}");
+        assert_eq!(status["running_nodes"].as_array().map(Vec::len), Some(count), "{status}");
         cluster
     }
 
