@@ -85,8 +85,19 @@ async fn a_read_write_test_finish_sequence_becomes_the_pushed_commit() {
 
 #[tokio::test]
 async fn a_failing_test_run_leads_to_a_repair_round_that_passes() {
+    repair_round_passes(agent_runner::config::ExecutionMode::LocalProcess, "engine-repair").await;
+}
+
+/// The same task with every test run in the bubblewrap sandbox (the playbook's commands
+/// and the engine's own test runs).
+#[tokio::test]
+async fn in_the_sandbox_a_failing_test_run_leads_to_a_repair_round_that_passes() {
+    repair_round_passes(agent_runner::config::ExecutionMode::Sandbox, "engine-repair-sandbox").await;
+}
+
+async fn repair_round_passes(mode: agent_runner::config::ExecutionMode, label: &str) {
     let harness = Harness::new(
-        "engine-repair",
+        label,
         Script::steps([
             Step::call("write_file", json!({"path": GREET_PATH, "content": "#!/bin/sh\necho \"Hi $1\"\n"})),
             // Refused with the test output (the engine runs the untested change) ...
@@ -107,7 +118,9 @@ async fn a_failing_test_run_leads_to_a_repair_round_that_passes() {
             &serde_json::to_vec(&sample::sample_task(&harness.repo_url(), "e.2")).unwrap(),
         )
         .await;
-    let report = harness.run_worker(harness.config(), 1, 1).await;
+    let mut config = harness.config();
+    config.execution_mode = mode;
+    let report = harness.run_worker(config, 1, 1).await;
     assert_eq!((report.acked, report.dead_lettered), (1, 0));
 
     let requests = harness.llm.requests();
