@@ -125,6 +125,9 @@ async fn a_conversation_past_a_small_window_is_fitted_and_keeps_the_task_and_the
     // The transcript keeps what the tools answered in full.
     let transcript = session.transcript().to_json();
     assert!(transcript.contains("def helper_100"), "the transcript lost a read");
+    // And it says which requests went out shortened, and how.
+    assert!(transcript.contains("the request was shortened to fit the model's window: "), "{transcript}");
+    assert!(transcript.contains("old tool results summarised"), "{transcript}");
 }
 
 /// A server that answers the n-th chat request with llama.cpp's overflow error and plays

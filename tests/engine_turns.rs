@@ -237,3 +237,24 @@ async fn edit_blocks_show_a_real_file_and_copied_placeholders_are_format_errors(
     );
     assert_eq!(std::fs::read_to_string(ws.path().join("greet.sh")).unwrap(), fixed_greet());
 }
+
+#[tokio::test]
+async fn an_answer_cut_off_at_the_token_limit_is_asked_again_in_smaller_pieces() {
+    // A whole file in a text call, cut before its closing brace (finish_reason: length).
+    let cut = format!(
+        "<tool_call>\n{{\"name\": \"write_file\", \"arguments\": {{\"path\": \"greet.sh\", \"content\": \"#!/bin/sh\\n{}",
+        "echo line\\n".repeat(40)
+    );
+    let (_ws, server, outcome, _session) = play(then_fix([Step::CutOff(cut)])).await;
+    assert_eq!(outcome.unwrap().explanation, "fixed");
+    let requests = server.requests();
+    let reply = last_user_text(&requests[1]);
+    let limit = requests[0]["max_tokens"].as_u64().unwrap();
+    assert!(
+        reply.starts_with(&format!(
+            "Your answer was cut off at the {limit}-token limit before it ended, so nothing was run."
+        )),
+        "{reply}"
+    );
+    assert!(reply.contains("edit_file on just the lines that change"), "{reply}");
+}

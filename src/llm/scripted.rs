@@ -54,6 +54,8 @@ impl ScriptedCall {
 pub enum Step {
     /// HTTP 200 with a chat completion whose message content is this text.
     Reply(String),
+    /// A reply stopped at the completion limit (`finish_reason: "length"`).
+    CutOff(String),
     /// This HTTP status with this body (sent as JSON when it parses as JSON).
     Status(u16, String),
     /// HTTP 200 whose message calls these tools (`finish_reason: "tool_calls"`).
@@ -229,6 +231,7 @@ async fn chat_completions(
     };
     match step {
         Some(Step::Reply(content)) => completion(&request, Answer::Content(content), count).into_response(),
+        Some(Step::CutOff(content)) => completion(&request, Answer::CutOff(content), count).into_response(),
         Some(Step::ToolCalls(calls)) => completion(&request, Answer::Calls(calls), count).into_response(),
         Some(Step::Status(status, body)) => status_response(status, body),
         Some(Step::RateLimited { retry_after_seconds }) => rate_limited(retry_after_seconds),
@@ -251,6 +254,7 @@ async fn models() -> Response {
 /// What the assistant message carries.
 enum Answer {
     Content(String),
+    CutOff(String),
     Calls(Vec<ScriptedCall>),
 }
 
@@ -261,6 +265,10 @@ fn completion(request: &Value, answer: Answer, count: usize) -> axum::Json<Value
         Answer::Content(content) => {
             let chars = content.chars().count();
             (json!({"role": "assistant", "content": content}), "stop", chars)
+        }
+        Answer::CutOff(content) => {
+            let chars = content.chars().count();
+            (json!({"role": "assistant", "content": content}), "length", chars)
         }
         Answer::Calls(calls) => {
             let chars = calls.iter().map(|c| c.name.len() + c.arguments.chars().count()).sum();

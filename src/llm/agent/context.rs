@@ -58,6 +58,28 @@ impl FitReport {
     pub fn shrank(&self) -> bool {
         self.summarised + self.collapsed + self.dropped_exchanges > 0 || self.repository_cut
     }
+
+    /// What was left out of the request, for the transcript: "3 old tool results
+    /// summarised, 2 repeated nudges collapsed, 1 old exchange dropped".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let counted = [
+            (self.summarised, "old tool result summarised", "old tool results summarised"),
+            (self.collapsed, "repeated nudge collapsed", "repeated nudges collapsed"),
+            (self.dropped_exchanges, "old exchange dropped", "old exchanges dropped"),
+        ];
+        for (n, one, many) in counted {
+            match n {
+                0 => {}
+                1 => parts.push(format!("1 {one}")),
+                n => parts.push(format!("{n} {many}")),
+            }
+        }
+        if self.repository_cut {
+            parts.push("the repository view cut".to_string());
+        }
+        parts.join(", ")
+    }
 }
 
 /// The request to send.

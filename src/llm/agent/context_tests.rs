@@ -26,6 +26,8 @@ fn answer(calls: &[(&str, &str, serde_json::Value)]) -> Message {
         completion_tokens: 0,
         model: "m".into(),
         truncated: false,
+        max_tokens: 0,
+        fit: FitReport::default(),
     })
 }
 
@@ -37,6 +39,8 @@ fn plain(text: &str) -> Message {
         completion_tokens: 0,
         model: "m".into(),
         truncated: false,
+        max_tokens: 0,
+        fit: FitReport::default(),
     })
 }
 

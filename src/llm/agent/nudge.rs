@@ -112,10 +112,28 @@ pub fn call_text(name: &str, arguments: &serde_json::Value) -> String {
     format!("{{\"name\": {}, \"arguments\": {arguments}}}", json!(name))
 }
 
+/// A `read_file` call on a real file of the repository, as text: the example every
+/// "write the call like this" reply shows.
+pub fn read_file_example(example_path: &str) -> String {
+    call_text("read_file", &json!({"path": example_path}))
+}
+
+/// The reply to an answer cut off at the completion limit before its call was whole: a
+/// small model asked again to "write the file" writes the same too-long answer, so it is
+/// told to send less per answer.
+pub fn cut_off_nudge(completion_limit: u32) -> String {
+    let limit = format!("the {completion_limit}-token limit");
+    format!(
+        "Your answer was cut off at {limit} before it ended, so nothing was run. Send smaller pieces: one \
+         call per answer, edit_file on just the lines that change rather than write_file of a whole file, \
+         a long new file in parts (write_file the first part, then edit_file to append), and no explanation."
+    )
+}
+
 /// The nudge after an answer with neither a call nor code: the tools, and one call
 /// spelled out on a real file of the repository.
 pub fn plain_nudge(example_path: &str) -> String {
-    let call = call_text("read_file", &json!({"path": example_path}));
+    let call = read_file_example(example_path);
     format!(
         "Your answer did not call any tool, so nothing changed. Work through the tools: read_file or \
          list_dir to look, edit_file or write_file to change files, run_tests to check, finish when the tests \

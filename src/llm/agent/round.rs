@@ -93,6 +93,11 @@ impl Round<'_, '_> {
             };
             let answer = answer?;
             self.account(&answer);
+            if answer.fit.shrank() {
+                let note =
+                    format!("the request was shortened to fit the model's window: {}", answer.fit.describe());
+                self.note(Speaker::Engine, &note);
+            }
             let done = match settings.mode {
                 EngineMode::Tools => self.on_tool_answer(answer).await?,
                 EngineMode::EditBlocks => self.on_block_answer(answer).await?,
@@ -153,7 +158,14 @@ impl Round<'_, '_> {
         if !answer.calls.is_empty() {
             return Ok(self.run_calls(answer.calls, true).await);
         }
-        match text_calls::parse(&answer.content, &self.offered_names()) {
+        let parsed = text_calls::parse(&answer.content, &self.offered_names());
+        if answer.truncated && !matches!(parsed, TextCalls::Calls(..)) {
+            self.note_answer(&answer);
+            self.tell(super::nudge::cut_off_nudge(answer.max_tokens));
+            self.session.budget.note_progress(false);
+            return Ok(None);
+        }
+        match parsed {
             TextCalls::Calls(format, calls) => {
                 let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
                 let note =
@@ -163,8 +175,7 @@ impl Round<'_, '_> {
             }
             TextCalls::Malformed(reason) => {
                 self.note_answer(&answer);
-                let example =
-                    super::nudge::call_text("read_file", &serde_json::json!({"path": self.example_path}));
+                let example = super::nudge::read_file_example(&self.example_path);
                 self.tell(format!("error: {reason}. Nothing was run; write the call again, e.g.\n<tool_call>\n{example}\n</tool_call>"));
                 self.session.budget.note_progress(false);
                 Ok(None)

@@ -31,6 +31,10 @@ pub struct Turn {
     pub model: String,
     /// Stopped at the token limit, so text or arguments may be cut off.
     pub truncated: bool,
+    /// The completion limit the request asked for (`max_tokens`).
+    pub max_tokens: u32,
+    /// How the conversation was shortened to fit the window for this request.
+    pub fit: context::FitReport,
 }
 
 /// How the tools are offered in a request.
@@ -83,7 +87,11 @@ pub async fn ask(
                 client.learn_overflow(fitted.prompt_tokens, limits, Overflow { window, prompt_tokens });
             }
             Err(other) => return Err(other),
-            Ok(response) => return read_answer(client, response, &fitted.messages),
+            Ok(response) => {
+                let mut turn = read_answer(client, response, &fitted.messages, fitted.max_tokens)?;
+                turn.fit = fitted.report;
+                return Ok(turn);
+            }
         }
     }
 }
@@ -118,6 +126,7 @@ fn read_answer(
     client: &LlmClient,
     response: CreateChatCompletionResponse,
     sent: &[ChatCompletionRequestMessage],
+    max_tokens: u32,
 ) -> Result<Turn, ImplementError> {
     let usage = response.usage.unwrap_or_default();
     let model = if response.model.is_empty() { client.model().to_string() } else { response.model };
@@ -143,6 +152,8 @@ fn read_answer(
         completion_tokens,
         model,
         truncated: matches!(choice.finish_reason, Some(FinishReason::Length)),
+        max_tokens,
+        fit: context::FitReport::default(),
     })
 }
 
