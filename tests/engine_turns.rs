@@ -258,3 +258,20 @@ async fn an_answer_cut_off_at_the_token_limit_is_asked_again_in_smaller_pieces()
     );
     assert!(reply.contains("edit_file on just the lines that change"), "{reply}");
 }
+
+#[tokio::test]
+async fn the_same_look_twice_in_a_row_is_answered_with_a_push_to_act() {
+    let look = || Step::call("list_dir", json!({"path": "."}));
+    let (_ws, server, outcome, _session) = play(then_fix([look(), look()])).await;
+    assert_eq!(outcome.unwrap().explanation, "fixed");
+    let requests = server.requests();
+    let first = &tool_results(&requests[1])[0].1;
+    assert!(!first.contains("same call as just before"), "{first}");
+    let second = &tool_results(&requests[2])[0].1;
+    assert!(
+        second.ends_with(
+            "read_file one of the files named above, or write_file / edit_file the change the task needs."
+        ),
+        "{second}"
+    );
+}

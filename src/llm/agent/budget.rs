@@ -149,6 +149,11 @@ impl Budget {
         }
     }
 
+    /// How many times in a row the last call was made (1: not a repeat).
+    pub fn repeats(&self) -> u32 {
+        self.repeats
+    }
+
     /// Records whether the last turn changed the workspace.
     pub fn note_progress(&mut self, changed: bool) {
         if changed {

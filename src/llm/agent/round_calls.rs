@@ -17,6 +17,12 @@ use super::tools::ToolOutcome;
 use super::transcript::{CallRecord, Speaker};
 use super::turn;
 
+/// The tools that only look: the same look again answers the same, so a model that
+/// repeats one (seen: `list_dir .` four times) is told to act on the answer.
+const LOOKING: [&str; 3] = ["list_dir", "read_file", "search_text"];
+const REPEATED_LOOK: &str = "\n\nnote: this is the same call as just before, with the same answer. Act on it now: \
+    read_file one of the files named above, or write_file / edit_file the change the task needs.";
+
 impl Round<'_, '_> {
     /// Runs a turn's calls; returns the summary when a finish was accepted.
     pub(super) async fn run_calls(&mut self, calls: Vec<CallRecord>, native: bool) -> Option<String> {
@@ -31,11 +37,15 @@ impl Round<'_, '_> {
                 )),
                 None => {
                     self.session.budget.note_call(format!("{}({})", call.name, call.arguments.trim()));
-                    if call.name == "finish" {
+                    let mut outcome = if call.name == "finish" {
                         self.finish_call(&call.arguments).await
                     } else {
                         self.tools.call(&call.name, &call.arguments).await
+                    };
+                    if LOOKING.contains(&call.name.as_str()) && self.session.budget.repeats() > 1 {
+                        outcome.text.push_str(REPEATED_LOOK);
                     }
+                    outcome
                 }
             };
             outcome.text = self.client.mask(&outcome.text);
