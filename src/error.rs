@@ -41,11 +41,15 @@ pub enum FailureKind {
     /// The push guard found a known secret or a credential shape on a line the task's
     /// commit adds; the push was refused. Permanent: the same work would be refused again.
     SecretDetected,
+    /// The execution environment could not run a step at all: the container engine did
+    /// not answer, or the step's image is missing (`docker run` exit 125). Nothing of the
+    /// task's tests ran, so this is never a test failure; transient, retried with delay.
+    Infrastructure,
 }
 
 impl FailureKind {
     /// Every kind, for the closed label set of the dead-letter metric.
-    pub const ALL: [FailureKind; 11] = [
+    pub const ALL: [FailureKind; 12] = [
         FailureKind::Validation,
         FailureKind::WorkspacePreparation,
         FailureKind::Implementation,
@@ -57,6 +61,7 @@ impl FailureKind {
         FailureKind::Cancelled,
         FailureKind::Crashed,
         FailureKind::SecretDetected,
+        FailureKind::Infrastructure,
     ];
 
     /// The stable wire name, as used in headers, events and summaries.
@@ -73,6 +78,7 @@ impl FailureKind {
             FailureKind::Cancelled => "cancelled",
             FailureKind::Crashed => "crashed",
             FailureKind::SecretDetected => "secret_detected",
+            FailureKind::Infrastructure => "infrastructure",
         }
     }
 }
