@@ -143,10 +143,11 @@ fn parse_container_usage(text: &str) -> Option<ResourceUsage> {
     }
     if usage.cpu_user_us == 0 && usage.cpu_system_us == 0 {
         // v1: the exact total, split as the coarse tick counts are.
-        let ticks = v1_user_ticks + v1_system_ticks;
-        let total_us = v1_total_ns.map_or(ticks * (1_000_000 / USER_HZ), |ns| ns / 1000);
-        usage.cpu_system_us = if ticks == 0 { 0 } else { total_us * v1_system_ticks / ticks };
-        usage.cpu_user_us = total_us - usage.cpu_system_us;
+        let ticks = v1_user_ticks.saturating_add(v1_system_ticks);
+        let total_us = v1_total_ns.map_or(ticks.saturating_mul(1_000_000 / USER_HZ), |ns| ns / 1000);
+        let system = (u128::from(total_us) * u128::from(v1_system_ticks)).checked_div(u128::from(ticks));
+        usage.cpu_system_us = system.and_then(|us| u64::try_from(us).ok()).unwrap_or(0);
+        usage.cpu_user_us = total_us.saturating_sub(usage.cpu_system_us);
     }
     seen.then_some(usage)
 }
