@@ -156,7 +156,7 @@ pub const TASK_CPU: Family = Family {
 /// Peak memory of each task's largest command.
 pub const TASK_MEMORY: Family = Family {
     name: "agent_runner_task_peak_memory_bytes",
-    help: "Peak memory of a task run's largest command (largest resident set of one process; a container's peak memory in docker mode), per run that ran a command, by execution mode",
+    help: "Peak memory of a task run's largest command (its processes' resident memory together, sampled; a container's peak memory in docker mode), per run that ran a command, by execution mode",
     kind: MetricKind::Histogram(TASK_MEMORY_BUCKETS),
     labels: &["mode"],
     label_values: &[EXECUTION_MODES],

@@ -120,7 +120,7 @@ fn the_sandbox_shows_system_paths_read_only_the_workspace_writable_and_runs_unde
     assert_eq!(line.program, "bwrap");
     let expected = [
         "--die-with-parent --new-session --cap-drop ALL",
-        "--unshare-user --disable-userns --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try",
+        "--unshare-user --disable-userns --unshare-pid --unshare-ipc --as-pid-1 --unshare-uts --unshare-cgroup-try",
         "--unshare-net",
         "--ro-bind /usr /usr --symlink usr/bin /bin --ro-bind /etc /etc",
         "--dev /dev --proc /proc --tmpfs /tmp --dir /tmp/home",

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agent_runner::demo::sample;
 use agent_runner::llm::scripted::Script;
-use agent_runner::process::{CommandSpec, run_command};
+use agent_runner::process::{CommandSpec, Isolation, run_command};
 use common::processes::{BURN_CPU_AND_MEMORY, BURNT_CPU_SECONDS, BURNT_MEMORY_BYTES};
 use common::{Harness, drain_events};
 use serde_json::json;
@@ -40,6 +40,19 @@ async fn a_command_reports_the_cpu_and_memory_of_its_own_processes_only() {
     let stopped = run_command(&spinning, &cancel).await.unwrap();
     let usage = stopped.usage.expect("figures for a killed command");
     assert!(usage.cpu_seconds() > 0.3, "{usage:?}");
+}
+
+#[tokio::test]
+async fn a_sandboxed_command_reports_what_ran_under_bubblewrap() {
+    // Outside /tmp: the sandbox has a /tmp of its own.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut spec = CommandSpec::new(BURN_CPU_AND_MEMORY, dir.path(), Duration::from_secs(60), 4096);
+    spec.isolation = Isolation::Sandbox { network: false, policy: Default::default() };
+    let outcome = run_command(&spec, &CancellationToken::new()).await.unwrap();
+    assert!(outcome.success(), "{}", outcome.output);
+    let usage = outcome.usage.expect("figures for a sandboxed command");
+    assert!(usage.cpu_seconds() >= BURNT_CPU_SECONDS, "{usage:?}");
+    assert!(usage.peak_memory_bytes >= BURNT_MEMORY_BYTES, "{usage:?}");
 }
 
 /// A task whose playbook is `command` followed by the sample's tests.
@@ -73,6 +86,7 @@ async fn concurrent_tasks_each_report_their_own_commands_in_summary_event_and_me
 
     let (burner, idler) = (summary(&harness, "7.1"), summary(&harness, "7.2"));
     let metrics = &burner["metrics"];
+    eprintln!("burner: {metrics}\nidler: {}", idler["metrics"]);
     assert!(metrics["cpu_seconds"].as_f64().unwrap() >= BURNT_CPU_SECONDS, "{metrics}");
     assert!(metrics["memory_mb"].as_f64().unwrap() >= BURNT_MEMORY_BYTES as f64 / MB, "{metrics}");
     assert_eq!(metrics["commands"], 2, "{metrics}");

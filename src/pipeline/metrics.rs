@@ -20,9 +20,8 @@ const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
 /// they are derived from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RunMetrics {
-    /// Peak memory in MiB of the task's largest command: the largest resident set one of
-    /// its processes reached (local-process, sandbox), or its container's peak memory
-    /// (docker).
+    /// Peak memory in MiB of the task's largest command: its processes' resident memory
+    /// together, sampled (local-process, sandbox), or its container's peak (docker).
     pub memory_mb: f64,
     /// CPU time of the task's commands, user plus system, in seconds.
     pub cpu_seconds: f64,

@@ -215,9 +215,11 @@ pub async fn run_command(
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
     let pump =
         tokio::spawn(tracing::Instrument::in_current_span(pump_output(reader, Arc::clone(&collector))));
+    let peak_resident = std::sync::atomic::AtomicU64::new(0);
+    let peak = &peak_resident;
     let watched = async move {
         match leader {
-            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
+            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn, peak).await,
             None => std::future::pending().await,
         }
     };
@@ -229,7 +231,11 @@ pub async fn run_command(
         Some(dir) => {
             (usage::read_container_usage(dir.path()), dir.path().join(CONTAINER_USAGE_FILE).exists())
         }
-        None => (reaper.usage, false),
+        // CPU from the kernel's account, memory from the samples (see `usage`).
+        None => {
+            let peak_memory_bytes = peak_resident.load(std::sync::atomic::Ordering::Relaxed);
+            (reaper.usage.map(|cpu| ResourceUsage { peak_memory_bytes, ..cpu }), false)
+        }
     };
     // Background jobs the step started die with it; this also releases the pipe they hold.
     group.kill(libc::SIGKILL);

@@ -1,15 +1,23 @@
 //! What a command's own processes used: CPU time (user and system) and peak memory.
 //!
-//! The kernel keeps the figures for us: when a process is reaped, its usage is added to
-//! its parent's "children" account, so the shell a command runs in, once it has exited,
-//! carries the usage of itself and of every process it waited for (`getrusage`'s
+//! CPU time is the kernel's account: when a process is reaped, its usage is added to its
+//! parent's "children" account, so the shell a command runs in, once it has exited,
+//! carries the CPU of itself and of every process it waited for (`getrusage`'s
 //! `RUSAGE_BOTH` of the zombie). [`ExitWatch`] waits for the shell's exit on a pidfd and
 //! reads that account with `waitid(WNOWAIT)`, before tokio reaps the shell: the figures
 //! are this command's alone, never the worker's nor another task's (the worker-wide
 //! `RUSAGE_CHILDREN` would mix concurrent tasks). Processes the command left running in
-//! the background are killed with its group and not waited for by it, so they are not in
-//! the figures. A docker-mode command's figures come from its container (see
-//! `isolation::DOCKER_USAGE_SCRIPT`): the CLI's own are no measure of the step.
+//! the background are killed with its group and not waited for by it, so their CPU is not
+//! in the figures.
+//!
+//! Peak memory is the watchdog's: the resident memory of the command's processes
+//! together, sampled while it runs (`watchdog::METER_INTERVAL`). The kernel's `ru_maxrss`
+//! would be exact for one process, but a command's first process starts as a forked copy
+//! of the worker, and the copy's resident set counts: every figure would be at least the
+//! worker's own memory.
+//!
+//! A docker-mode command's figures come from its container's cgroup (see
+//! `isolation::DOCKER_USAGE_SCRIPT`): the CLI's own say nothing of the step.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -25,8 +33,8 @@ pub struct ResourceUsage {
     pub cpu_user_us: u64,
     /// Kernel-mode CPU time, in microseconds.
     pub cpu_system_us: u64,
-    /// The largest resident set one of the processes reached (`ru_maxrss`), in bytes; for
-    /// a container, the peak of its memory cgroup.
+    /// The peak resident memory of the processes together, in bytes, as sampled; for a
+    /// container, the peak of its memory cgroup.
     pub peak_memory_bytes: u64,
 }
 
