@@ -6,13 +6,13 @@
 //! [`TaskFailure`], so the dead-letter headers, the `TaskFailed` event and the run summary
 //! all speak the same words.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a task did not complete, following the seed's `RunnerError` hierarchy.
 ///
 /// The snake_case name is what operators see: the `x-failure-kind` DLQ header, the
 /// `TaskFailed` event and the run summary all carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The message or the task context is malformed (`TaskContextValidationError`).
@@ -41,9 +41,11 @@ pub enum FailureKind {
     /// The push guard found a known secret or a credential shape on a line the task's
     /// commit adds; the push was refused. Permanent: the same work would be refused again.
     SecretDetected,
-    /// The execution environment could not run a step at all: the container engine did
-    /// not answer, or the step's image is missing (`docker run` exit 125). Nothing of the
-    /// task's tests ran, so this is never a test failure; transient, retried with delay.
+    /// The execution environment failed the task, not the task itself: the container
+    /// engine could not run a step (`docker run` exit 125: the engine did not answer, the
+    /// image is missing), the Kubernetes API did not answer, a task pod could not start or
+    /// was killed (out of memory, evicted). Never a test failure; transient unless the
+    /// environment refused the task for good.
     Infrastructure,
 }
 
@@ -91,7 +93,7 @@ impl std::fmt::Display for FailureKind {
 
 /// A task's failure as the delivery loop sees it: what kind, at which step, why, and
 /// whether trying again later could help.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFailure {
     pub kind: FailureKind,
     /// The pipeline step that failed (`validate`, `slot`, `workspace`, `implement`, `test`,

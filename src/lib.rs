@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod git;
 pub mod http;
+pub mod kubernetes;
 pub mod llm;
 pub mod metrics;
 pub mod mirror;

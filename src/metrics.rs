@@ -73,8 +73,9 @@ const TASK_MEMORY_BUCKETS: &[f64] = &[
     17_179_869_184.0,
 ];
 
-/// The execution modes that run commands (`Isolation::mode_name`).
-pub(crate) const EXECUTION_MODES: &[&str] = &["local-process", "sandbox", "docker"];
+/// The execution modes that run commands (`Isolation::mode_name`, and `kubernetes`: a
+/// task pod's commands, as the pod measured them).
+pub(crate) const EXECUTION_MODES: &[&str] = &["local-process", "sandbox", "docker", "kubernetes"];
 
 /// How a task delivery was settled (`TaskOutcome`'s labels).
 const TASK_OUTCOMES: &[&str] = &["completed", "failed", "retried", "unsettled"];

@@ -17,11 +17,11 @@ pub use http_store::HttpStore;
 pub use s3_store::{S3Settings, S3Store};
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kinds of artifact a task produces. The wire names (`diff`, `log`, `test`) are the
 /// Task Registry's artifact types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     Diff,
@@ -72,7 +72,7 @@ impl ArtifactKey {
 }
 
 /// A stored artifact, as listed in the run summary and the `ArtifactUploaded` event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredArtifact {
     #[serde(rename = "type")]
     pub kind: ArtifactKind,

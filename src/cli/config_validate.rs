@@ -48,9 +48,6 @@ fn validate(file: &Path) -> anyhow::Result<ExitCode> {
 /// Settings that load but do nothing, or cannot run in this build.
 fn warnings(config: &RunnerConfig) -> Vec<String> {
     let mut warnings = Vec::new();
-    if config.execution_mode == ExecutionMode::Kubernetes {
-        warnings.push(config::KUBERNETES_MODE_UNAVAILABLE.to_string());
-    }
     if config.execution_mode != ExecutionMode::Docker && !config.docker_volumes.is_empty() {
         warnings.push("docker_volumes has no effect unless execution_mode is docker".to_string());
     }

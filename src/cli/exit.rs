@@ -64,7 +64,9 @@ pub fn exit_for(error: &anyhow::Error) -> Exit {
         }
         if let Some(preflight) = cause.downcast_ref::<PreflightError>() {
             return match preflight {
-                PreflightError::EngineUnreachable(_) => Exit::Unavailable,
+                PreflightError::EngineUnreachable(_) | PreflightError::KubernetesUnreachable(_) => {
+                    Exit::Unavailable
+                }
                 _ => Exit::Configuration,
             };
         }

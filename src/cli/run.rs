@@ -1,4 +1,8 @@
 //! `agent-runner run --task FILE`: one task, no broker; prints the run summary JSON.
+//!
+//! Also the entry point of a Kubernetes task pod: the task comes in `AGENT_RUNNER_TASK`
+//! and the compact outcome goes to `--outcome-file` (the termination message the worker
+//! reads, `crate::kubernetes::PodOutcome`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,20 +11,34 @@ use std::sync::Arc;
 use super::exit::{Exit, UsageError};
 use crate::config::RunnerConfig;
 use crate::events::MemorySink;
+use crate::kubernetes::{PodOutcome, TASK_ENV};
 use crate::pipeline::{Runner, RunnerSecrets};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The task message (JSON, schema version 1).
+    #[arg(long, value_name = "FILE", required_unless_present = "task_json")]
+    pub task: Option<PathBuf>,
+    /// The task message itself (a Kubernetes task pod gets it this way).
+    #[arg(long, value_name = "JSON", env = TASK_ENV, hide_env_values = true, conflicts_with = "task")]
+    pub task_json: Option<String>,
+    /// Also write the outcome, compact (at most 4096 bytes), to this file.
     #[arg(long, value_name = "FILE")]
-    pub task: PathBuf,
+    pub outcome_file: Option<PathBuf>,
     #[command(flatten)]
     pub runner: super::args::RunnerArgs,
 }
 
 pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let shown = args.task.display();
-    let body = std::fs::read(&args.task).map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
+    let (shown, body) = match (&args.task, &args.task_json) {
+        (Some(path), _) => {
+            let shown = path.display().to_string();
+            let body = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {shown}: {e}")))?;
+            (shown, body)
+        }
+        (None, Some(json)) => (format!("${TASK_ENV}"), json.clone().into_bytes()),
+        (None, None) => return Err(UsageError("give --task FILE".to_string()).into()),
+    };
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
     let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
@@ -32,6 +50,11 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     let result = runner.run(&task, 1, &shutdown).await;
     // The summary carries task text, test output and the model's explanation.
     println!("{}", runner.services.masker.mask(&serde_json::to_string_pretty(&result)?));
+    if let Some(path) = &args.outcome_file {
+        let outcome = PodOutcome::of(&result).to_message();
+        std::fs::write(path, outcome)
+            .map_err(|e| anyhow::anyhow!("cannot write the outcome to {}: {e}", path.display()))?;
+    }
     let exit = match (result.success, shutdown.is_cancelled()) {
         (true, _) => Exit::Success,
         (false, true) => Exit::Interrupted,

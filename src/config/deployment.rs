@@ -50,17 +50,20 @@ impl DockerVolume {
     }
 }
 
-/// The Kubernetes execution mode's settings (`k8s_*`). The mode itself is not in this
-/// build: the keys are loaded and checked so a seed file loads, and the worker refuses to
-/// start in that mode (`pipeline::preflight`).
+/// The Kubernetes execution mode's settings (`k8s_*`; the mode: `crate::kubernetes`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KubernetesConfig {
-    /// `k8s_namespace`: where task pods would run.
+    /// `k8s_namespace`: where task Jobs run; unset, the client configuration's namespace.
     pub namespace: Option<String>,
-    /// `k8s_image`: the image task pods would run.
+    /// `k8s_image`: the image task pods run (it must hold `agent-runner`).
     pub image: Option<String>,
-    /// `k8s_secrets`: Kubernetes Secrets task pods would mount.
+    /// `k8s_secrets`: Secrets every task pod mounts, each key a file named after the
+    /// variable it provides (`GIT_TOKEN`, `OPENAI_API_KEY`, ...).
     pub secrets: Vec<String>,
+    /// The configuration file task pods run with: the worker's own, without what only
+    /// the worker uses (the broker, the mode, the HTTP listener). Not a key: set by
+    /// `config::load` from the file it read.
+    pub pod_config: Option<String>,
 }
 
 /// Lays the file's docker and Kubernetes keys over `l`.

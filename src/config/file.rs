@@ -278,11 +278,9 @@ pub struct RawSandbox {
     pub read_only_paths: Option<Vec<PathBuf>>,
 }
 
-/// Reads and parses the file, without checking values.
-pub fn read(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })?;
-    parse(&text, path)
+/// Reads the file's text (parsed by [`parse`]).
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_path_buf(), source })
 }
 
 /// Parses file text; `path` is only for messages.

@@ -88,6 +88,13 @@ impl Layered {
                 "required when execution_mode is docker",
             ));
         }
+        if self.config.execution_mode == ExecutionMode::Kubernetes && self.config.kubernetes.image.is_none() {
+            return Err(ConfigError::invalid(
+                &self.origin("execution_mode"),
+                "k8s_image",
+                "required when execution_mode is kubernetes",
+            ));
+        }
         Ok(())
     }
 

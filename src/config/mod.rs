@@ -19,6 +19,7 @@ mod file_apply;
 mod layer;
 mod ops;
 mod overrides;
+mod pod_config;
 mod reject;
 mod remotes;
 mod secret;
@@ -38,10 +39,11 @@ pub use deployment::{DockerVolume, KubernetesConfig, MAX_DOCKER_VOLUMES};
 pub use error::{ConfigError, ConfigSource};
 pub use ops::{HttpConfig, MirrorConfig};
 pub use overrides::ConfigOverrides;
+pub use pod_config::{CONFIG_ENV, ENV_FORWARDED_TO_PODS};
 pub use secret::read_secret;
 pub use values::{
-    AmqpUrl, ArtifactStoreLocation, ExecutionMode, KUBERNETES_MODE_UNAVAILABLE, LogLevel, MAX_CONCURRENCY,
-    MAX_CPU_PERCENT, MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
+    AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel, MAX_CONCURRENCY, MAX_CPU_PERCENT,
+    MAX_OUTPUT_CAP_BYTES, MAX_RETRY_COUNT, MAX_TIMEOUT_SECONDS,
 };
 
 /// The default LLM model: small, cheap and good enough for scoped tasks; any
@@ -391,12 +393,23 @@ pub fn load(
     overrides: &ConfigOverrides,
 ) -> Result<RunnerConfig, ConfigError> {
     let mut layered = layer::Layered::new(RunnerConfig::defaults_from(env));
-    if let Some(path) = file {
-        let raw = file::read(path)?;
-        file_apply::apply(raw, &ConfigSource::File(path.to_path_buf()), &mut layered)?;
+    // A Kubernetes task pod gets its worker's file in the environment instead.
+    let text = match file {
+        Some(path) => Some((file::read_text(path)?, path.to_path_buf())),
+        None => env(CONFIG_ENV)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| (t, PathBuf::from(format!("${CONFIG_ENV}")))),
+    };
+    if let Some((text, path)) = &text {
+        let raw = file::parse(text, path)?;
+        file_apply::apply(raw, &ConfigSource::File(path.clone()), &mut layered)?;
     }
     env::apply(env, &mut layered)?;
     ops::apply_env(env, &mut layered)?;
     overrides.apply(&mut layered)?;
-    layered.finish()
+    let mut config = layered.finish()?;
+    if let (ExecutionMode::Kubernetes, Some((text, path))) = (config.execution_mode, &text) {
+        config.kubernetes.pod_config = Some(pod_config::for_pods(text, path)?);
+    }
+    Ok(config)
 }

@@ -3,7 +3,10 @@
 //!
 //! `NAME` holds the value itself; `NAME_FILE` holds the path of a file with the value,
 //! the Docker/Kubernetes secret-mount convention. Setting both is refused: which one
-//! wins would be a guess, and a stale value in the other is a classic outage.
+//! wins would be a guess, and a stale value in the other is a classic outage. With
+//! neither set, a file named `NAME` in the directory `AGENT_RUNNER_SECRETS_DIR` names is
+//! read when it exists: how a Kubernetes task pod gets its `k8s_secrets`, all projected
+//! into one directory.
 
 use std::path::PathBuf;
 
@@ -25,7 +28,13 @@ pub fn read_secret(
     let direct = env(env_var).filter(|value| !value.is_empty());
     let file = env(&file_var).filter(|path| !path.trim().is_empty());
     match (direct, file) {
-        (None, None) => Ok(None),
+        (None, None) => match env(crate::kubernetes::SECRETS_DIR_ENV).filter(|dir| !dir.trim().is_empty()) {
+            Some(dir) if PathBuf::from(dir.trim()).join(env_var).is_file() => {
+                read_secret_file(crate::kubernetes::SECRETS_DIR_ENV, PathBuf::from(dir.trim()).join(env_var))
+                    .map(Some)
+            }
+            _ => Ok(None),
+        },
         (Some(value), None) => Ok(Some(SecretString::from(value))),
         (Some(_), Some(_)) => Err(ConfigError::Secret {
             var: env_var.to_string(),
@@ -121,6 +130,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("invalid secret from env GIT_TOKEN_FILE: the file {} is empty", path.display())
+        );
+    }
+
+    #[test]
+    fn a_secret_neither_variable_sets_is_read_from_the_secrets_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("GIT_TOKEN"), "ghp_projected\n").unwrap();
+        let env = lookup(&[("AGENT_RUNNER_SECRETS_DIR", dir.path().to_str().unwrap())]);
+        assert_eq!(exposed(read_secret("GIT_TOKEN", &env).unwrap()), Some("ghp_projected".into()));
+        assert_eq!(exposed(read_secret("OPENAI_API_KEY", &env).unwrap()), None, "absent there: unset");
+        let both =
+            lookup(&[("AGENT_RUNNER_SECRETS_DIR", dir.path().to_str().unwrap()), ("GIT_TOKEN", "ghp_env")]);
+        assert_eq!(
+            exposed(read_secret("GIT_TOKEN", &both).unwrap()),
+            Some("ghp_env".into()),
+            "the variable wins"
         );
     }
 }

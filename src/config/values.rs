@@ -37,8 +37,8 @@ pub enum ExecutionMode {
     Sandbox,
     /// One container per command, from `docker.image`.
     Docker,
-    /// A pod per task through the Kubernetes API, from `k8s_image`: not available in this
-    /// build. The setting loads so a seed config validates; the worker refuses to start.
+    /// A Kubernetes Job per task through the Kubernetes API, from `k8s_image`
+    /// ([`crate::kubernetes`]).
     Kubernetes,
 }
 
@@ -65,13 +65,6 @@ impl ExecutionMode {
         }
     }
 }
-
-/// Why [`ExecutionMode::Kubernetes`] cannot run: the worker's refusal and `config
-/// validate`'s warning say the same.
-pub const KUBERNETES_MODE_UNAVAILABLE: &str = "execution_mode kubernetes is not available in \
-    this build (a pod per task through the Kubernetes API is not implemented): run the worker \
-    itself as a Deployment or Job (deploy/kubernetes) with execution_mode local-process, sandbox \
-    or docker";
 
 impl fmt::Display for ExecutionMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -41,7 +41,7 @@ pub use error::{GitDetail, GitError, redact_text, redact_url};
 pub use harden::harden_repository;
 pub use push::{
     BranchOnRemote, PushOutcome, adopt_commit, branch_on_remote, fetch_branch, push_branch,
-    remote_branch_commit,
+    remote_branch_commit, task_branch_on_remote,
 };
 pub use remote_policy::{RemotePrefix, TokenHost, check_allowed_remote, is_token_host};
 pub use slot::{DEFAULT_MAX_SLOTS_PER_REPO, LocalSlotPool, SlotLease};

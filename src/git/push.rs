@@ -157,6 +157,36 @@ pub fn fetch_branch(path: &Path, remote: &GitRemote, branch: &str) -> Result<(),
     }
 }
 
+/// What `branch` holds on the remote, asked without a workspace: the branch's recent
+/// history is fetched into a scratch repository and walked for this task's trailer (the
+/// worker checking what a Kubernetes task pod says it pushed).
+pub fn task_branch_on_remote(
+    remote: &GitRemote,
+    branch: &str,
+    task_id: &str,
+) -> Result<BranchOnRemote, GitError> {
+    let scratch_error = |e: std::io::Error| GitError::RemoteQuery {
+        branch: branch.to_string(),
+        url: remote.redacted_url(),
+        detail: git2::Error::from_str(&format!("no scratch repository: {e}")).into(),
+    };
+    let scratch = tempfile::tempdir().map_err(scratch_error)?;
+    let fetch_error = |e: git2::Error| GitError::Fetch { url: remote.redacted_url(), detail: e.into() };
+    let repo = git2::Repository::init_bare(scratch.path()).map_err(fetch_error)?;
+    if remote_branch_commit(remote, branch)?.is_none() {
+        return Ok(BranchOnRemote::Absent);
+    }
+    let mut origin = pin_origin(&repo, remote).map_err(fetch_error)?;
+    let mut options = git2::FetchOptions::new();
+    // Deep enough for the trailer walk, never the whole history of a large repository.
+    let depth = i32::try_from(MAX_TRAILER_WALK).unwrap_or(i32::MAX);
+    options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None).depth(depth);
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    origin.fetch(&[refspec], Some(&mut options), None).map_err(fetch_error)?;
+    drop(origin);
+    branch_on_remote(scratch.path(), branch, "", task_id)
+}
+
 /// Moves the checked-out task branch, index and tree to `commit` (already fetched): the
 /// slot then holds exactly what an earlier attempt pushed, for the diff artifact.
 pub fn adopt_commit(path: &Path, commit: &str) -> Result<(), GitError> {

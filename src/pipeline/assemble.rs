@@ -90,11 +90,6 @@ impl Runner {
         events: Arc<dyn EventSink>,
     ) -> Result<Runner, AssembleError> {
         secrets.check_token_hosts(config)?;
-        if config.execution_mode == ExecutionMode::Kubernetes {
-            // Embedders that skip the preflight get the same refusal, never a fallback mode.
-            let reason = crate::config::KUBERNETES_MODE_UNAVAILABLE;
-            return Err(ConfigError::invalid_default("execution_mode", reason).into());
-        }
         for (name, secret) in [("git token", &secrets.git_token), ("LLM api key", &secrets.llm_api_key)] {
             if secret.as_ref().is_some_and(|s| s.expose_secret().len() < crate::secrets::MIN_MASKABLE_LEN) {
                 // Not an error (a local model server takes any key), but the operator
@@ -152,6 +147,10 @@ impl Runner {
             ),
             masker,
             secret_scan,
+            kubernetes: match config.execution_mode {
+                ExecutionMode::Kubernetes => Some(Arc::new(kubernetes_jobs(config))),
+                _ => None,
+            },
         };
         let settings = RunnerSettings {
             runner_id: config.runner_id.clone(),
@@ -186,7 +185,7 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
             cpu_percent: config.limits.max_cpu_percent,
             volumes: config.docker_volumes.clone(),
         },
-        // Refused in `from_config` before this is reached; the strictest mode, should it be.
+        // The steps run in the task's pod, never here; the strictest mode, should one run.
         ExecutionMode::Kubernetes => Isolation::Sandbox { network: false, policy: config.sandbox.clone() },
     };
     StepExecution {
@@ -198,6 +197,29 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
         },
         max_cpu_percent: config.limits.max_cpu_percent,
     }
+}
+
+/// The Jobs of `execution_mode: kubernetes`: `k8s_*`, the limits as the pods' resources,
+/// and the worker's configuration for the pods (its file, and what it read from the
+/// environment). Secrets reach the pods only as the `k8s_secrets` they mount: a value
+/// written into a Job would be readable by anyone who may read Jobs.
+fn kubernetes_jobs(config: &RunnerConfig) -> crate::kubernetes::KubernetesJobs {
+    let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
+        .iter()
+        .filter_map(|name| {
+            crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
+        })
+        .collect();
+    let template = crate::kubernetes::JobTemplate {
+        // Checked when the configuration was loaded: the mode requires an image.
+        image: config.kubernetes.image.clone().unwrap_or_default(),
+        secrets: config.kubernetes.secrets.clone(),
+        memory_mb: config.limits.max_memory_mb,
+        cpu_percent: config.limits.max_cpu_percent,
+        config_yaml: config.kubernetes.pod_config.clone(),
+        forwarded_env,
+    };
+    crate::kubernetes::KubernetesJobs::new(config.kubernetes.namespace.clone(), template)
 }
 
 /// Slots and artifacts must not depend on the directory a child process runs in.

@@ -17,8 +17,8 @@ use crate::process::ResourceUsage;
 const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
 
 /// The seed's `metrics`, with its names: `memory_mb` and `cpu_percent`, plus the CPU time
-/// they are derived from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// they are derived from. Deserialised too: a kubernetes-mode pod's outcome carries them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunMetrics {
     /// Peak memory in MiB of the task's largest command: its processes' resident memory
     /// together, sampled (local-process, sandbox), or its container's peak (docker).

@@ -13,6 +13,7 @@ mod admission;
 mod artifacts_step;
 mod assemble;
 mod git_retry;
+mod in_pod;
 mod log;
 mod metrics;
 mod preflight;
@@ -60,6 +61,8 @@ pub struct RunnerServices {
     pub masker: Masker,
     /// The push guard's scan: the known secrets (masked or not) and the allow-patterns.
     pub secret_scan: crate::secrets::SecretScan,
+    /// `execution_mode: kubernetes`: tasks run in Jobs of their own (`in_pod.rs`).
+    pub kubernetes: Option<Arc<crate::kubernetes::KubernetesJobs>>,
 }
 
 /// The knobs of a run that come from configuration.
@@ -217,16 +220,24 @@ impl Runner {
         let timeout =
             Duration::from_secs(task.timeout_seconds.unwrap_or(self.settings.default_timeout.as_secs()));
         let mut state = steps::RunState::default();
+        let mut pod_outcome = None;
         let outcome = match self.check_timeout(timeout).and_then(|()| self.admit(task)) {
             Err(refused) => Err(refused),
-            Ok(()) => tokio::select! {
-                outcome = steps::run_steps(&ctx, &mut state) => outcome,
-                () = tokio::time::sleep(timeout) => Err(TaskFailure::new(
-                    FailureKind::Timeout,
-                    ctx.current_step().as_str(),
-                    format!("the task did not finish within {} seconds", timeout.as_secs()),
-                )),
-                () = cancel.cancelled() => Err(stopped(&ctx, cause)),
+            Ok(()) => match self.services.kubernetes.as_deref() {
+                Some(jobs) => {
+                    let (outcome, reported) = in_pod::run_in_pod(&ctx, jobs, cause, timeout).await;
+                    pod_outcome = reported;
+                    outcome
+                }
+                None => tokio::select! {
+                    outcome = steps::run_steps(&ctx, &mut state) => outcome,
+                    () = tokio::time::sleep(timeout) => Err(TaskFailure::new(
+                        FailureKind::Timeout,
+                        ctx.current_step().as_str(),
+                        format!("the task did not finish within {} seconds", timeout.as_secs()),
+                    )),
+                    () = cancel.cancelled() => Err(stopped(&ctx, cause)),
+                },
             },
         };
         // A step may have noticed the cancellation first (its process killed, a test
@@ -245,14 +256,22 @@ impl Runner {
             outcome.err().map(|f| TaskFailure { message: self.services.masker.mask(&f.message), ..f });
         result.success = result.error.is_none();
         result.metrics = ctx.usage.metrics();
+        result.duration_seconds = started.elapsed().as_secs_f64();
+        // A task pod's figures are its commands', measured in the pod.
+        let mode = match &pod_outcome {
+            Some(reported) => {
+                in_pod::adopt_outcome(&mut result, reported);
+                "kubernetes"
+            }
+            None => self.settings.execution.isolation.mode_name(),
+        };
         if result.metrics.commands > 0 {
             crate::metrics::record_task_usage(
-                self.settings.execution.isolation.mode_name(),
+                mode,
                 result.metrics.cpu_seconds,
                 result.metrics.memory_bytes(),
             );
         }
-        result.duration_seconds = started.elapsed().as_secs_f64();
         let stopped_by =
             result.error.as_ref().filter(|f| f.kind == FailureKind::Cancelled).map(|_| cause.reason());
         if stopped_by == Some(StopReason::Shutdown) {
@@ -262,7 +281,14 @@ impl Runner {
         // Timed here rather than as a `ctx.step`: the upload is the run's wrap-up, after
         // the log and summary it stores were written, and has no events of its own.
         let uploading = Instant::now();
-        let wrap_up = artifacts_step::upload_all(&ctx, &state, &mut result);
+        // A task pod that reported an outcome stored its artifacts itself (the worker
+        // checked them); one that died without a word gets the worker's log and summary.
+        let wrap_up = async {
+            match pod_outcome {
+                Some(_) => Ok(()),
+                None => artifacts_step::upload_all(&ctx, &state, &mut result).await,
+            }
+        };
         let uploaded = tokio::time::timeout(WRAP_UP_BUDGET, wrap_up).await;
         let upload_result = if matches!(uploaded, Ok(Ok(()))) { StepResult::Ok } else { StepResult::Error };
         crate::metrics::record_step("upload", upload_result, uploading.elapsed().as_secs_f64());

@@ -6,7 +6,8 @@
 //! - `sandbox`: `true` run once through the whole sandbox ([`sandbox_preflight`]).
 //! - `docker`: the engine answers (`docker version`) and the image is on it (`docker
 //!   image inspect`); the worker never pulls, so a missing image would fail every step.
-//! - `kubernetes`: not available in this build; always refused (exit 78).
+//! - `kubernetes`: the Kubernetes API answers and lets the worker list Jobs in its
+//!   namespace (no configuration: exit 78; no answer or refused: exit 69).
 //! - `local-process`: nothing to check.
 //!
 //! And the playbooks directory: every playbook in it must parse, since a broken shipped
@@ -30,10 +31,12 @@ pub enum PreflightError {
     /// The engine is down or unreachable: an infrastructure failure, not a setting.
     #[error("execution_mode docker: the docker engine does not answer: {0}")]
     EngineUnreachable(String),
-    /// The mode loads from the config (the seed's `config.k8s.yaml`) but this build cannot
-    /// run it.
-    #[error("{}", crate::config::KUBERNETES_MODE_UNAVAILABLE)]
-    ModeUnavailable,
+    /// No client configuration: neither a kubeconfig nor the in-cluster service account.
+    #[error("execution_mode kubernetes: {0}")]
+    KubernetesConfig(String),
+    /// The API server does not answer, or refuses this worker the Jobs of its namespace.
+    #[error("execution_mode kubernetes: {0}")]
+    KubernetesUnreachable(String),
     #[error(
         "execution_mode docker: the image {image} is not on the docker engine (the worker never pulls: docker pull or docker load it)"
     )]
@@ -89,7 +92,7 @@ pub fn check_playbooks_dir(dir: &std::path::Path) -> Result<usize, PreflightErro
 pub async fn check_execution_mode(config: &RunnerConfig) -> Result<(), PreflightError> {
     match config.execution_mode {
         ExecutionMode::LocalProcess => Ok(()),
-        ExecutionMode::Kubernetes => Err(PreflightError::ModeUnavailable),
+        ExecutionMode::Kubernetes => kubernetes_preflight(config).await,
         ExecutionMode::Sandbox => Ok(sandbox_preflight(&config.sandbox).await?),
         ExecutionMode::Docker => {
             docker(&["version", "--format", "{{.Server.Version}}"])
@@ -106,6 +109,24 @@ pub async fn check_execution_mode(config: &RunnerConfig) -> Result<(), Preflight
             }
         }
     }
+}
+
+/// The API answers and the worker may list Jobs. A `file://` artifact store is only
+/// warned about: the pods write into their own filesystem unless that path is shared.
+async fn kubernetes_preflight(config: &RunnerConfig) -> Result<(), PreflightError> {
+    use crate::kubernetes::{JobClient, KubeError};
+    let client = JobClient::connect(config.kubernetes.namespace.as_deref()).await.map_err(|e| match e {
+        KubeError::Config(_) => PreflightError::KubernetesConfig(e.to_string()),
+        other => PreflightError::KubernetesUnreachable(other.to_string()),
+    })?;
+    client.check_access().await.map_err(|e| PreflightError::KubernetesUnreachable(e.to_string()))?;
+    if matches!(config.services.artifact_store, crate::config::ArtifactStoreLocation::Filesystem(_)) {
+        tracing::warn!(
+            "artifact_store_url is a local directory: task pods store artifacts in their own filesystem, \
+             where the worker cannot check them, unless both mount that path"
+        );
+    }
+    Ok(())
 }
 
 /// Runs the docker CLI with `args`; its standard output, or why it failed (the CLI's own

@@ -322,3 +322,47 @@ impl Fields<'_> {
         }
     }
 }
+
+impl Task {
+    /// The task as a schema-version-1 message, which [`parse_task`] reads back into the
+    /// same task: what a Kubernetes task pod receives.
+    pub fn to_message(&self) -> Value {
+        let mut message = Map::new();
+        message.insert("schema_version".into(), SCHEMA_VERSION.into());
+        message.insert("task_id".into(), self.task_id.clone().into());
+        message.insert("spec_name".into(), self.spec_name.clone().into());
+        message.insert("title".into(), self.title.clone().into());
+        message.insert("description".into(), self.description.clone().into());
+        message.insert("acceptance_criteria".into(), self.acceptance_criteria.clone().into());
+        message.insert("dependencies".into(), self.dependencies.clone().into());
+        message.insert("base_branch".into(), self.base_branch.clone().into());
+        let optional = [
+            ("required_skill", self.required_skill.clone()),
+            ("repo_url", self.repo_url.clone()),
+            ("branch_name", self.requested_branch.clone()),
+        ];
+        for (field, value) in optional {
+            if let Some(value) = value {
+                message.insert(field.into(), value.into());
+            }
+        }
+        if let Some(slot) = &self.slot {
+            message.insert("slot_id".into(), slot.slot_id.clone().into());
+            message.insert("slot_path".into(), slot.slot_path.to_string_lossy().into_owned().into());
+        }
+        match &self.playbook {
+            Some(PlaybookRequest::Named(name)) => {
+                message.insert("playbook".into(), name.clone().into());
+            }
+            Some(PlaybookRequest::Inline(inline)) => {
+                message.insert("playbook".into(), inline.clone());
+            }
+            None => {}
+        }
+        if let Some(timeout) = self.timeout_seconds {
+            message.insert("timeout_seconds".into(), timeout.into());
+        }
+        message.insert("metadata".into(), Value::Object(self.metadata.clone()));
+        Value::Object(message)
+    }
+}

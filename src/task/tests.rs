@@ -233,3 +233,18 @@ fn a_bad_playbook_path_is_reported_with_the_other_fields_problems() {
          timeout_seconds: must be between 1 and 86400"
     );
 }
+
+#[test]
+fn a_task_written_back_as_a_message_reads_as_the_same_task() {
+    let mut full = valid();
+    let fields = full.as_object_mut().unwrap();
+    fields.insert("branch_name".into(), json!("feature/own"));
+    fields.insert("slot_path".into(), json!("/srv/slots/7"));
+    fields.insert("slot_id".into(), json!("slot-7"));
+    fields.insert("timeout_seconds".into(), json!(600));
+    fields.insert("playbook".into(), json!({"name": "inline", "steps": []}));
+    for message in [valid(), full] {
+        let task = parse(message).unwrap();
+        assert_eq!(parse(task.to_message()).unwrap(), task);
+    }
+}
