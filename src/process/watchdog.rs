@@ -64,6 +64,9 @@ pub async fn watch(
     peak_resident: &AtomicU64,
 ) -> LimitBreach {
     let sampled = |usage: &GroupUsage| peak_resident.fetch_max(usage.resident_bytes, Ordering::Relaxed);
+    // The leader alone, read inline: a step of a few milliseconds is over before the first
+    // full walk, and its shell's own size is then the best figure there is.
+    peak_resident.fetch_max(resident_bytes(leader), Ordering::Relaxed);
     if !limits.any() {
         loop {
             let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, None))
@@ -251,6 +254,12 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         cpu_ticks: ticks(14) + ticks(15) + ticks(16) + ticks(17),
         resident_pages: ticks(24),
     })
+}
+
+/// One process's resident memory (0 when it is gone): a single small read.
+fn resident_bytes(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    stat.as_deref().and_then(parse_stat).map_or(0, |stat| stat.resident_pages * page_size())
 }
 
 fn clock_ticks_per_second() -> u64 {
