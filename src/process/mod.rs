@@ -209,13 +209,17 @@ pub async fn run_command(
     let tasks_before_spawn = watchdog::system_task_count();
     let (mut child, reader) = launch::spawn(&launch, spec)?;
     let leader = child.id().and_then(|id| i32::try_from(id).ok());
+    // The shell read at once, before anything else: it has `exec`ed (spawn returns after
+    // that), so it is no copy of the worker, and a step of a few milliseconds is over
+    // before the watchdog's first walk; its shell's size is then the memory figure.
+    let first_resident = leader.map_or(0, watchdog::resident_bytes);
     let mut group = GroupGuard { pgid: leader };
     let exit_watch = leader.and_then(usage::ExitWatch::open);
     let mut container = launch::ContainerGuard::new(&launch);
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
     let pump =
         tokio::spawn(tracing::Instrument::in_current_span(pump_output(reader, Arc::clone(&collector))));
-    let peak_resident = std::sync::atomic::AtomicU64::new(0);
+    let peak_resident = std::sync::atomic::AtomicU64::new(first_resident);
     let peak = &peak_resident;
     let watched = async move {
         match leader {

@@ -55,8 +55,8 @@ pub const METER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Samples until a limit is crossed and returns the breach; never returns when `limits`
 /// sets nothing. `leader` is the command's pid (and process group id). Every sample's
-/// resident memory raises `peak_resident` (the command's peak memory figure), from a first
-/// sample taken at once (the command has `exec`ed by then: it is no copy of the worker).
+/// resident memory raises `peak_resident` (the command's peak memory figure); the first
+/// sample is taken at once.
 pub async fn watch(
     leader: i32,
     limits: ProcessLimits,
@@ -64,9 +64,6 @@ pub async fn watch(
     peak_resident: &AtomicU64,
 ) -> LimitBreach {
     let sampled = |usage: &GroupUsage| peak_resident.fetch_max(usage.resident_bytes, Ordering::Relaxed);
-    // The leader alone, read inline: a step of a few milliseconds is over before the first
-    // full walk, and its shell's own size is then the best figure there is.
-    peak_resident.fetch_max(resident_bytes(leader), Ordering::Relaxed);
     if !limits.any() {
         loop {
             let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, None))
@@ -257,7 +254,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
 }
 
 /// One process's resident memory (0 when it is gone): a single small read.
-fn resident_bytes(pid: i32) -> u64 {
+pub(crate) fn resident_bytes(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
     stat.as_deref().and_then(parse_stat).map_or(0, |stat| stat.resident_pages * page_size())
 }
