@@ -34,12 +34,18 @@ async fn a_command_reports_the_cpu_and_memory_of_its_own_processes_only() {
     assert!(idle.cpu_seconds() < 0.2, "{idle:?}");
     assert!(idle.peak_memory_bytes < 20 * 1024 * 1024, "{idle:?}");
 
-    // Killed at its timeout, a command's figures still count what it used.
-    let mut spinning = spec("while :; do :; done");
-    spinning.timeout = Duration::from_millis(700);
+    // Killed at its timeout, a command's figures still count what it used: half a second
+    // of CPU (by its own counters, whatever the load), then a sleep the timeout ends.
+    let mut spinning = spec(
+        "while read -r s < /proc/$$/stat; set -- $s; \
+        [ $(( ${14} + ${15} )) -lt 50 ]; do :; done; echo spun; sleep 60",
+    );
+    spinning.timeout = Duration::from_secs(5);
     let stopped = run_command(&spinning, &cancel).await.unwrap();
+    assert_eq!(stopped.end, agent_runner::process::CommandEnd::TimedOut, "{}", stopped.output);
+    assert!(stopped.output.contains("spun"), "the spin did not finish in 5 s: {}", stopped.output);
     let usage = stopped.usage.expect("figures for a killed command");
-    assert!(usage.cpu_seconds() > 0.3, "{usage:?}");
+    assert!(usage.cpu_seconds() >= 0.5, "{usage:?}");
 }
 
 #[tokio::test]
