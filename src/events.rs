@@ -16,11 +16,11 @@ pub use outbox::{EventOutbox, MAX_PARKED_BYTES, MAX_PARKED_EVENTS, OutboxBound, 
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The kinds of lifecycle event this worker emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     TaskStarted,
     StepStarted,
@@ -88,7 +88,7 @@ impl EventType {
 }
 
 /// One lifecycle event, as published (JSON) on the events exchange.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Deterministic for (task, attempt, type, discriminator); see the module docs.
     pub event_id: String,

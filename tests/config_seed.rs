@@ -73,8 +73,12 @@ fn the_seed_kubernetes_config_loads_its_k8s_keys() {
         namespace: Some("necrocode".into()),
         image: Some("necrocode/agent-runner:latest".into()),
         secrets: vec!["git-token".into(), "openai-api-key".into()],
+        pod_config: seed.kubernetes.pod_config.clone(),
     };
     assert_eq!(seed.kubernetes, expected);
+    // The pods get the file without the worker's own keys, the services kept.
+    let pods = seed.kubernetes.pod_config.as_deref().unwrap_or_default();
+    assert!(pods.contains("task-registry.necrocode.svc") && !pods.contains("k8s_image"), "{pods}");
     assert_eq!((seed.limits.max_memory_mb, seed.limits.max_cpu_percent), (Some(4096), Some(200)));
 }
 
@@ -105,7 +109,7 @@ fn the_image_in_both_spellings_is_refused_naming_both_and_volumes_take_either_sh
 }
 
 #[test]
-fn config_validate_accepts_the_seed_files_and_warns_that_kubernetes_is_not_built() {
+fn config_validate_accepts_the_seed_files() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["config.yaml", "config.docker.yaml"] {
         let file = seed_file(name);
@@ -116,8 +120,7 @@ fn config_validate_accepts_the_seed_files_and_warns_that_kubernetes_is_not_built
     let k8s = seed_file("config.k8s.yaml");
     let output = agent_runner(&["config", "validate", k8s.to_str().unwrap()], dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let warning = format!("warning: {}: {}\n", k8s.display(), config::KUBERNETES_MODE_UNAVAILABLE);
-    assert_eq!(stderr(&output), warning);
+    assert_eq!(stderr(&output), "");
     let verdict = format!("{}: valid configuration (execution_mode kubernetes)\n", k8s.display());
     assert_eq!(String::from_utf8_lossy(&output.stdout), verdict);
 }
@@ -150,10 +153,21 @@ fn config_validate_names_file_line_and_key_and_exits_78() {
 }
 
 #[test]
-fn the_worker_refuses_the_kubernetes_mode_with_one_line_and_exit_78() {
+fn a_kubernetes_worker_without_a_cluster_configuration_refuses_to_start_with_one_line_and_exit_78() {
     let dir = tempfile::tempdir().unwrap();
     let k8s = seed_file("config.k8s.yaml");
-    let output = agent_runner(&["--config", k8s.to_str().unwrap(), "worker", "--once"], dir.path());
+    // No kubeconfig (an empty home) and not in a pod: nothing to reach an API server with.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+        .args(["--config", k8s.to_str().unwrap(), "worker", "--once"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("AMQP_URL")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
-    assert_eq!(stderr(&output), format!("error: {}\n", config::KUBERNETES_MODE_UNAVAILABLE));
+    let text = stderr(&output);
+    assert!(text.starts_with("error: execution_mode kubernetes: no Kubernetes API configuration"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
 }

@@ -9,12 +9,10 @@
 
 mod deploy_support;
 
-use std::collections::BTreeMap;
-
 use clap::Parser;
 use deploy_support::{
-    deployed_config, example_secret, find, kubernetes_dir, pod_templates, read_documents, render,
-    rendered_objects, root, secret_has, strings,
+    by_kind_and_name, deployed_config, example_secret, find, kubernetes_dir, pod_templates, read_documents,
+    render, rendered_objects, root, secret_has, strings,
 };
 use serde_yaml::Value;
 
@@ -24,7 +22,7 @@ const NAMESPACE: &str = "necrocode";
 
 #[test]
 fn each_overlay_renders_namespaced_pinned_and_without_the_secret() {
-    for overlay in deploy_support::OVERLAYS {
+    for overlay in deploy_support::OVERLAYS.into_iter().chain(["kubernetes-mode"]) {
         let docs = render(overlay);
         let names: Vec<String> =
             docs.iter().map(|d| d["metadata"]["name"].as_str().unwrap().to_string()).collect();
@@ -38,18 +36,7 @@ fn each_overlay_renders_namespaced_pinned_and_without_the_secret() {
             // `apply -k` must never overwrite the operator's real Secret with placeholders.
             assert_ne!(doc["kind"], "Secret", "{what}");
         }
-        let objects: BTreeMap<(String, String), Value> = docs
-            .into_iter()
-            .map(|d| {
-                (
-                    (
-                        d["kind"].as_str().unwrap().to_string(),
-                        d["metadata"]["name"].as_str().unwrap().to_string(),
-                    ),
-                    d,
-                )
-            })
-            .collect();
+        let objects = by_kind_and_name(docs);
         // The ConfigMap is generated: its name carries the content hash, and every pod
         // mounts it by that name, so a changed configuration rolls the pods.
         let config_map = find(&objects, "ConfigMap", "agent-runner-config");
@@ -406,4 +393,64 @@ fn the_api_contracts_parse_and_hold_every_call_the_clients_make() {
             assert!(doc["paths"][path][method].is_mapping(), "{file}: no {method} {path}");
         }
     }
+}
+
+#[test]
+fn the_kubernetes_mode_overlay_grants_the_job_calls_and_its_task_jobs_match_the_schema() {
+    let schemas = deploy_support::Schemas::load();
+    let docs = render("kubernetes-mode");
+    for doc in &docs {
+        assert_eq!(doc["metadata"]["namespace"].as_str(), Some(NAMESPACE), "{:?}", doc["metadata"]["name"]);
+        let violations = schemas.violations(doc);
+        assert!(
+            violations.is_empty(),
+            "{:?} {:?}:\n{}",
+            doc["kind"],
+            doc["metadata"]["name"],
+            violations.join("\n")
+        );
+    }
+    let objects = by_kind_and_name(docs);
+
+    // Exactly the calls the mode makes (src/kubernetes/jobs.rs), in its own namespace.
+    let role = find(&objects, "Role", "agent-runner-task-jobs");
+    let granted = |resource: &str| -> Vec<String> {
+        let rules = role["rules"].as_sequence().unwrap();
+        let rule = rules.iter().find(|r| strings(&r["resources"]).contains(&resource.to_string()));
+        rule.map(|r| strings(&r["verbs"])).unwrap_or_default()
+    };
+    assert_eq!(granted("jobs"), ["create", "get", "list", "watch", "delete"]);
+    assert_eq!(granted("pods"), ["get", "list"]);
+    assert_eq!(granted("pods/log"), ["get"]);
+    let binding = find(&objects, "RoleBinding", "agent-runner-task-jobs");
+    assert_eq!(binding["subjects"][0]["name"], "agent-runner-worker");
+    let worker = find(&objects, "Deployment", "agent-runner-worker");
+    let pod = &worker["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "agent-runner-worker");
+    assert_eq!(pod["automountServiceAccountToken"], Value::Bool(true), "the worker needs its token here");
+    assert!(pod["hostUsers"].is_null(), "no sandbox in the worker: no user namespace of its own");
+
+    // The worker's configuration loads in the mode, and a task Job it would create is a
+    // valid Kubernetes 1.32 Job that runs the pinned image.
+    let config = deployed_config(&objects);
+    assert_eq!(config.execution_mode, agent_runner::config::ExecutionMode::Kubernetes);
+    assert_eq!(config.kubernetes.image.as_deref(), Some(IMAGE));
+    let pods_config = config.kubernetes.pod_config.clone().unwrap();
+    assert!(!pods_config.contains("amqp") && pods_config.contains("artifact-store"), "{pods_config}");
+    let jobs = agent_runner::kubernetes::KubernetesJobs::from_config(&config);
+    let message = r#"{"schema_version":1,"task_id":"t.1"}"#;
+    let task = agent_runner::kubernetes::TaskJob {
+        task_id: "t.1",
+        spec_name: "spec",
+        task_json: message,
+        deadline: std::time::Duration::from_secs(2100),
+        attempt: 1,
+    };
+    let job: Value = serde_yaml::to_value(jobs.template.job_for(task).unwrap()).unwrap();
+    let violations = schemas.violations(&job);
+    assert!(violations.is_empty(), "task Job:\n{}", violations.join("\n"));
+    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["image"].as_str(), Some(IMAGE));
+    let mut misspelled = job.clone();
+    misspelled["spec"]["backoffLimt"] = Value::Number(0.into());
+    assert!(!schemas.violations(&misspelled).is_empty(), "a misspelled Job field passed the schema");
 }

@@ -24,13 +24,8 @@ const EXIT_LIMIT: Duration = Duration::from_secs(60);
 fn write_config(harness: &Harness, amqp_extra: &str, extra: &str) {
     let dir = harness.dir.path();
     let top = format!(
-        "{amqp_extra}runner_id: deploy-worker\npool_dir: {}\nartifact_store_url: file://{}\nplaybooks_dir: {}\n\
-         llm:\n  endpoint: {}\n{}{extra}",
-        dir.join("slots").display(),
-        harness.artifacts_dir().display(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks").display(),
-        harness.llm.base_url(),
-        common::local_remotes_yaml(dir),
+        "{amqp_extra}runner_id: deploy-worker\n{}{extra}",
+        reliability_support::harness_parts_yaml(harness)
     );
     std::fs::write(dir.join("c.yaml"), binary_config(&harness.names, AMQP_URL, &top)).unwrap();
 }

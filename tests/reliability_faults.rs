@@ -32,14 +32,9 @@ const STEP_LIMIT_SECONDS: u64 = 60;
 fn write_config(harness: &Harness, grace_seconds: u64) {
     let dir = harness.dir.path();
     let extra = format!(
-        "runner_id: fault-worker\npool_dir: {}\nartifact_store_url: file://{}\nplaybooks_dir: {}\n\
-         llm:\n  endpoint: {}\nreliability:\n  max_attempts: 2\n  retry_delays_seconds: [1]\n  \
+        "runner_id: fault-worker\nreliability:\n  max_attempts: 2\n  retry_delays_seconds: [1]\n  \
          shutdown_grace_seconds: {grace_seconds}\n{}",
-        dir.join("slots").display(),
-        harness.artifacts_dir().display(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks").display(),
-        harness.llm.base_url(),
-        common::local_remotes_yaml(dir),
+        reliability_support::harness_parts_yaml(harness)
     );
     std::fs::write(dir.join("c.yaml"), binary_config(&harness.names, AMQP_URL, &extra)).unwrap();
 }

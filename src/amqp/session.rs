@@ -29,7 +29,7 @@ use super::{AmqpError, ConfirmedPublisher, TopologyNames, declare_topology, reda
 /// An open connection with its publish channels.
 pub struct AmqpSession {
     /// Kept to reconnect; holds the password, so the session has no `Debug`.
-    url: String,
+    nodes: BrokerNodes,
     name: String,
     connection: ConnectionSlot,
     /// Dead letters, retries, and tasks (`publish`, the tests, the benchmark).
@@ -58,6 +58,51 @@ fn with_default_frame_max(url: &str) -> String {
     }
 }
 
+/// The broker's nodes (`amqp.url` may list several, comma-separated: the nodes of a
+/// cluster), tried in turn from the one that answered last, so a worker whose node went
+/// away reconnects to a live one.
+struct BrokerNodes {
+    urls: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl BrokerNodes {
+    fn new(list: &str) -> Self {
+        let mut urls: Vec<String> =
+            list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect();
+        if urls.is_empty() {
+            // lapin refuses it with its own error, as it would a single bad URL.
+            urls.push(list.to_string());
+        }
+        BrokerNodes { urls, current: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    async fn open(&self, name: &str) -> Result<Connection, AmqpError> {
+        use std::sync::atomic::Ordering;
+        let start = self.current.load(Ordering::Relaxed);
+        let mut refused = None;
+        for offset in 0..self.urls.len() {
+            let index = (start + offset) % self.urls.len();
+            match open_connection(&self.urls[index], name).await {
+                Ok(connection) => {
+                    if index != start {
+                        tracing::info!(node = %redact_amqp_url(&self.urls[index]), "connected to another broker node");
+                    }
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(connection);
+                }
+                Err(error) => refused = Some(error),
+            }
+        }
+        Err(refused.unwrap_or_else(|| AmqpError::Connect {
+            url: String::new(),
+            source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                lapin::ConnectionState::Closed,
+            )),
+        }))
+    }
+}
+
 async fn open_connection(url: &str, name: &str) -> Result<Connection, AmqpError> {
     let properties =
         ConnectionProperties::default().with_connection_name(lapin::types::LongString::from(name));
@@ -69,26 +114,22 @@ async fn open_connection(url: &str, name: &str) -> Result<Connection, AmqpError>
 impl AmqpSession {
     /// Connects and opens the publish channels. `name` shows in the management UI (and is
     /// how `rabbitmqctl close_connection` finds this connection).
+    /// `url` may list a cluster's nodes, comma-separated ([`BrokerNodes`]).
     pub async fn connect(url: &str, name: &str) -> Result<Self, AmqpError> {
-        let connection = open_connection(url, name).await?;
+        let nodes = BrokerNodes::new(url);
+        let connection = nodes.open(name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
         let events_channel = ConfirmedPublisher::open(&connection).await?;
         let connection: ConnectionSlot = Arc::new(RwLock::new(Arc::new(connection)));
         let events_publisher = events_channel.reopening_on(connection.clone());
-        Ok(AmqpSession {
-            url: url.to_string(),
-            name: name.to_string(),
-            connection,
-            publisher,
-            events_publisher,
-        })
+        Ok(AmqpSession { nodes, name: name.to_string(), connection, publisher, events_publisher })
     }
 
     /// Opens a new connection and publish channels in place of the current ones (which
     /// are closed if they still can be). Deliveries received on the old connection can
     /// no longer be settled: the broker has requeued them.
     pub async fn reconnect(&self) -> Result<(), AmqpError> {
-        let connection = open_connection(&self.url, &self.name).await?;
+        let connection = self.nodes.open(&self.name).await?;
         let publisher = ConfirmedPublisher::open(&connection).await?;
         self.publisher.replace_with(publisher);
         self.events_publisher.replace_with(ConfirmedPublisher::open(&connection).await?);

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use futures_util::future::BoxFuture;
-
 use super::{ArtifactError, ArtifactKey, ArtifactStore};
 
 /// Stores artifacts as files under `root`.
@@ -23,51 +21,42 @@ impl FileStore {
     }
 }
 
+#[async_trait::async_trait]
 impl ArtifactStore for FileStore {
-    fn put<'a>(
-        &'a self,
-        key: &'a ArtifactKey,
-        content: &'a [u8],
-    ) -> BoxFuture<'a, Result<String, ArtifactError>> {
-        Box::pin(async move {
-            let path = self.root.join(key.relative_path());
-            let io_error = |source| ArtifactError::Io { path: path.display().to_string(), source };
-            let parent = path.parent().unwrap_or(&self.root);
-            tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
-            // Write then rename, so a reader (or a crash) never sees half an artifact.
-            let temporary = path.with_extension("partial");
-            tokio::fs::write(&temporary, content).await.map_err(io_error)?;
-            tokio::fs::rename(&temporary, &path).await.map_err(io_error)?;
-            Ok(format!("file://{}", path.display()))
-        })
+    async fn put(&self, key: &ArtifactKey, content: &[u8]) -> Result<String, ArtifactError> {
+        let path = self.root.join(key.relative_path());
+        let io_error = |source| ArtifactError::Io { path: path.display().to_string(), source };
+        let parent = path.parent().unwrap_or(&self.root);
+        tokio::fs::create_dir_all(parent).await.map_err(io_error)?;
+        // Write then rename, so a reader (or a crash) never sees half an artifact.
+        let temporary = path.with_extension("partial");
+        tokio::fs::write(&temporary, content).await.map_err(io_error)?;
+        tokio::fs::rename(&temporary, &path).await.map_err(io_error)?;
+        Ok(format!("file://{}", path.display()))
     }
 
-    fn find<'a>(&'a self, key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
-        Box::pin(async move {
-            let path = self.root.join(key.relative_path());
-            match tokio::fs::read(&path).await {
-                Ok(content) => Ok(Some(content)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(ArtifactError::Io { path: path.display().to_string(), source }),
-            }
-        })
+    async fn find(&self, key: &ArtifactKey) -> Result<Option<Vec<u8>>, ArtifactError> {
+        let path = self.root.join(key.relative_path());
+        match tokio::fs::read(&path).await {
+            Ok(content) => Ok(Some(content)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ArtifactError::Io { path: path.display().to_string(), source }),
+        }
     }
 
-    fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
-        Box::pin(async move {
-            let path = uri.strip_prefix("file://").map(Path::new).filter(|p| {
-                p.starts_with(&self.root) && !p.components().any(|c| c == std::path::Component::ParentDir)
+    async fn get(&self, uri: &str) -> Result<Vec<u8>, ArtifactError> {
+        let path = uri.strip_prefix("file://").map(Path::new).filter(|p| {
+            p.starts_with(&self.root) && !p.components().any(|c| c == std::path::Component::ParentDir)
+        });
+        let Some(path) = path else {
+            return Err(ArtifactError::UnsupportedUrl {
+                url: uri.to_string(),
+                reason: format!("not under this store's root {}", self.root.display()),
             });
-            let Some(path) = path else {
-                return Err(ArtifactError::UnsupportedUrl {
-                    url: uri.to_string(),
-                    reason: format!("not under this store's root {}", self.root.display()),
-                });
-            };
-            tokio::fs::read(path)
-                .await
-                .map_err(|source| ArtifactError::Io { path: path.display().to_string(), source })
-        })
+        };
+        tokio::fs::read(path)
+            .await
+            .map_err(|source| ArtifactError::Io { path: path.display().to_string(), source })
     }
 }
 

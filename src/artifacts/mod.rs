@@ -16,7 +16,6 @@ pub use file_store::FileStore;
 pub use http_store::HttpStore;
 pub use s3_store::{S3Settings, S3Store};
 
-use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of artifact a task produces. The wire names (`diff`, `log`, `test`) are the
@@ -114,27 +113,24 @@ impl crate::error::Classify for ArtifactError {
     }
 }
 
-/// Where artifacts are stored.
+/// Where artifacts are stored. A trait object (`Arc<dyn ArtifactStore>`, chosen by the
+/// URL's scheme at start-up), so its `async fn`s are boxed by `async_trait`.
+#[async_trait::async_trait]
 pub trait ArtifactStore: Send + Sync {
     /// Stores `content` under `key`, replacing what was there, and returns its URI.
-    fn put<'a>(
-        &'a self,
-        key: &'a ArtifactKey,
-        content: &'a [u8],
-    ) -> BoxFuture<'a, Result<String, ArtifactError>>;
+    async fn put(&self, key: &ArtifactKey, content: &[u8]) -> Result<String, ArtifactError>;
 
     /// What is stored under `key`, if anything. A redelivered task reads back what an
     /// earlier attempt stored (the test report); a store that cannot look up by key
     /// answers `None`, and the task regenerates what it can.
-    fn find<'a>(&'a self, _key: &'a ArtifactKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, ArtifactError>> {
-        Box::pin(async { Ok(None) })
+    async fn find(&self, _key: &ArtifactKey) -> Result<Option<Vec<u8>>, ArtifactError> {
+        Ok(None)
     }
 
     /// Reads back the artifact `put` stored at `uri` (operators, tests, and redelivered
     /// tasks checking what is already there).
-    fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
-        let _ = uri;
-        Box::pin(async { Err(ArtifactError::ReadUnsupported) })
+    async fn get(&self, _uri: &str) -> Result<Vec<u8>, ArtifactError> {
+        Err(ArtifactError::ReadUnsupported)
     }
 }
 

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
@@ -134,30 +133,23 @@ impl S3Store {
     }
 }
 
+#[async_trait::async_trait]
 impl ArtifactStore for S3Store {
-    fn put<'a>(
-        &'a self,
-        key: &'a ArtifactKey,
-        content: &'a [u8],
-    ) -> BoxFuture<'a, Result<String, ArtifactError>> {
-        Box::pin(async move {
-            let path = self.object_path(key);
-            let location = ObjectPath::from(path.as_str());
-            let payload = PutPayload::from(content.to_vec());
-            // A PUT replaces the object: a retried task overwrites its own artifacts.
-            self.store.put(&location, payload).await.map_err(|e| s3_error(&self.bucket, &path, e))?;
-            Ok(format!("s3://{}/{path}", self.bucket))
-        })
+    async fn put(&self, key: &ArtifactKey, content: &[u8]) -> Result<String, ArtifactError> {
+        let path = self.object_path(key);
+        let location = ObjectPath::from(path.as_str());
+        let payload = PutPayload::from(content.to_vec());
+        // A PUT replaces the object: a retried task overwrites its own artifacts.
+        self.store.put(&location, payload).await.map_err(|e| s3_error(&self.bucket, &path, e))?;
+        Ok(format!("s3://{}/{path}", self.bucket))
     }
 
-    fn get<'a>(&'a self, uri: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArtifactError>> {
-        Box::pin(async move {
-            let location = self.path_of(uri)?;
-            let fetched =
-                self.store.get(&location).await.map_err(|e| s3_error(&self.bucket, location.as_ref(), e))?;
-            let bytes = fetched.bytes().await.map_err(|e| s3_error(&self.bucket, location.as_ref(), e))?;
-            Ok(bytes.to_vec())
-        })
+    async fn get(&self, uri: &str) -> Result<Vec<u8>, ArtifactError> {
+        let location = self.path_of(uri)?;
+        let fetched =
+            self.store.get(&location).await.map_err(|e| s3_error(&self.bucket, location.as_ref(), e))?;
+        let bytes = fetched.bytes().await.map_err(|e| s3_error(&self.bucket, location.as_ref(), e))?;
+        Ok(bytes.to_vec())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::amqp::{AmqpSession, HeaderMap, Outgoing, TopologyNames};
+use crate::amqp::{HeaderMap, Outgoing};
 use crate::config::RunnerConfig;
 use crate::worker::{ControlAction, ControlMessage};
 
@@ -14,9 +14,7 @@ pub struct CancelArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let names = TopologyNames::from(&config.amqp);
-    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner cancel").await?;
-    session.declare(&names).await?;
+    let (session, names) = super::broker_session(&config, "agent-runner cancel").await?;
     let body =
         serde_json::to_vec(&ControlMessage { action: ControlAction::Cancel, task_id: args.task_id.clone() })?;
     // Not mandatory: with no worker running there is nobody to tell, which is not an error.

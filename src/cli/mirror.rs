@@ -45,8 +45,7 @@ pub async fn run(config: RunnerConfig, args: MirrorArgs) -> anyhow::Result<ExitC
         },
         readiness: Readiness::process().clone(),
     };
-    let shutdown = super::shutdown_signal();
-    super::serve_http(&config, &shutdown).await?;
+    let shutdown = super::serve_until_signal(&config).await?;
     let report = mirror.run(shutdown, args.max_events).await?;
     tracing::info!(
         applied = report.applied,

@@ -120,23 +120,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Starts the health and metrics endpoints when `http.listen` is configured; they stop
-/// when `shutdown` is cancelled.
-pub(crate) async fn serve_http(
-    config: &RunnerConfig,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
+/// The start-up of the subcommands that run tasks (`worker`, `run`): the secrets, then
+/// whether this host can run tasks at all (`pipeline::preflight`). Configuration before
+/// the host: a refused token says so without the checks' noise.
+async fn ready_to_run(config: &RunnerConfig) -> anyhow::Result<crate::pipeline::RunnerSecrets> {
+    let secrets = crate::pipeline::RunnerSecrets::from_env(config, &crate::config::process_env)?;
+    secrets.check_token_hosts(config)?;
+    crate::pipeline::preflight(config).await?;
+    Ok(secrets)
+}
+
+/// The start-up of the long-running processes (`worker`, `mirror`): the root shutdown
+/// token, and the health and metrics endpoints when `http.listen` is configured, served
+/// until that token fires.
+async fn serve_until_signal(config: &RunnerConfig) -> anyhow::Result<tokio_util::sync::CancellationToken> {
+    let shutdown = shutdown_signal();
     if let Some(addr) = config.http.listen {
         let server = crate::http::HttpServer::bind(addr).await?;
         let addr = server.local_addr().map(|a| a.to_string());
         tracing::info!(addr = addr.as_deref(), "serving /livez, /readyz and /metrics");
         server.spawn(crate::http::Readiness::process().clone(), shutdown.clone());
     }
-    Ok(())
+    Ok(shutdown)
+}
+
+/// The start-up of the operator commands that talk to the broker (`publish`, `cancel`,
+/// `dlq`): a session named `connection_name` with the configured topology declared.
+async fn broker_session(
+    config: &RunnerConfig,
+    connection_name: &str,
+) -> anyhow::Result<(crate::amqp::AmqpSession, crate::amqp::TopologyNames)> {
+    let names = crate::amqp::TopologyNames::from(&config.amqp);
+    let session = crate::amqp::AmqpSession::connect(config.amqp.url.expose(), connection_name).await?;
+    session.declare(&names).await?;
+    Ok((session, names))
 }
 
 /// A root cancellation token fired by SIGTERM or SIGINT.
-pub(crate) fn shutdown_signal() -> tokio_util::sync::CancellationToken {
+fn shutdown_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::amqp::{AmqpSession, TopologyNames};
 use crate::config::RunnerConfig;
 
 #[derive(Debug, clap::Args)]
@@ -26,9 +25,7 @@ pub async fn run(config: RunnerConfig, args: PublishArgs) -> anyhow::Result<Exit
             return Err(super::exit::UsageError(reason).into());
         }
     };
-    let names = TopologyNames::from(&config.amqp);
-    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner publish").await?;
-    session.declare(&names).await?;
+    let (session, names) = super::broker_session(&config, "agent-runner publish").await?;
     session.publish_task(&names, &routing_key, &body).await?;
     println!("published to {} with key {routing_key}", names.task_exchange);
     Ok(ExitCode::SUCCESS)

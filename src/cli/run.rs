@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::exit::{Exit, UsageError};
 use crate::config::RunnerConfig;
 use crate::events::MemorySink;
-use crate::kubernetes::{PodOutcome, TASK_ENV};
-use crate::pipeline::{Runner, RunnerSecrets};
+use crate::kubernetes::{ATTEMPT_ENV, EventLines, PodOutcome, TASK_ENV};
+use crate::pipeline::Runner;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -25,6 +25,13 @@ pub struct RunArgs {
     /// Also write the outcome, compact (at most 4096 bytes), to this file.
     #[arg(long, value_name = "FILE")]
     pub outcome_file: Option<PathBuf>,
+    /// Write each lifecycle event as a line on standard output, for a worker following
+    /// this log to publish (a Kubernetes task pod).
+    #[arg(long)]
+    pub event_lines: bool,
+    /// The delivery attempt this run is (events' ids depend on it).
+    #[arg(long, value_name = "N", env = ATTEMPT_ENV, default_value_t = 1)]
+    pub attempt: u32,
     #[command(flatten)]
     pub runner: super::args::RunnerArgs,
 }
@@ -41,13 +48,14 @@ pub async fn run(config: RunnerConfig, args: RunArgs) -> anyhow::Result<ExitCode
     };
     let task = crate::task::parse_task(&body)
         .map_err(|e| UsageError(format!("{shown} is not a valid task: {e}")))?;
-    let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
-    // Configuration before the host: a refused token says so without the checks' noise.
-    secrets.check_token_hosts(&config)?;
-    crate::pipeline::preflight(&config).await?;
-    let runner = Runner::from_config(&config, secrets, Arc::new(MemorySink::default()))?;
+    let secrets = super::ready_to_run(&config).await?;
+    let events: Arc<dyn crate::events::EventSink> = match args.event_lines {
+        true => Arc::new(EventLines),
+        false => Arc::new(MemorySink::default()),
+    };
+    let runner = Runner::from_config(&config, secrets, events)?;
     let shutdown = super::shutdown_signal();
-    let result = runner.run(&task, 1, &shutdown).await;
+    let result = runner.run(&task, args.attempt.max(1), &shutdown).await;
     // The summary carries task text, test output and the model's explanation.
     println!("{}", runner.services.masker.mask(&serde_json::to_string_pretty(&result)?));
     if let Some(path) = &args.outcome_file {

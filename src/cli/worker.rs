@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::amqp::TopologyNames;
 use crate::config::RunnerConfig;
-use crate::pipeline::RunnerSecrets;
 use crate::worker::{Worker, WorkerOptions};
 
 #[derive(Debug, clap::Args)]
@@ -28,9 +27,7 @@ pub struct WorkerArgs {
 }
 
 pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let secrets = RunnerSecrets::from_env(&config, &crate::config::process_env)?;
-    secrets.check_token_hosts(&config)?;
-    crate::pipeline::preflight(&config).await?;
+    let secrets = super::ready_to_run(&config).await?;
     // Warnings only: see `clients::startup` for why a service that is down does not stop
     // the worker.
     crate::clients::check_services_at_startup(&config).await;
@@ -43,8 +40,7 @@ pub async fn run(config: RunnerConfig, args: WorkerArgs) -> anyhow::Result<ExitC
     };
     // A signal ends the loop gracefully (see `worker::run_loop`); stopping on a signal is
     // success, even when running tasks had to be left for redelivery.
-    let shutdown = super::shutdown_signal();
-    super::serve_http(&config, &shutdown).await?;
+    let shutdown = super::serve_until_signal(&config).await?;
     let report = Arc::new(worker).run(options, shutdown).await?;
     tracing::info!(
         acked = report.acked,

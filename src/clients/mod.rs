@@ -15,6 +15,7 @@ mod artifact_store;
 mod error;
 mod repo_pool;
 mod rest;
+pub(crate) mod retry;
 mod startup;
 mod task_registry;
 

@@ -2,16 +2,11 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::ExponentialBuilder;
 use reqwest::{Client, Method, RequestBuilder, Url};
 
 use super::error::{ClientError, Service, is_transient_status};
-use crate::error::Classify;
-
-/// Longest `Retry-After` honoured: a service asking for more is effectively down, and the
-/// caller's own policy (delayed task retry, the mirror's outer loop) handles that better
-/// than a call hanging for minutes.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+use super::retry::{AttemptError, retry_transient};
 
 /// Error bodies are kept up to this many bytes: enough for a JSON error object, not a
 /// whole HTML error page in a log line or a DLQ header.
@@ -52,12 +47,6 @@ pub struct RestClient {
     base: Url,
     service: Service,
     settings: ClientSettings,
-}
-
-/// One failed attempt, with the delay the service asked for.
-struct AttemptError {
-    error: ClientError,
-    retry_after: Option<Duration>,
 }
 
 impl RestClient {
@@ -107,21 +96,18 @@ impl RestClient {
             .with_max_delay(self.settings.max_delay)
             .with_max_times(self.settings.retries as usize)
             .with_jitter();
-        attempt
-            .retry(backoff)
-            .when(|e: &AttemptError| e.error.is_transient())
-            .adjust(|e: &AttemptError, delay| {
-                delay.map(|d| e.retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER)))
-            })
-            .notify(|e: &AttemptError, delay| {
-                crate::metrics::record_retry(self.service.name());
-                tracing::info!(error = %e.error, delay_ms = delay.as_millis() as u64, "retrying");
-            })
-            .await
-            .map_err(|e| e.error)
+        retry_transient(attempt, backoff, |error, delay| {
+            crate::metrics::record_retry(self.service.name());
+            tracing::info!(%error, delay_ms = delay.as_millis() as u64, "retrying");
+        })
+        .await
     }
 
-    async fn attempt(&self, call: &str, request: RequestBuilder) -> Result<Vec<u8>, AttemptError> {
+    async fn attempt(
+        &self,
+        call: &str,
+        request: RequestBuilder,
+    ) -> Result<Vec<u8>, AttemptError<ClientError>> {
         let service = self.service;
         let plain = |error| AttemptError { error, retry_after: None };
         let response = request.send().await.map_err(|e| plain(self.transport_error(call, &e)))?;

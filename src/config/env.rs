@@ -13,7 +13,7 @@
 //! | `RUNNER_LOG_LEVEL` | `log_level` | any case |
 //! | `RUNNER_TIMEOUT` | `default_timeout_seconds` | seconds |
 //! | `RUNNER_CONCURRENCY` | `amqp.concurrency` | 1..=64 |
-//! | `RUNNER_EXECUTION_MODE` | `execution_mode` | local-process, sandbox, docker (kubernetes: refused at start) |
+//! | `RUNNER_EXECUTION_MODE` | `execution_mode` | local-process, sandbox, docker, kubernetes |
 //! | `RUNNER_ID` | `runner_id` | |
 //! | `RUNNER_POOL_DIR` | `pool_dir` | |
 //! | `RUNNER_PLAYBOOKS_DIR` | `playbooks_dir` | |

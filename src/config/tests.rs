@@ -324,6 +324,17 @@ fn cross_field_checks_blame_the_right_layer() {
 }
 
 #[test]
+fn amqp_url_may_list_a_clusters_nodes_each_checked_and_redacted() {
+    let yaml = Some("amqp:\n  url: amqp://w:p4ss-1@n1:5672/%2f, amqp://w:p4ss-1@n2:5673/%2f\n");
+    let config = load_with(yaml, BASE_ENV, &ConfigOverrides::default()).unwrap();
+    assert_eq!(config.amqp.url.expose(), "amqp://w:p4ss-1@n1:5672/%2f,amqp://w:p4ss-1@n2:5673/%2f");
+    assert_eq!(config.amqp.url.redacted(), "amqp://w:***@n1:5672/%2f,amqp://w:***@n2:5673/%2f");
+    let bad = Some("amqp:\n  url: amqp://n1/%2f,http://n2/\n");
+    let error = load_with(bad, BASE_ENV, &ConfigOverrides::default()).unwrap_err().to_string();
+    assert!(error.contains("node 2: scheme must be amqp or amqps"), "{error}");
+}
+
+#[test]
 fn amqp_password_never_shows_in_debug() {
     let yaml = Some("amqp:\n  url: amqp://worker:file-pass-42@broker:5672/%2f\n");
     let config = load_with(yaml, BASE_ENV, &ConfigOverrides::default()).unwrap();

@@ -129,9 +129,23 @@ pub struct AmqpUrl {
 }
 
 impl AmqpUrl {
-    /// Accepts `amqp://` and `amqps://` URLs with a host. The reason never quotes the
-    /// URL, which may hold a password.
+    /// Accepts `amqp://` and `amqps://` URLs with a host, or several, comma-separated:
+    /// the nodes of a cluster, tried in turn when a connection is lost. The reason never
+    /// quotes a URL, which may hold a password.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let nodes: Vec<&str> = text.split(',').map(str::trim).collect();
+        if nodes.len() == 1 {
+            return Self::parse_node(text);
+        }
+        let mut redacted = Vec::with_capacity(nodes.len());
+        for (index, node) in nodes.iter().enumerate() {
+            let parsed = Self::parse_node(node).map_err(|reason| format!("node {}: {reason}", index + 1))?;
+            redacted.push(parsed.redacted);
+        }
+        Ok(AmqpUrl { raw: nodes.join(","), redacted: redacted.join(",") })
+    }
+
+    fn parse_node(text: &str) -> Result<Self, String> {
         let mut url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL: {e}"))?;
         if !matches!(url.scheme(), "amqp" | "amqps") {
             return Err(format!("scheme must be amqp or amqps, got `{}`", url.scheme()));

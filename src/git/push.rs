@@ -177,13 +177,22 @@ pub fn task_branch_on_remote(
         return Ok(BranchOnRemote::Absent);
     }
     let mut origin = pin_origin(&repo, remote).map_err(fetch_error)?;
-    let mut options = git2::FetchOptions::new();
-    // Deep enough for the trailer walk, never the whole history of a large repository.
-    let depth = i32::try_from(MAX_TRAILER_WALK).unwrap_or(i32::MAX);
-    options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None).depth(depth);
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    origin.fetch(&[refspec], Some(&mut options), None).map_err(fetch_error)?;
-    drop(origin);
+    let mut fetch = |depth: Option<i32>| {
+        let mut options = git2::FetchOptions::new();
+        options.remote_callbacks(remote.callbacks()).download_tags(git2::AutotagOption::None);
+        if let Some(depth) = depth {
+            options.depth(depth);
+        }
+        origin.fetch(std::slice::from_ref(&refspec), Some(&mut options), None)
+    };
+    // Deep enough for the trailer walk, never the whole history of a large repository;
+    // libgit2's local transport (`file://`) fetches only whole histories.
+    let depth = i32::try_from(MAX_TRAILER_WALK).unwrap_or(i32::MAX);
+    match fetch(Some(depth)) {
+        Err(e) if e.message().contains("shallow") => fetch(None).map_err(fetch_error)?,
+        other => other.map_err(fetch_error)?,
+    }
     branch_on_remote(scratch.path(), branch, "", task_id)
 }
 

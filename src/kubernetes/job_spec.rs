@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 
 /// The variable the task message reaches the pod in (`agent-runner run` reads it).
 pub const TASK_ENV: &str = "AGENT_RUNNER_TASK";
+/// The variable holding the delivery attempt the pod runs as (its events' ids use it).
+pub const ATTEMPT_ENV: &str = "AGENT_RUNNER_ATTEMPT";
 /// The variable the worker's configuration file reaches the pod in (`config::load`
 /// reads it when no `--config` is given).
 pub const CONFIG_ENV: &str = "AGENT_RUNNER_CONFIG_YAML";
@@ -89,6 +91,8 @@ pub struct TaskJob<'a> {
     pub task_json: &'a str,
     /// `activeDeadlineSeconds`: Kubernetes stops the pod past it.
     pub deadline: Duration,
+    /// The delivery attempt that created the Job.
+    pub attempt: u32,
 }
 
 impl JobTemplate {
@@ -97,6 +101,7 @@ impl JobTemplate {
         let name = job_name(task.task_id);
         let mut env = vec![
             serde_json::json!({ "name": TASK_ENV, "value": task.task_json }),
+            serde_json::json!({ "name": ATTEMPT_ENV, "value": task.attempt.to_string() }),
             serde_json::json!({ "name": "RUNNER_EXECUTION_MODE", "value": POD_EXECUTION_MODE }),
             serde_json::json!({ "name": "RUNNER_ID", "value": name }),
             serde_json::json!({ "name": "AGENT_RUNNER_HOME", "value": DATA_DIR }),
@@ -162,7 +167,7 @@ impl JobTemplate {
                             "image": self.image,
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["agent-runner"],
-                            "args": ["run", "--outcome-file", TERMINATION_LOG],
+                            "args": ["run", "--outcome-file", TERMINATION_LOG, "--event-lines"],
                             "env": env,
                             "resources": self.resources(),
                             "terminationMessagePath": TERMINATION_LOG,
@@ -234,6 +239,7 @@ mod tests {
             spec_name: "spec",
             task_json: r#"{"task_id":"t-1"}"#,
             deadline: Duration::from_secs(1900),
+            attempt: 2,
         };
         let job = template().job_for(task).unwrap();
         let value = serde_json::to_value(&job).unwrap();
@@ -258,6 +264,7 @@ mod tests {
             .collect();
         let get = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         assert_eq!(get(TASK_ENV), Some(r#"{"task_id":"t-1"}"#));
+        assert_eq!(get(ATTEMPT_ENV), Some("2"));
         assert_eq!(get("RUNNER_EXECUTION_MODE"), Some("local-process"));
         assert_eq!(get(SECRETS_DIR_ENV), Some(SECRETS_MOUNT));
         assert_eq!(get("LLM_MODEL"), Some("m"));

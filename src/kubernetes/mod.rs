@@ -14,17 +14,20 @@
 //! - `job_spec.rs`: the Job manifest and name (pure).
 //! - `jobs.rs`: the API calls (create or find, watch, log, delete).
 //! - `outcome.rs`: what the pod reports and how it fits a termination message.
+//! - `pod_events.rs`: the pod's step events as log lines, relayed by the worker.
 
 mod job_spec;
 mod jobs;
 mod outcome;
+mod pod_events;
 
 pub use job_spec::{
-    COMPONENT_LABEL, CONFIG_ENV, DATA_DIR, JobTemplate, SECRETS_DIR_ENV, SECRETS_MOUNT, TASK_ENV,
-    TASK_ID_ANNOTATION, TERMINATION_LOG, TaskJob, job_name,
+    ATTEMPT_ENV, COMPONENT_LABEL, CONFIG_ENV, DATA_DIR, JobTemplate, SECRETS_DIR_ENV, SECRETS_MOUNT,
+    TASK_ENV, TASK_ID_ANNOTATION, TERMINATION_LOG, TaskJob, job_name,
 };
 pub use jobs::{JobClient, JobEnd, KubeError, Started, Termination};
 pub use outcome::{MAX_OUTCOME_BYTES, PodOutcome};
+pub use pod_events::{EVENT_LINE_PREFIX, EventLines, relayed_event};
 
 use tokio::sync::OnceCell;
 
@@ -40,6 +43,29 @@ pub struct KubernetesJobs {
 impl KubernetesJobs {
     pub fn new(namespace: Option<String>, template: JobTemplate) -> Self {
         KubernetesJobs { namespace, template, client: OnceCell::new() }
+    }
+
+    /// The mode as `config` sets it: `k8s_*`, the limits as the pods' resources, and the
+    /// worker's configuration for the pods (its file, and what it read from the
+    /// environment). Secrets reach the pods only as the `k8s_secrets` they mount: a value
+    /// written into a Job would be readable by anyone who may read Jobs.
+    pub fn from_config(config: &crate::config::RunnerConfig) -> Self {
+        let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
+            .iter()
+            .filter_map(|name| {
+                crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
+            })
+            .collect();
+        let template = JobTemplate {
+            // Checked when the configuration was loaded: the mode requires an image.
+            image: config.kubernetes.image.clone().unwrap_or_default(),
+            secrets: config.kubernetes.secrets.clone(),
+            memory_mb: config.limits.max_memory_mb,
+            cpu_percent: config.limits.max_cpu_percent,
+            config_yaml: config.kubernetes.pod_config.clone(),
+            forwarded_env,
+        };
+        KubernetesJobs::new(config.kubernetes.namespace.clone(), template)
     }
 
     /// The API client, configured from the environment on the first call.

@@ -20,7 +20,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestMessage, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
     CreateChatCompletionResponse, FinishReason,
 };
-use backon::{ExponentialBuilder, Retryable};
+use backon::ExponentialBuilder;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::context_window::{ContextKnowledge, ContextLimits, Probe};
@@ -28,15 +28,13 @@ use super::overflow::Overflow;
 use super::probe::{LastResponse, ResponseProbe};
 use super::quirks::Quirks;
 use super::{ImplementError, truncate_chars};
-use crate::error::Classify;
+use crate::clients::retry::{AttemptError, retry_transient};
 use crate::secrets::Masker;
 
 /// First retry delay: most 5xx from a local model server are momentary (model loading).
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest delay between two attempts, so a few retries stay within minutes.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Longest `Retry-After` we honour; a longer outage is the delivery loop's delayed retry's job.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// An unreachable host should fail fast and be retried, not eat the whole LLM timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server error bodies can be whole HTML pages; this keeps messages readable.
@@ -126,12 +124,6 @@ impl std::fmt::Debug for LlmClient {
             .field("retry_count", &self.retry_count)
             .finish_non_exhaustive()
     }
-}
-
-/// One failed attempt, with the wait the server asked for.
-struct AttemptError {
-    error: ImplementError,
-    retry_after: Option<Duration>,
 }
 
 impl LlmClient {
@@ -320,18 +312,11 @@ impl LlmClient {
                 AttemptError { error: self.classify(e, last), retry_after: last.and_then(|s| s.retry_after) }
             })
         };
-        attempt
-            .retry(backoff)
-            .when(|e: &AttemptError| e.error.is_transient())
-            .adjust(|e: &AttemptError, delay| {
-                delay.map(|d| e.retry_after.map_or(d, |r| r.min(MAX_RETRY_AFTER)))
-            })
-            .notify(|e: &AttemptError, delay| {
-                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                tracing::warn!(error = %e.error, retry_in_ms, "LLM request failed, retrying");
-            })
-            .await
-            .map_err(|e| e.error)
+        retry_transient(attempt, backoff, |error, delay| {
+            let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(%error, retry_in_ms, "LLM request failed, retrying");
+        })
+        .await
     }
 
     /// Turns async-openai's error into ours, deciding here whether it is transient.

@@ -197,6 +197,24 @@ enum Applied {
     Refused(ClientError),
 }
 
+impl RegistryCall {
+    /// Makes this call of the event `event_id` once, keyed `<event_id>:<call>` so the
+    /// registry can deduplicate a repeated one (a redelivered event, a retried call).
+    pub async fn send(
+        &self,
+        registry: &TaskRegistryClient,
+        task_id: &str,
+        event_id: &str,
+    ) -> Result<(), ClientError> {
+        let key = format!("{event_id}:{}", self.name());
+        match self {
+            RegistryCall::Status(update) => registry.update_status(task_id, update, &key).await,
+            RegistryCall::Event(record) => registry.add_event(task_id, record, &key).await,
+            RegistryCall::Artifact(record) => registry.add_artifact(task_id, record, &key).await,
+        }
+    }
+}
+
 impl Mirror {
     /// Makes one call until the registry accepts it, refuses it for good, or shutdown.
     async fn apply(
@@ -206,15 +224,9 @@ impl Mirror {
         call: &RegistryCall,
         shutdown: &CancellationToken,
     ) -> Applied {
-        let key = format!("{event_id}:{}", call.name());
         let mut delay = self.settings.retry_initial_delay;
         loop {
-            let result = match call {
-                RegistryCall::Status(update) => self.registry.update_status(task_id, update, &key).await,
-                RegistryCall::Event(record) => self.registry.add_event(task_id, record, &key).await,
-                RegistryCall::Artifact(record) => self.registry.add_artifact(task_id, record, &key).await,
-            };
-            let error = match result {
+            let error = match call.send(&self.registry, task_id, event_id).await {
                 Ok(()) => return Applied::Yes,
                 // The registry already has it (it deduplicated on the idempotency key).
                 Err(error) if error.status() == Some(409) => return Applied::Yes,

@@ -148,7 +148,9 @@ impl Runner {
             masker,
             secret_scan,
             kubernetes: match config.execution_mode {
-                ExecutionMode::Kubernetes => Some(Arc::new(kubernetes_jobs(config))),
+                ExecutionMode::Kubernetes => {
+                    Some(Arc::new(crate::kubernetes::KubernetesJobs::from_config(config)))
+                }
                 _ => None,
             },
         };
@@ -197,29 +199,6 @@ fn step_execution(config: &RunnerConfig) -> StepExecution {
         },
         max_cpu_percent: config.limits.max_cpu_percent,
     }
-}
-
-/// The Jobs of `execution_mode: kubernetes`: `k8s_*`, the limits as the pods' resources,
-/// and the worker's configuration for the pods (its file, and what it read from the
-/// environment). Secrets reach the pods only as the `k8s_secrets` they mount: a value
-/// written into a Job would be readable by anyone who may read Jobs.
-fn kubernetes_jobs(config: &RunnerConfig) -> crate::kubernetes::KubernetesJobs {
-    let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
-        .iter()
-        .filter_map(|name| {
-            crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
-        })
-        .collect();
-    let template = crate::kubernetes::JobTemplate {
-        // Checked when the configuration was loaded: the mode requires an image.
-        image: config.kubernetes.image.clone().unwrap_or_default(),
-        secrets: config.kubernetes.secrets.clone(),
-        memory_mb: config.limits.max_memory_mb,
-        cpu_percent: config.limits.max_cpu_percent,
-        config_yaml: config.kubernetes.pod_config.clone(),
-        forwarded_env,
-    };
-    crate::kubernetes::KubernetesJobs::new(config.kubernetes.namespace.clone(), template)
 }
 
 /// Slots and artifacts must not depend on the directory a child process runs in.

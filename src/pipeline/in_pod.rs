@@ -17,7 +17,9 @@ use super::{RunContext, StopCause, StopReason};
 use crate::artifacts::{ArtifactKey, ArtifactKind};
 use crate::error::{Classify, FailureKind, TaskFailure};
 use crate::git::{self, BranchOnRemote, GitRemote};
-use crate::kubernetes::{JobClient, JobEnd, KubernetesJobs, PodOutcome, Started, TaskJob, job_name};
+use crate::kubernetes::{
+    JobClient, JobEnd, KubernetesJobs, PodOutcome, Started, TaskJob, job_name, relayed_event,
+};
 
 /// Time a pod gets beyond the task timeout to be scheduled, pull its image and store
 /// its artifacts; the pod applies the task timeout to its own run.
@@ -68,13 +70,33 @@ async fn run_job(
         spec_name: &ctx.task.spec_name,
         task_json: &message,
         deadline: timeout + POD_ALLOWANCE,
+        attempt: ctx.attempt,
     };
     if let Err(failure) = start(ctx, client, jobs, task, &name).await {
         return (Err(failure), None);
     }
-    // The log is followed while the Job runs, and may trail its end by a moment.
+    // The log is followed while the Job runs, and may trail its end by a moment; the
+    // pod's step events in it are published as they come.
     let wait_and_drain = async {
-        let follow = client.follow_log(&name, |line| ctx.log.record("pod", line));
+        let (relay, mut relayed) = tokio::sync::mpsc::unbounded_channel();
+        let job = name.as_str();
+        let read = client.follow_log(job, move |line| match relayed_event(line) {
+            Some(event) => {
+                let _ = relay.send(event);
+            }
+            None => {
+                ctx.log.record("pod", line);
+                tracing::debug!(job, line, "pod log");
+            }
+        });
+        let publish = async {
+            while let Some(event) = relayed.recv().await {
+                crate::events::publish_best_effort(ctx.runner.services.events.as_ref(), &event).await;
+            }
+        };
+        let follow = async {
+            tokio::join!(read, publish);
+        };
         let waited = client.wait(&name);
         tokio::pin!(follow, waited);
         tokio::select! {

@@ -20,6 +20,11 @@ KINDS = {
     "PodDisruptionBudget": "io.k8s.api.policy.v1.PodDisruptionBudget",
     # A ScaledJob's jobTargetRef is a JobSpec.
     "JobSpec": "io.k8s.api.batch.v1.JobSpec",
+    # What execution_mode: kubernetes creates per task, and the access its worker needs.
+    "Job": "io.k8s.api.batch.v1.Job",
+    "ServiceAccount": "io.k8s.api.core.v1.ServiceAccount",
+    "Role": "io.k8s.api.rbac.v1.Role",
+    "RoleBinding": "io.k8s.api.rbac.v1.RoleBinding",
     # A ScaledObject's advanced.horizontalPodAutoscalerConfig.behavior.
     "HorizontalPodAutoscalerBehavior": "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior",
 }

@@ -52,17 +52,24 @@ pub fn render(overlay: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(&text).map(|doc| Value::deserialize(doc).unwrap()).collect()
 }
 
+/// `docs` keyed by (kind, name); a later document of the same kind and name wins.
+pub fn by_kind_and_name(docs: Vec<Value>) -> BTreeMap<(String, String), Value> {
+    docs.into_iter()
+        .map(|d| {
+            (
+                (
+                    d["kind"].as_str().unwrap().to_string(),
+                    d["metadata"]["name"].as_str().unwrap().to_string(),
+                ),
+                d,
+            )
+        })
+        .collect()
+}
+
 /// Rendered objects by (kind, name), over every overlay (the shared ones render alike).
 pub fn rendered_objects() -> BTreeMap<(String, String), Value> {
-    let mut objects = BTreeMap::new();
-    for overlay in OVERLAYS {
-        for doc in render(overlay) {
-            let kind = doc["kind"].as_str().unwrap().to_string();
-            let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-            objects.insert((kind, name), doc);
-        }
-    }
-    objects
+    by_kind_and_name(OVERLAYS.iter().flat_map(|overlay| render(overlay)).collect())
 }
 
 /// The one object of `kind` whose name is `name` or, for a generated object, starts with

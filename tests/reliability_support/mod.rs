@@ -38,6 +38,21 @@ pub fn binary_config(names: &agent_runner::amqp::TopologyNames, amqp_url: &str, 
     format!("{}  url: {amqp_url}\n{extra}", names.config_yaml())
 }
 
+/// The top-level YAML pointing the binary at the harness's parts: the slot pool and the
+/// artifact store under its directory, the shipped playbooks, its scripted model, and
+/// its local origins admitted as remotes.
+pub fn harness_parts_yaml(harness: &crate::common::Harness) -> String {
+    let dir = harness.dir.path();
+    format!(
+        "pool_dir: {}\nartifact_store_url: file://{}\nplaybooks_dir: {}\nllm:\n  endpoint: {}\n{}",
+        dir.join("slots").display(),
+        harness.artifacts_dir().display(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks").display(),
+        harness.llm.base_url(),
+        crate::common::local_remotes_yaml(dir),
+    )
+}
+
 /// Runs the binary to completion in `dir` with `args`, off the async runtime.
 pub async fn agent_runner(dir: &Path, args: &[&str]) -> std::process::Output {
     let (dir, args): (std::path::PathBuf, Vec<String>) =
@@ -71,10 +86,21 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn start(dir: &Path, label: &str, extra_args: &[&str]) -> WorkerProcess {
+        Self::start_with_env(dir, label, extra_args, &[])
+    }
+
+    /// [`WorkerProcess::start`] with `env` added to the worker's environment.
+    pub fn start_with_env(
+        dir: &Path,
+        label: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let log = std::fs::File::create(dir.join(format!("worker-{label}.log"))).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_agent-runner"))
             .args(["--config", "c.yaml", "--text-logs", "worker"])
             .args(extra_args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env_remove("OPENAI_API_KEY")
             .env_remove("AMQP_URL")

@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::amqp::{
-    AmqpSession, DeadLetter, DlqCursor, HeaderMap, HeaderValue, Outgoing, TopologyNames, header,
+    AmqpSession, DeadLetter, DlqCursor, HeaderMap, HeaderValue, HeldLetter, Outgoing, TopologyNames, header,
 };
 use crate::config::RunnerConfig;
 use crate::telemetry::mask_output;
@@ -84,9 +84,7 @@ pub enum DlqCommand {
 }
 
 pub async fn run(config: RunnerConfig, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let names = TopologyNames::from(&config.amqp);
-    let session = AmqpSession::connect(config.amqp.url.expose(), "agent-runner dlq").await?;
-    session.declare(&names).await?;
+    let (session, names) = super::broker_session(&config, "agent-runner dlq").await?;
     match command {
         DlqCommand::List { filters, json, summary } => {
             let letters = collect(&session, &names, &filters).await?;
@@ -142,25 +140,56 @@ async fn collect(
     names: &TopologyNames,
     filters: &Filters,
 ) -> anyhow::Result<Vec<DeadLetter>> {
-    let now = chrono::Utc::now();
-    let limit = filters.limit.unwrap_or(usize::MAX);
-    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
+    let mut pass = Selection::open(session, names, filters, chrono::Utc::now()).await?;
     let mut letters = Vec::new();
-    // Every message is passed over and kept, even past `limit`: stopping early would
-    // leave the rest ahead of the kept ones and change the queue's order.
     let passed = async {
-        while let Some(held) = cursor.next().await? {
-            if letters.len() < limit && filters.matches(&held.letter, now) {
-                letters.push(held.letter.clone());
-            }
-            cursor.keep(held).await?;
+        while let Some(held) = pass.next().await? {
+            letters.push(held.letter.clone());
+            pass.cursor.keep(held).await?;
         }
         Ok::<(), crate::amqp::AmqpError>(())
     }
     .await;
-    cursor.release().await;
+    pass.cursor.release().await;
     passed?;
     Ok(letters)
+}
+
+/// One pass over the DLQ that hands out, in queue order, the letters `filters` select
+/// (up to `--limit`) and puts every other one back as it passes it; the caller keeps or
+/// removes what it is handed. Every message is passed over, even past the limit:
+/// stopping early would leave the rest ahead of the kept ones and change the order.
+struct Selection<'a> {
+    cursor: DlqCursor<'a>,
+    filters: &'a Filters,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: usize,
+    /// How many letters were handed out so far.
+    taken: usize,
+}
+
+impl<'a> Selection<'a> {
+    async fn open(
+        session: &'a AmqpSession,
+        names: &TopologyNames,
+        filters: &'a Filters,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Selection<'a>, crate::amqp::AmqpError> {
+        let cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
+        Ok(Selection { cursor, filters, now, limit: filters.limit.unwrap_or(usize::MAX), taken: 0 })
+    }
+
+    /// The next selected letter, held for the caller.
+    async fn next(&mut self) -> Result<Option<HeldLetter>, crate::amqp::AmqpError> {
+        while let Some(held) = self.cursor.next().await? {
+            if self.taken < self.limit && self.filters.matches(&held.letter, self.now) {
+                self.taken += 1;
+                return Ok(Some(held));
+            }
+            self.cursor.keep(held).await?;
+        }
+        Ok(None)
+    }
 }
 
 async fn replay(
@@ -171,24 +200,17 @@ async fn replay(
     rate: u32,
 ) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
-    let limit = filters.limit.unwrap_or(usize::MAX);
     let mut pace = tokio::time::interval(Duration::from_secs(1) / rate);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let total = collect(session, names, filters).await?.len();
     let mut progress = Progress::new(if dry_run { "would replay" } else { "replayed" }, total);
-    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
-    let mut done = 0usize;
-    while let Some(held) = cursor.next().await? {
-        if done >= limit || !filters.matches(&held.letter, now) {
-            cursor.keep(held).await?;
-            continue;
-        }
+    let mut pass = Selection::open(session, names, filters, now).await?;
+    while let Some(held) = pass.next().await? {
         let (routing_key, headers) = replayed(&held.letter, now);
         let line = output::one_line(&held.letter, now);
-        done += 1;
         if dry_run {
             progress.step(&format!("{line} -> {} '{routing_key}'", names.task_exchange));
-            cursor.keep(held).await?;
+            pass.cursor.keep(held).await?;
             continue;
         }
         pace.tick().await;
@@ -204,19 +226,21 @@ async fn replay(
             .await;
         if let Err(error) = published {
             progress.finish();
-            cursor.keep(held).await?;
-            cursor.release().await;
+            pass.cursor.keep(held).await?;
+            let replayed = pass.taken - 1;
+            pass.cursor.release().await;
             return Err(error).with_context(|| {
-                format!("replaying {line} failed after {} replayed; it stays in the DLQ", done - 1)
+                format!("replaying {line} failed after {replayed} replayed; it stays in the DLQ")
             });
         }
-        cursor
+        pass.cursor
             .remove(held)
             .await
             .with_context(|| format!("{line} was replayed but could not be removed from the DLQ"))?;
         progress.step(&format!("{line} -> {} '{routing_key}'", names.task_exchange));
     }
-    cursor.release().await;
+    let done = pass.taken;
+    pass.cursor.release().await;
     progress.finish();
     println!("{done} message(s) {}", if dry_run { "would be replayed" } else { "replayed" });
     Ok(ExitCode::SUCCESS)
@@ -247,26 +271,20 @@ async fn purge(
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
-    let limit = filters.limit.unwrap_or(usize::MAX);
     let total = collect(session, names, filters).await?.len();
     let mut progress = Progress::new(if dry_run { "would purge" } else { "purged" }, total);
-    let mut cursor = DlqCursor::open(session, &names.dead_letter_queue).await?;
-    let mut done = 0usize;
-    while let Some(held) = cursor.next().await? {
-        if done >= limit || !filters.matches(&held.letter, now) {
-            cursor.keep(held).await?;
-            continue;
-        }
+    let mut pass = Selection::open(session, names, filters, now).await?;
+    while let Some(held) = pass.next().await? {
         let line = output::one_line(&held.letter, now);
-        done += 1;
         if dry_run {
-            cursor.keep(held).await?;
+            pass.cursor.keep(held).await?;
         } else {
-            cursor.remove(held).await?;
+            pass.cursor.remove(held).await?;
         }
         progress.step(&line);
     }
-    cursor.release().await;
+    let done = pass.taken;
+    pass.cursor.release().await;
     progress.finish();
     println!("{done} message(s) {}", if dry_run { "would be purged" } else { "purged" });
     Ok(ExitCode::SUCCESS)
