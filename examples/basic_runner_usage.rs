@@ -50,7 +50,12 @@ async fn main() -> anyhow::Result<()> {
         let reason = result.error.as_ref().map_or_else(|| "unknown".to_string(), |e| e.to_string());
         println!("task failed: {reason}");
     }
-    println!("took {:.1} s, peak memory {:.1} MB", result.duration_seconds, result.metrics.peak_memory_mb);
+    // The seed's figures: its commands' peak memory and CPU use while they ran.
+    let metrics = &result.metrics;
+    println!(
+        "took {:.1} s, memory {:.1} MB, CPU {:.0}% ({:.2} s)",
+        result.duration_seconds, metrics.memory_mb, metrics.cpu_percent, metrics.cpu_seconds
+    );
     println!("{} events published", events.events().len());
     anyhow::ensure!(result.success, "the task did not complete");
     Ok(())

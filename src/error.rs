@@ -41,9 +41,11 @@ pub enum FailureKind {
     /// The push guard found a known secret or a credential shape on a line the task's
     /// commit adds; the push was refused. Permanent: the same work would be refused again.
     SecretDetected,
-    /// The execution environment failed the task, not the task itself: the Kubernetes
-    /// API did not answer, a task pod could not start or was killed (out of memory,
-    /// evicted). Transient unless the environment refused the task for good.
+    /// The execution environment failed the task, not the task itself: the container
+    /// engine could not run a step (`docker run` exit 125: the engine did not answer, the
+    /// image is missing), the Kubernetes API did not answer, a task pod could not start or
+    /// was killed (out of memory, evicted). Never a test failure; transient unless the
+    /// environment refused the task for good.
     Infrastructure,
 }
 

@@ -21,7 +21,8 @@ use std::sync::{Mutex, OnceLock};
 pub enum MetricKind {
     Counter,
     Gauge,
-    /// With its bucket upper bounds in seconds, ascending (`+Inf` is implied).
+    /// With its bucket upper bounds in the family's unit (seconds, bytes), ascending
+    /// (`+Inf` is implied).
     Histogram(&'static [f64]),
 }
 
@@ -51,6 +52,30 @@ const TASK_BUCKETS: &[f64] =
 /// the fleet is scaled in or a retry delay (up to the longest `retry_delays`) is included.
 const QUEUE_WAIT_BUCKETS: &[f64] =
     &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0];
+
+/// Task CPU-time buckets in seconds: from a lint that takes a few milliseconds of CPU to
+/// test suites busy on every core for the whole task timeout.
+const TASK_CPU_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+
+/// Task peak-memory buckets in bytes, 16 MiB to 16 GiB by doubling: a shell step to a
+/// large build (`max_memory_mb` caps it per command).
+const TASK_MEMORY_BUCKETS: &[f64] = &[
+    16_777_216.0,
+    33_554_432.0,
+    67_108_864.0,
+    134_217_728.0,
+    268_435_456.0,
+    536_870_912.0,
+    1_073_741_824.0,
+    2_147_483_648.0,
+    4_294_967_296.0,
+    8_589_934_592.0,
+    17_179_869_184.0,
+];
+
+/// The execution modes that run commands (`Isolation::mode_name`, and `kubernetes`: a
+/// task pod's commands, as the pod measured them).
+pub(crate) const EXECUTION_MODES: &[&str] = &["local-process", "sandbox", "docker", "kubernetes"];
 
 /// How a task delivery was settled (`TaskOutcome`'s labels).
 const TASK_OUTCOMES: &[&str] = &["completed", "failed", "retried", "unsettled"];
@@ -120,6 +145,22 @@ pub const QUEUE_WAIT: Family = Family {
     kind: MetricKind::Histogram(QUEUE_WAIT_BUCKETS),
     labels: &[],
     label_values: &[],
+};
+/// CPU time of each task's own commands.
+pub const TASK_CPU: Family = Family {
+    name: "agent_runner_task_cpu_seconds",
+    help: "CPU time (user plus system) of a task run's own commands (its playbook steps, also through the engine's run_tests tool), per run that ran a command, by execution mode",
+    kind: MetricKind::Histogram(TASK_CPU_BUCKETS),
+    labels: &["mode"],
+    label_values: &[EXECUTION_MODES],
+};
+/// Peak memory of each task's largest command.
+pub const TASK_MEMORY: Family = Family {
+    name: "agent_runner_task_peak_memory_bytes",
+    help: "Peak memory of a task run's largest command (its processes' resident memory together, sampled; a container's peak memory in docker mode), per run that ran a command, by execution mode",
+    kind: MetricKind::Histogram(TASK_MEMORY_BUCKETS),
+    labels: &["mode"],
+    label_values: &[EXECUTION_MODES],
 };
 /// Retries of outside calls.
 pub const RETRIES: Family = Family {
@@ -218,6 +259,8 @@ pub const FAMILIES: &[&Family] = &[
     &STEP_DURATION,
     &TASK_DURATION,
     &QUEUE_WAIT,
+    &TASK_CPU,
+    &TASK_MEMORY,
     &RETRIES,
     &DEAD_LETTERS,
     &LLM_TOKENS,
@@ -351,6 +394,6 @@ mod render;
 pub use record::{
     InFlight, StepResult, TaskOutcome, record_broker_reconnect, record_dead_letter,
     record_event_outbox_dropped, record_llm_cost, record_llm_usage, record_mirror_event, record_queue_wait,
-    record_retry, record_step, record_task_duration, record_task_outcome, set_event_outbox_depth,
-    set_mirror_lag,
+    record_retry, record_step, record_task_duration, record_task_outcome, record_task_usage,
+    set_event_outbox_depth, set_mirror_lag,
 };

@@ -1,6 +1,6 @@
-//! The command lines the execution modes build, as data. Docker mode is checked here only:
-//! no container engine runs on the test machines (the `docker` CLI cannot reach a daemon,
-//! and there is no image registry), so its `docker run` line is what is verified.
+//! The command lines the execution modes build, as data: every flag of the `docker run`
+//! line and of the sandbox, compared whole. Containers run for real on the engine in
+//! tests/docker_mode.rs.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -8,7 +8,10 @@ use std::path::Path;
 
 use agent_runner::config::DockerVolume;
 use agent_runner::process::ProcessLimits;
-use agent_runner::process::isolation::{DockerRun, docker_cleanup_command_line, docker_command_line};
+use agent_runner::process::isolation::{
+    CONTAINER_USAGE_DIR, CONTAINER_USAGE_FILE, DOCKER_USAGE_SCRIPT, DockerRun, docker_cleanup_command_line,
+    docker_command_line,
+};
 use agent_runner::process::sandbox::{SandboxLayout, SystemEntry, sandbox_command_line};
 
 fn strings(args: &[OsString]) -> Vec<String> {
@@ -42,21 +45,23 @@ fn docker_runs_without_network_capabilities_or_a_writable_root_and_with_the_limi
             DockerVolume { host: "/opt/tools".into(), container: "/opt/tools".into(), read_only: true },
             DockerVolume { host: "/srv/cache".into(), container: "/cache".into(), read_only: false },
         ],
+        usage_dir: Some(Path::new("/var/tmp/usage-1")),
     };
     let env = BTreeMap::from([("CI".to_string(), "true".to_string())]);
     let line = docker_command_line("cargo test", workdir.path(), &run, &env, fake_parent);
     assert_eq!(line.program, "docker");
     // One group of related flags per line; compared as one string for a readable diff.
     let expected = [
-        "run --rm --init --name agent-runner-test".to_string(),
+        "run --rm --init --pull never --name agent-runner-test".to_string(),
         "--network none".into(),
         "--user 1000:1000 --cap-drop ALL --security-opt no-new-privileges".into(),
         "--read-only --tmpfs /tmp:rw,nosuid,nodev --env TMPDIR=/tmp".into(),
         "--memory 2048m --memory-swap 2048m --cpus 1.50 --pids-limit 256 --ulimit cpu=480:481".into(),
         format!("--volume {dir}:{dir}:rw --workdir {dir} --volume {dir}/.git:{dir}/.git:ro"),
         "--volume /opt/tools:/opt/tools:ro --volume /srv/cache:/cache:rw".into(),
+        format!("--volume /var/tmp/usage-1:{CONTAINER_USAGE_DIR}:rw"),
         "--env CI=true --env LANG=C.UTF-8".into(),
-        "-- rust:1-bookworm sh -c cargo test".into(),
+        format!("-- rust:1-bookworm sh -c {DOCKER_USAGE_SCRIPT} agent-runner-step cargo test"),
     ]
     .join(" ");
     assert_eq!(strings(&line.args).join(" "), expected);
@@ -77,12 +82,21 @@ fn docker_gets_the_bridge_network_only_when_the_step_opted_in() {
         limits: ProcessLimits::default(),
         cpu_percent: None,
         volumes: &[],
+        usage_dir: None,
     };
     let line = docker_command_line("true", Path::new("/ws"), &run, &BTreeMap::new(), |_| None);
     let args = strings(&line.args);
     let at = args.iter().position(|a| a == "--network").unwrap();
     assert_eq!(args[at + 1], "bridge");
     assert!(!args.iter().any(|a| a == "--memory" || a == "--pids-limit" || a == "--cpus"));
+    // Without a usage directory the command runs as it is.
+    assert_eq!(args[args.len() - 4..], ["alpine", "sh", "-c", "true"]);
+}
+
+#[test]
+fn the_usage_script_writes_where_the_usage_directory_is_mounted() {
+    let target = format!("{CONTAINER_USAGE_DIR}/{CONTAINER_USAGE_FILE}");
+    assert!(DOCKER_USAGE_SCRIPT.contains(&format!(">{target}\n")), "{DOCKER_USAGE_SCRIPT}");
 }
 
 #[test]
@@ -106,7 +120,7 @@ fn the_sandbox_shows_system_paths_read_only_the_workspace_writable_and_runs_unde
     assert_eq!(line.program, "bwrap");
     let expected = [
         "--die-with-parent --new-session --cap-drop ALL",
-        "--unshare-user --disable-userns --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try",
+        "--unshare-user --disable-userns --unshare-pid --unshare-ipc --as-pid-1 --unshare-uts --unshare-cgroup-try",
         "--unshare-net",
         "--ro-bind /usr /usr --symlink usr/bin /bin --ro-bind /etc /etc",
         "--dev /dev --proc /proc --tmpfs /tmp --dir /tmp/home",

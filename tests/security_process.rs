@@ -169,12 +169,13 @@ async fn the_sandbox_sees_none_of_the_workers_processes_and_no_capabilities() {
     let probe = "ls -d /proc/[0-9]* | wc -l; grep CapEff /proc/self/status; \
                  cat /proc/1/cmdline | tr '\\0' ' ' | cut -d' ' -f1";
     let out = run(&spec(probe, dir.path(), sandbox(false), ProcessLimits::default())).await;
-    // bwrap's init, sh, and the pipeline's commands: nothing of the host.
+    // The command's shell (the namespace's init) and the pipeline's commands: nothing of
+    // the host.
     let lines: Vec<&str> = out.output.lines().collect();
     let visible: u32 = lines[0].trim().parse().unwrap();
     assert!(visible <= 8, "{}", out.output);
     assert_eq!(lines[1], "CapEff:\t0000000000000000");
-    assert_eq!(lines[2], "bwrap");
+    assert_eq!(lines[2], "sh");
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
     assert_eq!(summary["pushed"], true);
     assert_eq!(summary["impl_result"]["llm_model"], "gpt-4o-mini");
     assert!(summary["impl_result"]["tokens_used"].as_u64().unwrap() > 0);
-    assert!(summary["metrics"]["peak_memory_mb"].as_f64().unwrap() > 0.0);
+    assert!(summary["metrics"]["memory_mb"].as_f64().unwrap() > 0.0);
 
     // The model was asked about this task.
     let requests = harness.llm.requests();

@@ -2,9 +2,9 @@
 //! the only way the rest of the program touches metrics.
 
 use super::{
-    BROKER_RECONNECTS, DEAD_LETTERS, EVENT_OUTBOX_DEPTH, EVENT_OUTBOX_DROPPED, IN_FLIGHT, LLM_COST,
-    LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT, RETRIES, STEP_DURATION, STEPS, TASK_DURATION, TASKS,
-    global,
+    BROKER_RECONNECTS, DEAD_LETTERS, EVENT_OUTBOX_DEPTH, EVENT_OUTBOX_DROPPED, EXECUTION_MODES, IN_FLIGHT,
+    LLM_COST, LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT, RETRIES, STEP_DURATION, STEPS, TASK_CPU,
+    TASK_DURATION, TASK_MEMORY, TASKS, global,
 };
 
 /// How a task delivery was settled.
@@ -74,6 +74,14 @@ pub fn record_queue_wait(seconds: f64) {
 pub fn record_step(step: &str, result: StepResult, seconds: f64) {
     let step = STEPS.iter().find(|known| **known == step).copied().unwrap_or("other");
     global().observe(&STEP_DURATION, &[step, result.label()], seconds);
+}
+
+/// Observes one task run's command usage: CPU seconds and peak memory in bytes, in
+/// execution `mode` (`Isolation::mode_name`; an unknown name is not observed).
+pub fn record_task_usage(mode: &str, cpu_seconds: f64, peak_memory_bytes: f64) {
+    let Some(mode) = EXECUTION_MODES.iter().find(|known| **known == mode) else { return };
+    global().observe(&TASK_CPU, &[mode], cpu_seconds);
+    global().observe(&TASK_MEMORY, &[mode], peak_memory_bytes);
 }
 
 /// Counts one retry of `operation` (`task_registry`, `repo_pool`, `artifact_store`,

@@ -1,148 +1,137 @@
-//! Resource metrics for the run summary: peak resident memory and peak CPU of the
-//! worker process and its children (the playbook's commands), sampled with sysinfo.
+//! Resource metrics for the run summary and the terminal event: CPU time and peak memory
+//! of the task's own commands (its playbook steps, in the test step and through the
+//! engine's `run_tests` tool), added up from each command's [`ResourceUsage`].
+//!
+//! Per command, not sampled from the worker's process tree: concurrent tasks share that
+//! tree, so its figures would mix them, and a sample misses whatever ran between two
+//! samples. What the worker itself does for a task (git through libgit2, the model's
+//! HTTP calls, applying edits) is not a command and is not counted.
 
-use std::time::Duration;
+use std::sync::Mutex;
 
 use serde::Serialize;
-use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// How often usage is sampled. A second is fine-grained enough for steps that run for
-/// seconds to minutes, and cheap: one /proc walk per second per running task.
-const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+use crate::playbook::PlaybookReport;
+use crate::process::ResourceUsage;
 
-/// The seed's `metrics`: peak memory in MB and peak CPU percent (100 = one core).
+const BYTES_PER_MB: f64 = 1024.0 * 1024.0;
+
+/// The seed's `metrics`, with its names: `memory_mb` and `cpu_percent`, plus the CPU time
+/// they are derived from. Deserialised too: a kubernetes-mode pod's outcome carries them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RunMetrics {
-    pub peak_memory_mb: f64,
+    /// Peak memory in MiB of the task's largest command: its processes' resident memory
+    /// together, sampled (local-process, sandbox), or its container's peak (docker).
+    pub memory_mb: f64,
+    /// CPU time of the task's commands, user plus system, in seconds.
+    pub cpu_seconds: f64,
+    pub cpu_user_seconds: f64,
+    pub cpu_system_seconds: f64,
+    /// CPU use while the commands ran: `100 × cpu_seconds / command_seconds` (100 = one
+    /// core busy the whole time); 0 when no command ran.
     pub cpu_percent: f64,
+    /// Wall-clock time the task's commands ran, in seconds.
+    pub command_seconds: f64,
+    /// Command runs measured (each attempt of each step, in every test run).
+    pub commands: u32,
 }
 
-/// Samples usage on a blocking-pool thread until [`MetricsSampler::finish`].
-pub struct MetricsSampler {
-    stop: std::sync::mpsc::Sender<()>,
-    sampling: tokio::task::JoinHandle<RunMetrics>,
+/// The running totals of one task, fed by each playbook run.
+#[derive(Debug, Default)]
+pub struct UsageTally {
+    totals: Mutex<Totals>,
 }
 
-impl MetricsSampler {
-    /// Starts sampling this process and its descendants.
-    pub fn start() -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let sampling = crate::telemetry::spawn_blocking_in_span(move || {
-            let mut peak = RunMetrics::default();
-            let Ok(mut system) = System::new() else {
-                tracing::warn!("process metrics unavailable on this system");
-                return peak;
-            };
-            let me = std::process::id();
-            loop {
-                let sample = tree_usage(&mut system, me);
-                peak.peak_memory_mb = peak.peak_memory_mb.max(sample.peak_memory_mb);
-                peak.cpu_percent = peak.cpu_percent.max(sample.cpu_percent);
-                // Waiting on the channel is the sleep: `finish` ends it at once.
-                match stopped.recv_timeout(SAMPLE_INTERVAL) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                    _ => return peak,
-                }
-            }
-        });
-        MetricsSampler { stop, sampling }
-    }
-
-    /// Stops sampling and returns the peaks seen (at least one sample is always taken).
-    pub async fn finish(self) -> RunMetrics {
-        let _ = self.stop.send(());
-        self.sampling.await.unwrap_or_default()
-    }
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    usage: ResourceUsage,
+    command_ms: u64,
+    commands: u32,
 }
 
-/// More processes than a task's commands plausibly start: the walk stops there.
-const MAX_TREE_SIZE: usize = 4096;
-
-/// Memory and CPU of `root` and every process descending from it. Only those processes
-/// are read, never the whole of /proc (a machine runs hundreds, and a sample is taken
-/// per task), and threads are not counted as processes of their own: they share their
-/// process's memory, which would be counted once per thread.
-fn tree_usage(system: &mut System, root: u32) -> RunMetrics {
-    let pids = process_tree(root);
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&pids),
-        true,
-        ProcessRefreshKind::nothing().with_memory().with_cpu().without_tasks(),
-    );
-    let mut total = RunMetrics::default();
-    for process in pids.iter().filter_map(|pid| system.process(*pid)) {
-        total.peak_memory_mb += process.memory() as f64 / (1024.0 * 1024.0);
-        total.cpu_percent += f64::from(process.cpu_usage());
-    }
-    total
-}
-
-/// `root` and its descendants, from each thread's `/proc/<pid>/task/<tid>/children`.
-/// A process that exits during the walk is simply missing from the result.
-fn process_tree(root: u32) -> Vec<Pid> {
-    let mut tree = vec![root];
-    let mut next = 0;
-    while next < tree.len() && tree.len() < MAX_TREE_SIZE {
-        let pid = tree[next];
-        next += 1;
-        let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
-        for thread in threads.flatten() {
-            let Ok(children) = std::fs::read_to_string(thread.path().join("children")) else { continue };
-            tree.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+impl UsageTally {
+    /// Adds the measured steps of one playbook run.
+    pub fn add(&self, report: &PlaybookReport) {
+        let Ok(mut totals) = self.totals.lock() else { return };
+        for step in &report.steps {
+            let Some(usage) = step.usage else { continue };
+            totals.usage = totals.usage.combined(usage);
+            totals.command_ms = totals.command_ms.saturating_add(step.duration_ms);
+            totals.commands = totals.commands.saturating_add(step.attempts);
         }
     }
-    tree.truncate(MAX_TREE_SIZE);
-    tree.into_iter().map(Pid::from_u32).collect()
+
+    /// The totals so far, as the summary states them.
+    pub fn metrics(&self) -> RunMetrics {
+        let totals = self.totals.lock().map(|t| *t).unwrap_or_default();
+        let command_seconds = totals.command_ms as f64 / 1000.0;
+        let cpu_seconds = totals.usage.cpu_seconds();
+        RunMetrics {
+            memory_mb: totals.usage.peak_memory_bytes as f64 / BYTES_PER_MB,
+            cpu_seconds,
+            cpu_user_seconds: totals.usage.cpu_user_us as f64 / 1e6,
+            cpu_system_seconds: totals.usage.cpu_system_us as f64 / 1e6,
+            cpu_percent: if command_seconds > 0.0 { 100.0 * cpu_seconds / command_seconds } else { 0.0 },
+            command_seconds,
+            commands: totals.commands,
+        }
+    }
+}
+
+impl RunMetrics {
+    /// The peak memory in bytes, for `/metrics`.
+    pub fn memory_bytes(&self) -> f64 {
+        self.memory_mb * BYTES_PER_MB
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::playbook::{StepReport, StepStatus};
 
-    fn own_rss_mb() -> f64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let kib = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
+    fn step(duration_ms: u64, attempts: u32, usage: Option<ResourceUsage>) -> StepReport {
+        StepReport {
+            name: "s".into(),
+            command: "c".into(),
+            status: StepStatus::Passed,
+            exit_code: Some(0),
+            attempts,
+            duration_ms,
+            output_tail: String::new(),
+            reason: None,
+            limit_exceeded: None,
+            usage,
+        }
     }
 
     #[test]
-    fn the_tree_holds_the_process_and_its_children() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep runs");
-        let tree = process_tree(std::process::id());
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(tree.first(), Some(&Pid::from_u32(std::process::id())));
-        assert!(tree.contains(&Pid::from_u32(child.id())), "child {} missing from {tree:?}", child.id());
-    }
-
-    #[test]
-    fn threads_do_not_multiply_the_processes_memory() {
-        let stop = std::sync::Arc::new(std::sync::Barrier::new(9));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    stop.wait();
-                })
-            })
-            .collect();
-        let mut system = System::new().expect("sysinfo works on Linux");
-        let usage = tree_usage(&mut system, std::process::id());
-        stop.wait();
-        threads.into_iter().for_each(|t| t.join().expect("thread ends"));
-        let rss = own_rss_mb();
-        assert!(usage.peak_memory_mb > 0.0);
-        // Other test threads may start children meanwhile; eight copies of our memory would
-        // still be far beyond twice it.
-        assert!(
-            usage.peak_memory_mb < rss * 2.0,
-            "{} MB counted for a {rss} MB process",
-            usage.peak_memory_mb
+    fn runs_add_up_cpu_keep_the_peak_and_skip_unmeasured_steps() {
+        let tally = UsageTally::default();
+        let usage = |user, system, mb: u64| ResourceUsage {
+            cpu_user_us: user,
+            cpu_system_us: system,
+            peak_memory_bytes: mb * 1024 * 1024,
+        };
+        let report = |steps| PlaybookReport { playbook: "p".into(), success: true, steps, duration_ms: 0 };
+        tally.add(&report(vec![step(1000, 1, Some(usage(600_000, 200_000, 40))), step(500, 0, None)]));
+        tally.add(&report(vec![step(3000, 2, Some(usage(1_000_000, 200_000, 25)))]));
+        assert_eq!(
+            tally.metrics(),
+            RunMetrics {
+                memory_mb: 40.0,
+                cpu_seconds: 2.0,
+                cpu_user_seconds: 1.6,
+                cpu_system_seconds: 0.4,
+                cpu_percent: 50.0,
+                command_seconds: 4.0,
+                commands: 3,
+            }
         );
+    }
+
+    #[test]
+    fn no_command_is_zero_not_a_division_by_zero() {
+        assert_eq!(UsageTally::default().metrics(), RunMetrics::default());
     }
 }

@@ -22,10 +22,11 @@ mod result;
 mod resume;
 mod run_context;
 mod steps;
+mod test_step;
 
 pub use assemble::{AssembleError, RunnerSecrets};
 pub use log::ExecutionLog;
-pub use metrics::{MetricsSampler, RunMetrics};
+pub use metrics::{RunMetrics, UsageTally};
 pub use preflight::{PreflightError, check_execution_mode, check_playbooks_dir, preflight};
 pub use result::{RunResult, StepTiming};
 pub use run_context::RunContext;
@@ -208,7 +209,6 @@ impl Runner {
         cause: &StopCause,
     ) -> RunResult {
         let started = Instant::now();
-        let sampler = MetricsSampler::start();
         let ctx = RunContext::new(self, task, attempt, cancel.child_token());
         ctx.emit(
             EventType::TaskStarted,
@@ -255,10 +255,22 @@ impl Runner {
         result.error =
             outcome.err().map(|f| TaskFailure { message: self.services.masker.mask(&f.message), ..f });
         result.success = result.error.is_none();
-        result.metrics = sampler.finish().await;
+        result.metrics = ctx.usage.metrics();
         result.duration_seconds = started.elapsed().as_secs_f64();
-        if let Some(reported) = &pod_outcome {
-            in_pod::adopt_outcome(&mut result, reported);
+        // A task pod's figures are its commands', measured in the pod.
+        let mode = match &pod_outcome {
+            Some(reported) => {
+                in_pod::adopt_outcome(&mut result, reported);
+                "kubernetes"
+            }
+            None => self.settings.execution.isolation.mode_name(),
+        };
+        if result.metrics.commands > 0 {
+            crate::metrics::record_task_usage(
+                mode,
+                result.metrics.cpu_seconds,
+                result.metrics.memory_bytes(),
+            );
         }
         let stopped_by =
             result.error.as_ref().filter(|f| f.kind == FailureKind::Cancelled).map(|_| cause.reason());

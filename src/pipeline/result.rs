@@ -91,6 +91,7 @@ impl RunResult {
             "llm_model": self.impl_result.as_ref().map(|i| i.llm_model.clone()),
             "tokens_used": self.impl_result.as_ref().map(|i| i.tokens_used),
             "usage": self.usage(),
+            "metrics": self.metrics,
             "metadata": self.metadata,
         })
     }
@@ -114,6 +115,7 @@ impl RunResult {
     pub(super) fn failure_event_data(&self, failure: &TaskFailure) -> serde_json::Value {
         let mut data = failure.event_fields();
         data.insert("usage".into(), self.usage());
+        data.insert("metrics".into(), serde_json::json!(self.metrics));
         data.insert("artifacts".into(), serde_json::json!(self.artifacts));
         data.insert("duration_seconds".into(), serde_json::json!(self.duration_seconds));
         data.insert("metadata".into(), serde_json::json!(self.metadata));

@@ -22,6 +22,8 @@ pub struct RunContext<'a> {
     /// whatever they run so nothing outlives the task.
     pub cancel: CancellationToken,
     pub log: ExecutionLog,
+    /// CPU time and peak memory of the task's commands so far.
+    pub usage: super::metrics::UsageTally,
     subject: EventSubject,
     timings: Mutex<Vec<StepTiming>>,
     current_step: Mutex<String>,
@@ -35,6 +37,7 @@ impl<'a> RunContext<'a> {
             attempt,
             cancel,
             log: ExecutionLog::new(runner.services.masker.clone()),
+            usage: Default::default(),
             subject: EventSubject {
                 task_id: Some(task.task_id.clone()),
                 spec_name: Some(task.spec_name.clone()),

@@ -4,15 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use futures_util::future::BoxFuture;
-
 use super::RunContext;
+use super::test_step::{StepTests, repair_feedback, run_tests};
 use crate::error::{Classify, FailureKind, TaskFailure};
 use crate::git::{self, CommitInfo, CommitRequest, GitRemote, PreparedWorkspace, SlotLease};
-use crate::llm::{
-    self, AgentSession, EngineContext, ImplementRequest, ImplementationResult, TestRun, TestRunner,
-};
-use crate::playbook::{self, PlaybookReport, PlaybookRun, PlaybookSpec, StepStatus};
+use crate::llm::{self, AgentSession, EngineContext, ImplementRequest, ImplementationResult};
+use crate::playbook::{self, PlaybookReport, PlaybookSpec};
 use crate::task::PlaybookRequest;
 
 /// What the steps have produced so far.
@@ -271,16 +268,20 @@ async fn implement(
             llm::agent::tail_chars(&ctx.runner.services.masker.mask(&f), llm::agent::failure_chars(limits))
         }),
     };
-    let tests = StepTests { ctx, playbook, workspace };
+    let tests = StepTests { ctx, playbook, workspace, unavailable: std::sync::Mutex::new(None) };
     let engine_ctx = EngineContext {
         settings: engine,
         max_file_bytes: ctx.runner.settings.max_file_bytes,
         tests: Some(&tests),
         masker: &ctx.runner.services.masker,
     };
-    let result = llm::implement_round(&request, workspace, client, &engine_ctx, session)
-        .await
-        .map_err(|e| e.to_failure("implement"))?;
+    let result = llm::implement_round(&request, workspace, client, &engine_ctx, session).await;
+    // The engine's own test run met an engine that could not run the tests: that, not
+    // whatever the model made of it, is why the round ended.
+    if let Some(unavailable) = tests.take_unavailable() {
+        return Err(unavailable);
+    }
+    let result = result.map_err(|e| e.to_failure("implement"))?;
     ctx.log.record(
         "implement",
         &format!(
@@ -294,74 +295,6 @@ async fn implement(
         ),
     );
     Ok(())
-}
-
-/// The engine's `run_tests` tool: the playbook through the same executor as the test step.
-struct StepTests<'c, 'r> {
-    ctx: &'c RunContext<'r>,
-    playbook: &'c playbook::Playbook,
-    workspace: &'c Path,
-}
-
-impl TestRunner for StepTests<'_, '_> {
-    fn run_tests(&self) -> BoxFuture<'_, TestRun> {
-        Box::pin(async move {
-            match run_tests(self.ctx, self.playbook, self.workspace).await {
-                Ok(report) if report.success => TestRun { passed: true, output: "all steps passed".into() },
-                Ok(report) => TestRun { passed: false, output: repair_feedback(&report) },
-                Err(failure) => TestRun { passed: false, output: failure.message },
-            }
-        })
-    }
-}
-
-async fn run_tests(
-    ctx: &RunContext<'_>,
-    playbook: &playbook::Playbook,
-    workspace: &std::path::Path,
-) -> Result<PlaybookReport, TaskFailure> {
-    let settings = &ctx.runner.settings;
-    let mut variables = settings.variables.clone();
-    variables.insert("task.id".into(), ctx.task.task_id.clone());
-    variables.insert("task.spec_name".into(), ctx.task.spec_name.clone());
-    variables.insert("task.required_skill".into(), ctx.task.required_skill.clone().unwrap_or_default());
-    let run = PlaybookRun {
-        workdir: workspace,
-        variables: &variables,
-        default_step_timeout: settings.default_step_timeout,
-        output_cap_bytes: settings.output_cap_bytes,
-        cancel: &ctx.cancel,
-        execution: &settings.execution,
-    };
-    let report = playbook::run_playbook(playbook, &run).await;
-    for step in &report.steps {
-        if let Some(breach) = &step.limit_exceeded {
-            let data = serde_json::json!({
-                "step": step.name, "limit": breach.kind, "limit_value": breach.limit,
-                "observed": breach.observed, "message": breach.to_string(),
-            });
-            ctx.emit(crate::events::EventType::ResourceLimitReached, &step.name, data).await;
-        }
-        ctx.log.record(
-            "test",
-            &format!("{} -> {:?} (exit {:?})\n{}", step.name, step.status, step.exit_code, step.output_tail),
-        );
-    }
-    Ok(report)
-}
-
-/// What the model is told after failing tests: which steps failed and their output.
-/// The LLM step keeps only the tail of this, where test runners put their verdict.
-fn repair_feedback(report: &PlaybookReport) -> String {
-    let mut text = report.failure_summary().unwrap_or_else(|| "the playbook failed".to_string());
-    let failed = |status: &StepStatus| matches!(status, StepStatus::Failed | StepStatus::TimedOut);
-    for step in report.steps.iter().filter(|s| failed(&s.status)) {
-        text.push_str(&format!(
-            "\n\n$ {}\n(exit code {:?})\n{}",
-            step.command, step.exit_code, step.output_tail
-        ));
-    }
-    text
 }
 
 async fn commit(ctx: &RunContext<'_>, path: PathBuf, remote: GitRemote) -> Result<CommitInfo, TaskFailure> {

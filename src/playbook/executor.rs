@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{Playbook, PlaybookStep};
 use crate::process::{
-    CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, ProcessLimits, run_command,
+    CommandEnd, CommandOutcome, CommandSpec, Isolation, LimitBreach, ProcessError, ProcessLimits,
+    ResourceUsage, run_command,
 };
 
 /// Variables every step gets unless it sets them itself: Python writes no byte-code
@@ -93,6 +94,10 @@ pub enum StepStatus {
     Skipped,
     TimedOut,
     Cancelled,
+    /// The environment could not run the step at all (the container engine did not
+    /// answer, the image is missing): no test ran, the rest are not run, and the task
+    /// fails as `infrastructure`, never as a failing test.
+    Unavailable,
     /// An earlier step failed with `fail_fast`, or the run was cancelled.
     NotRun,
 }
@@ -106,6 +111,7 @@ impl StepStatus {
             StepStatus::Skipped => "skipped",
             StepStatus::TimedOut => "timed_out",
             StepStatus::Cancelled => "cancelled",
+            StepStatus::Unavailable => "unavailable",
             StepStatus::NotRun => "not_run",
         }
     }
@@ -131,6 +137,9 @@ pub struct StepReport {
     /// The resource limit the last attempt crossed (its processes were killed for it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_exceeded: Option<LimitBreach>,
+    /// CPU time and peak memory over all attempts (`None` when no attempt was measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
 }
 
 /// The outcome of a whole playbook; serialised as the test-results artifact.
@@ -144,6 +153,11 @@ pub struct PlaybookReport {
 }
 
 impl PlaybookReport {
+    /// The step the environment could not run (see [`StepStatus::Unavailable`]).
+    pub fn unavailable_step(&self) -> Option<&StepReport> {
+        self.steps.iter().find(|s| s.status == StepStatus::Unavailable)
+    }
+
     /// One line naming the steps that did not pass and why, or `None` on success.
     pub fn failure_summary(&self) -> Option<String> {
         if self.success {
@@ -152,7 +166,15 @@ impl PlaybookReport {
         let failed: Vec<String> = self
             .steps
             .iter()
-            .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled))
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    StepStatus::Failed
+                        | StepStatus::TimedOut
+                        | StepStatus::Cancelled
+                        | StepStatus::Unavailable
+                )
+            })
             .map(|s| format!("'{}' {}", s.name, s.reason.as_deref().unwrap_or("failed")))
             .collect();
         Some(format!("playbook '{}' failed: {}", self.playbook, failed.join("; ")))
@@ -183,6 +205,9 @@ pub async fn run_playbook(playbook: &Playbook, ctx: &PlaybookRun<'_>) -> Playboo
         tracing::info!(step = %step.name, status = report.status.as_str(), attempts = report.attempts, "playbook step finished");
         match report.status {
             StepStatus::Cancelled => stopped_because = Some("the run was cancelled".to_string()),
+            StepStatus::Unavailable => {
+                stopped_because = Some(format!("step '{}' could not be run", step.name));
+            }
             StepStatus::Failed | StepStatus::TimedOut if step.fail_fast => {
                 stopped_because = Some(format!("step '{}' failed and is fail_fast", step.name));
             }
@@ -205,6 +230,7 @@ fn not_attempted(step: &PlaybookStep, status: StepStatus, reason: String) -> Ste
         output_tail: String::new(),
         reason: Some(reason),
         limit_exceeded: None,
+        usage: None,
     }
 }
 
@@ -224,7 +250,8 @@ async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
     };
     let started = Instant::now();
     let mut attempts = 0;
-    let report = |attempts, verdict: Verdict| StepReport {
+    let mut usage: Option<ResourceUsage> = None;
+    let report = |attempts, verdict: Verdict, usage| StepReport {
         name: step.name.clone(),
         command: step.command.clone(),
         status: verdict.status,
@@ -234,18 +261,30 @@ async fn run_step(step: &PlaybookStep, ctx: &PlaybookRun<'_>) -> StepReport {
         output_tail: verdict.output,
         reason: verdict.reason,
         limit_exceeded: verdict.limit_exceeded,
+        usage,
     };
     loop {
         attempts += 1;
         let verdict = match run_command(&spec, ctx.cancel).await {
-            Ok(outcome) => judge(outcome, timeout),
-            Err(e) => return report(attempts, Verdict::failed(format!("could not start: {e}"))),
+            Ok(outcome) => {
+                usage = match (usage, outcome.usage) {
+                    (Some(before), Some(this)) => Some(before.combined(this)),
+                    (before, this) => before.or(this),
+                };
+                judge(outcome, timeout)
+            }
+            Err(e @ ProcessError::ContainerEngine { .. }) => {
+                let unavailable =
+                    Verdict { status: StepStatus::Unavailable, ..Verdict::failed(e.to_string()) };
+                return report(attempts, unavailable, usage);
+            }
+            Err(e) => return report(attempts, Verdict::failed(format!("could not start: {e}")), usage),
         };
         // A breached limit is not flaky: the same command would breach it again.
         let failed = matches!(verdict.status, StepStatus::Failed | StepStatus::TimedOut)
             && verdict.limit_exceeded.is_none();
         if !failed || attempts > step.retry_count {
-            return report(attempts, verdict);
+            return report(attempts, verdict, usage);
         }
         tracing::info!(step = %step.name, attempt = attempts, "playbook step failed; retrying");
     }

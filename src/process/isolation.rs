@@ -9,9 +9,10 @@
 //!   writable tree, its `.git` read-only again, a private `/tmp`), new PID, IPC and UTS
 //!   namespaces, no capabilities, a seccomp filter, and no network unless the step opts
 //!   in. Built in [`super::sandbox`].
-//! - `Docker`: `docker run --rm` from the configured image, the working directory mounted
-//!   (its `.git` read-only), no network unless the step opts in, memory, CPU and process
-//!   limits enforced by the engine, read-only root, no capabilities.
+//! - `Docker`: `docker run --rm` from the configured image (never pulled), the working
+//!   directory mounted (its `.git` read-only), no network unless the step opts in,
+//!   memory, CPU and process limits enforced by the engine, read-only root, no
+//!   capabilities; the container reports its cgroup's usage as it ends.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -128,7 +129,27 @@ pub struct DockerRun<'a> {
     pub cpu_percent: Option<u32>,
     /// The operator's `docker_volumes`, read-only unless configured `rw`.
     pub volumes: &'a [crate::config::DockerVolume],
+    /// A directory of the worker's, mounted at [`CONTAINER_USAGE_DIR`]: the step's
+    /// container writes its cgroup's figures there as it ends ([`DOCKER_USAGE_SCRIPT`]).
+    /// `None` runs the command as it is, unmeasured.
+    pub usage_dir: Option<&'a Path>,
 }
+
+/// Where a step container finds the directory for its usage figures.
+pub const CONTAINER_USAGE_DIR: &str = "/run/agent-runner-usage";
+
+/// The file in that directory the figures are written to.
+pub const CONTAINER_USAGE_FILE: &str = "usage";
+
+/// Runs the step (`$1`) in a shell of its own, then, as the container's last act, copies
+/// its cgroup's CPU and memory accounting (cgroup v2 or v1, whichever the engine gives
+/// it) into the usage file, and exits with the step's status. The docker CLI's own usage
+/// says nothing of what ran in the container; the container's cgroup holds exactly that.
+pub const DOCKER_USAGE_SCRIPT: &str = r#"sh -c "$1"; status=$?
+for f in /sys/fs/cgroup/cpu.stat /sys/fs/cgroup/memory.peak /sys/fs/cgroup/cpuacct/cpuacct.stat /sys/fs/cgroup/cpuacct/cpuacct.usage /sys/fs/cgroup/memory/memory.max_usage_in_bytes; do
+  [ -r "$f" ] && { echo "== $f"; cat "$f"; }
+done 2>/dev/null >/run/agent-runner-usage/usage
+exit $status"#;
 
 /// `docker run` for `sh -c <command>` in `workdir`, mounted at the same path. `step_env`
 /// is the step's own variables; the container gets those plus locale and terminal.
@@ -139,8 +160,10 @@ pub fn docker_command_line(
     step_env: &BTreeMap<String, String>,
     parent: impl Fn(&str) -> Option<OsString>,
 ) -> CommandLine {
+    // `--pull never`: the image is the operator's, made or loaded beforehand; a missing
+    // one is an infrastructure failure now, not a registry download mid-task.
     let mut args: Vec<OsString> =
-        ["run", "--rm", "--init", "--name", run.container_name].map(OsString::from).into();
+        ["run", "--rm", "--init", "--pull", "never", "--name", run.container_name].map(OsString::from).into();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     push(&["--network", if run.network { "bridge" } else { "none" }]);
     push(&["--user", run.user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]);
@@ -166,6 +189,9 @@ pub fn docker_command_line(
     for volume in run.volumes {
         push(&["--volume", &volume.volume_argument()]);
     }
+    if let Some(usage_dir) = run.usage_dir {
+        push(&["--volume", &format!("{}:{CONTAINER_USAGE_DIR}:rw", usage_dir.display())]);
+    }
     let mut container_env: BTreeMap<String, String> = CONTAINER_INHERITED_ENV_VARS
         .iter()
         .filter_map(|name| parent(name).map(|v| (name.to_string(), v.to_string_lossy().into_owned())))
@@ -174,7 +200,10 @@ pub fn docker_command_line(
     for (name, value) in &container_env {
         push(&["--env", &format!("{name}={value}")]);
     }
-    push(&["--", run.image, "sh", "-c", command]);
+    match run.usage_dir {
+        Some(_) => push(&["--", run.image, "sh", "-c", DOCKER_USAGE_SCRIPT, "agent-runner-step", command]),
+        None => push(&["--", run.image, "sh", "-c", command]),
+    }
     let env = docker_cli_env(parent);
     CommandLine { program: DOCKER_PROGRAM.into(), args, env }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Launch {
     pub cleanup: Option<CommandLine>,
     /// Sandbox mode: what the child does before `exec`ing bubblewrap.
     sandbox: Option<SandboxChild>,
+    /// Docker mode: where the container leaves its usage figures; removed with the launch.
+    pub usage_dir: Option<tempfile::TempDir>,
 }
 
 /// The sandbox's pre-`exec` plan and the pipe holding its seccomp filter, kept open
@@ -48,12 +50,15 @@ impl Launch {
                 line: isolation::local_command_line(&spec.command, env::child_env_from_process(&spec.env)),
                 cleanup: None,
                 sandbox: None,
+                usage_dir: None,
             },
             Isolation::Sandbox { network, policy } => sandbox_launch(spec, *network, policy)?,
             Isolation::Docker { image, network, cpu_percent, volumes } => {
                 let name = format!("agent-runner-{}", uuid::Uuid::new_v4().simple());
                 // SAFETY: getuid/getgid have no failure mode and touch no memory.
                 let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
+                // No directory (a full temporary file system) only costs the figures.
+                let usage_dir = tempfile::Builder::new().prefix("agent-runner-usage-").tempdir().ok();
                 let run = DockerRun {
                     image,
                     network: *network,
@@ -62,12 +67,13 @@ impl Launch {
                     limits: spec.limits,
                     cpu_percent: *cpu_percent,
                     volumes,
+                    usage_dir: usage_dir.as_ref().map(|d| d.path()),
                 };
                 let line = isolation::docker_command_line(&spec.command, &spec.cwd, &run, &spec.env, |n| {
                     std::env::var_os(n)
                 });
                 let cleanup = Some(isolation::docker_cleanup_command_line(&name, &line.env));
-                Launch { line, cleanup, sandbox: None }
+                Launch { line, cleanup, sandbox: None, usage_dir }
             }
         })
     }
@@ -106,7 +112,7 @@ fn sandbox_launch(spec: &CommandSpec, network: bool, policy: &SandboxPolicy) -> 
         .collect();
     let line = sandbox::sandbox_command_line(&spec.command, &layout, &env::child_env_from_process(&spec.env));
     let sandbox = Some(SandboxChild { plan: std::sync::Arc::new(plan), _filter: filter });
-    Ok(Launch { line, cleanup: None, sandbox })
+    Ok(Launch { line, cleanup: None, sandbox, usage_dir: None })
 }
 
 /// A pipe holding the compiled seccomp filter, its write end closed, so bubblewrap reads

@@ -23,6 +23,7 @@ mod launch;
 pub mod limits;
 mod output;
 pub mod sandbox;
+pub mod usage;
 pub mod watchdog;
 
 use std::collections::BTreeMap;
@@ -37,10 +38,12 @@ use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Classify, FailureKind};
+use isolation::CONTAINER_USAGE_FILE;
 pub use isolation::{CommandLine, Isolation};
 pub use limits::{LimitBreach, LimitKind, ProcessLimits};
 pub use output::OutputCollector;
 pub use sandbox::{SandboxError, SandboxPolicy, sandbox_preflight};
+pub use usage::ResourceUsage;
 
 /// How long a process group gets to exit after SIGTERM before it is SIGKILLed: enough for
 /// test runners to flush reports, short enough that a timeout still means "stopped now".
@@ -118,6 +121,9 @@ pub struct CommandOutcome {
     pub duration: Duration,
     /// Whether output bytes were dropped to respect the cap.
     pub truncated: bool,
+    /// CPU time and peak memory of the command's processes (see [`usage`]); `None` when
+    /// nothing ran or the figures could not be read.
+    pub usage: Option<ResourceUsage>,
 }
 
 impl CommandOutcome {
@@ -146,16 +152,25 @@ pub enum ProcessError {
     Wait(#[source] std::io::Error),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// `docker run` itself failed (exit 125 with the CLI's own `docker:` line): the
+    /// engine did not answer, or the image is missing. The step's command never ran.
+    #[error("the container engine could not run the step: {message}")]
+    ContainerEngine { message: String },
 }
 
 impl Classify for ProcessError {
     fn failure_kind(&self) -> FailureKind {
-        FailureKind::TestExecution
+        match self {
+            ProcessError::ContainerEngine { .. } => FailureKind::Infrastructure,
+            _ => FailureKind::TestExecution,
+        }
     }
 
     /// Running out of processes or file descriptors passes; a missing directory does not.
+    /// An engine that did not answer may be back (restarted, the image loaded) later.
     fn is_transient(&self) -> bool {
         let io = match self {
+            ProcessError::ContainerEngine { .. } => return true,
             ProcessError::Pipe(e) | ProcessError::Spawn { source: e, .. } | ProcessError::Wait(e) => e,
             ProcessError::Sandbox(SandboxError::Workspace { source, .. } | SandboxError::Filter(source)) => {
                 source
@@ -183,6 +198,7 @@ pub async fn run_command(
             output: String::new(),
             duration: started.elapsed(),
             truncated: false,
+            usage: None,
         });
     }
     limits::make_worker_undumpable();
@@ -193,18 +209,38 @@ pub async fn run_command(
     let tasks_before_spawn = watchdog::system_task_count();
     let (mut child, reader) = launch::spawn(&launch, spec)?;
     let leader = child.id().and_then(|id| i32::try_from(id).ok());
+    // The shell read at once, before anything else: it has `exec`ed (spawn returns after
+    // that), so it is no copy of the worker, and a step of a few milliseconds is over
+    // before the watchdog's first walk; its shell's size is then the memory figure.
+    let first_resident = leader.map_or(0, watchdog::resident_bytes);
     let mut group = GroupGuard { pgid: leader };
+    let exit_watch = leader.and_then(usage::ExitWatch::open);
     let mut container = launch::ContainerGuard::new(&launch);
     let collector = Arc::new(Mutex::new(OutputCollector::new(spec.output_cap_bytes)));
     let pump =
         tokio::spawn(tracing::Instrument::in_current_span(pump_output(reader, Arc::clone(&collector))));
+    let peak_resident = std::sync::atomic::AtomicU64::new(first_resident);
+    let peak = &peak_resident;
     let watched = async move {
         match leader {
-            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn).await,
+            Some(pid) => watchdog::watch(pid, spec.limits, tasks_before_spawn, peak).await,
             None => std::future::pending().await,
         }
     };
-    let end = wait_for_end(&mut child, &mut group, watched, spec, cancel).await?;
+    let mut reaper = Reaper { child: &mut child, exit_watch: exit_watch.as_ref(), usage: None };
+    let end = wait_for_end(&mut reaper, &mut group, watched, spec, cancel).await?;
+    // A container's figures are its own; the CLI's rusage would only measure the CLI. A
+    // container that wrote them ran to its end: whatever its exit code, it is the step's.
+    let (usage, container_ran) = match &launch.usage_dir {
+        Some(dir) => {
+            (usage::read_container_usage(dir.path()), dir.path().join(CONTAINER_USAGE_FILE).exists())
+        }
+        // CPU from the kernel's account, memory from the samples (see `usage`).
+        None => {
+            let peak_memory_bytes = peak_resident.load(std::sync::atomic::Ordering::Relaxed);
+            (reaper.usage.map(|cpu| ResourceUsage { peak_memory_bytes, ..cpu }), false)
+        }
+    };
     // Background jobs the step started die with it; this also releases the pipe they hold.
     group.kill(libc::SIGKILL);
     // Disarm: once the group is empty its id may be reused, and a later kill could hit a stranger.
@@ -216,12 +252,35 @@ pub async fn run_command(
     drain(pump).await;
 
     let collected = collector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(message) = engine_failure(spec, end, container_ran, &collected.render()) {
+        return Err(ProcessError::ContainerEngine { message });
+    }
     Ok(CommandOutcome {
         end,
         output: collected.render(),
         duration: started.elapsed(),
         truncated: collected.truncated(),
+        usage,
     })
+}
+
+/// `docker run`'s own exit code for "the container could not be run" (the engine did not
+/// answer, the image is missing, the container could not be created); 126 and 127 are the
+/// command's inside the container, any other code is the command's own exit.
+pub const DOCKER_RUN_FAILED: i32 = 125;
+
+/// The engine's reason when a docker-mode command ended with [`DOCKER_RUN_FAILED`], its
+/// container never got to its end (no usage figures written: see
+/// `isolation::DOCKER_USAGE_SCRIPT`), and the CLI said why on a `docker: ` line (the last
+/// such line, as the CLI writes it). A command inside the container that exits 125
+/// itself, whatever it prints, stays the command's exit code.
+fn engine_failure(spec: &CommandSpec, end: CommandEnd, container_ran: bool, output: &str) -> Option<String> {
+    let docker = matches!(spec.isolation, Isolation::Docker { .. });
+    if !docker || container_ran || end != CommandEnd::Exited(DOCKER_RUN_FAILED) {
+        return None;
+    }
+    let line = output.lines().rev().find_map(|line| line.trim().strip_prefix("docker: "))?;
+    Some(line.trim_end_matches('.').trim().to_string())
 }
 
 /// A root worker's sandboxed command needs to write the workspace as the sandbox uid.
@@ -241,20 +300,20 @@ async fn lend_workspace_for(spec: &CommandSpec) -> Result<Option<sandbox::Worksp
 /// Waits for whichever comes first: the shell's exit, a crossed limit, the timeout or
 /// cancellation; in the last three cases the processes are killed before returning.
 async fn wait_for_end(
-    child: &mut Child,
+    child: &mut Reaper<'_>,
     group: &mut GroupGuard,
     watched: impl Future<Output = LimitBreach>,
     spec: &CommandSpec,
     cancel: &CancellationToken,
 ) -> Result<CommandEnd, ProcessError> {
     Ok(tokio::select! {
-        status = child.wait() => status_to_end(status.map_err(ProcessError::Wait)?, &spec.limits),
+        status = child.reap() => status_to_end(status.map_err(ProcessError::Wait)?, &spec.limits),
         breach = watched => {
             // No grace for a fork bomb or a memory hog: straight to SIGKILL, pass after pass.
             if let Some(pgid) = group.pgid {
                 watchdog::kill_all(pgid).await;
             }
-            let _ = child.wait().await;
+            let _ = child.reap().await;
             tracing::warn!(%breach, mode = spec.isolation.mode_name(), "command stopped at a resource limit");
             CommandEnd::LimitExceeded(breach)
         }
@@ -290,12 +349,45 @@ async fn drain(pump: tokio::task::JoinHandle<()>) {
 }
 
 /// SIGTERM to the group, a short grace for the shell to exit, then SIGKILL and reap.
-async fn terminate(child: &mut Child, group: &mut GroupGuard) {
+async fn terminate(child: &mut Reaper<'_>, group: &mut GroupGuard) {
     group.kill(libc::SIGTERM);
-    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+    let _ = tokio::time::timeout(TERM_GRACE, child.exited()).await;
     group.kill(libc::SIGKILL);
     // After SIGKILL the leader exits promptly; reaping avoids a zombie per timed-out step.
-    let _ = child.wait().await;
+    let _ = child.reap().await;
+}
+
+/// The command's shell, reaped only after its resource usage was read (see [`usage`]).
+struct Reaper<'a> {
+    child: &'a mut Child,
+    exit_watch: Option<&'a usage::ExitWatch>,
+    /// Filled in by [`Reaper::reap`].
+    usage: Option<ResourceUsage>,
+}
+
+impl Reaper<'_> {
+    /// Resolves once the shell has exited, without reaping it.
+    async fn exited(&mut self) {
+        match self.exit_watch {
+            Some(watch) => watch.exited().await,
+            // No pidfd: reaping is the only way to learn of the exit.
+            None => {
+                let _ = self.child.wait().await;
+            }
+        }
+    }
+
+    /// Waits for the exit, reads the usage, then reaps. Cancel-safe: dropped before the
+    /// exit, nothing is lost.
+    async fn reap(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(watch) = self.exit_watch {
+            watch.exited().await;
+            if self.usage.is_none() {
+                self.usage = watch.usage();
+            }
+        }
+        self.child.wait().await
+    }
 }
 
 /// The shell's exit status as a [`CommandEnd`]. `SIGXCPU` is the per-process CPU rlimit

@@ -7,6 +7,7 @@
 //! group of every process (sysinfo does not expose it) and must be cheap at a fast pace.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::limits::{LimitBreach, LimitKind, ProcessLimits};
@@ -47,11 +48,30 @@ struct ProcStat {
     resident_pages: u64,
 }
 
+/// How often an unlimited command's memory is sampled for its figures alone (a limited
+/// one is sampled at [`SAMPLE_INTERVAL`] anyway). A tenth of a second catches any peak a
+/// step holds for longer; the walk costs a few hundred small reads.
+pub const METER_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Samples until a limit is crossed and returns the breach; never returns when `limits`
-/// sets nothing. `leader` is the command's pid (and process group id).
-pub async fn watch(leader: i32, limits: ProcessLimits, tasks_before_spawn: Option<u64>) -> LimitBreach {
+/// sets nothing. `leader` is the command's pid (and process group id). Every sample's
+/// resident memory raises `peak_resident` (the command's peak memory figure); the first
+/// sample is taken at once.
+pub async fn watch(
+    leader: i32,
+    limits: ProcessLimits,
+    tasks_before_spawn: Option<u64>,
+    peak_resident: &AtomicU64,
+) -> LimitBreach {
+    let sampled = |usage: &GroupUsage| peak_resident.fetch_max(usage.resident_bytes, Ordering::Relaxed);
     if !limits.any() {
-        return std::future::pending().await;
+        loop {
+            let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, None))
+                .await
+                .unwrap_or_default();
+            sampled(&usage);
+            tokio::time::sleep(METER_INTERVAL).await;
+        }
     }
     // Tasks on the system that are not this command's, as of the last full sample.
     let mut others = tasks_before_spawn.unwrap_or(0);
@@ -73,6 +93,7 @@ pub async fn watch(leader: i32, limits: ProcessLimits, tasks_before_spawn: Optio
         let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, stop_at))
             .await
             .unwrap_or_default();
+        sampled(&usage);
         if let Some(breach) = check(&limits, &usage) {
             return breach;
         }
@@ -230,6 +251,12 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         cpu_ticks: ticks(14) + ticks(15) + ticks(16) + ticks(17),
         resident_pages: ticks(24),
     })
+}
+
+/// One process's resident memory (0 when it is gone): a single small read.
+pub(crate) fn resident_bytes(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    stat.as_deref().and_then(parse_stat).map_or(0, |stat| stat.resident_pages * page_size())
 }
 
 fn clock_ticks_per_second() -> u64 {

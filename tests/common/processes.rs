@@ -21,3 +21,16 @@ pub async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
     panic!("condition never became true: {what}");
 }
+
+/// A step that uses at least one second of CPU and 200 MiB of memory, whatever the load:
+/// the shell spins until its own `/proc` CPU counters (user plus system, in 1/100 s
+/// ticks) reach 100, then holds 200 MiB of zeros (read into a variable, turned into `x`s)
+/// for half a second, long enough for any sampler. POSIX `sh` and coreutils only, so it
+/// runs in the minimal test image too.
+pub const BURN_CPU_AND_MEMORY: &str = "while read -r s < /proc/$$/stat; set -- $s; \
+    [ $(( ${14} + ${15} )) -lt 100 ]; do :; done; \
+    held=$(head -c 200M /dev/zero | tr '\\0' x); sleep 0.5; echo burnt ${#held}";
+
+/// What [`BURN_CPU_AND_MEMORY`] uses at least: CPU seconds and bytes.
+pub const BURNT_CPU_SECONDS: f64 = 1.0;
+pub const BURNT_MEMORY_BYTES: u64 = 200 * 1024 * 1024;

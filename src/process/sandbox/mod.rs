@@ -150,6 +150,13 @@ pub fn sandbox_command_line(
     let mut push = |items: &[&OsStr]| args.extend(items.iter().map(|s| s.to_os_string()));
     push(&[s("--die-with-parent"), s("--new-session"), s("--cap-drop"), s("ALL")]);
     push(&[s("--unshare-user"), s("--disable-userns"), s("--unshare-pid"), s("--unshare-ipc")]);
+    // The command's shell is the namespace's init, with no init of bubblewrap's between:
+    // bubblewrap then waits for the shell itself before it exits, so the shell's resource
+    // usage (and that of everything it reaped, orphans included) reaches bubblewrap's
+    // account, which the worker reads (`process::usage`). With an init of its own,
+    // bubblewrap exits on the init's word and nobody waits for it: the figures were lost.
+    // `--die-with-parent` still kills the whole namespace when bubblewrap is killed.
+    push(&[s("--as-pid-1")]);
     push(&[s("--unshare-uts"), s("--unshare-cgroup-try")]);
     if !layout.network {
         push(&[s("--unshare-net")]);
