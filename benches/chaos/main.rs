@@ -212,6 +212,8 @@ struct Report {
     lost: usize,
     duplicate_commits: usize,
     completions: usize,
+    /// Completed tasks whose `TaskStarted` never reached the exchange.
+    starts_missing: usize,
     duplicate_completions: usize,
     events: usize,
     reconnects: usize,
@@ -232,6 +234,7 @@ impl Report {
         let completed = commits.iter().filter(|c| **c > 0).count();
         let dead_lettered = session.ready_count(&names.dead_letter_queue).await.unwrap_or(0) as usize;
         let mut completion_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut started: BTreeSet<String> = BTreeSet::new();
         let mut events = 0;
         loop {
             let mut cursor = DlqCursor::open(session, &capture.queue).await.unwrap();
@@ -240,12 +243,12 @@ impl Report {
                 read += 1;
                 if let Ok(event) = serde_json::from_slice::<serde_json::Value>(held.body()) {
                     events += 1;
+                    let task = event["task_id"].as_str().unwrap_or("").to_string();
                     if event["type"] == "TaskCompleted" {
-                        let task = event["task_id"].as_str().unwrap_or("").to_string();
-                        completion_ids
-                            .entry(task)
-                            .or_default()
-                            .insert(event["event_id"].as_str().unwrap_or("").to_string());
+                        let id = event["event_id"].as_str().unwrap_or("").to_string();
+                        completion_ids.entry(task).or_default().insert(id);
+                    } else if event["type"] == "TaskStarted" {
+                        started.insert(task);
                     }
                 }
                 cursor.remove(held).await.unwrap();
@@ -261,6 +264,7 @@ impl Report {
             lost: task_ids.len().saturating_sub(completed + dead_lettered),
             duplicate_commits: commits.iter().filter(|c| **c > 1).count(),
             completions: completion_ids.len(),
+            starts_missing: completion_ids.keys().filter(|task| !started.contains(*task)).count(),
             duplicate_completions: completion_ids.values().filter(|ids| ids.len() > 1).count(),
             events,
             reconnects: workers.iter().map(|w| w.log_lines_with("consuming again")).sum(),
@@ -272,6 +276,7 @@ impl Report {
         self.lost == 0
             && self.duplicate_commits == 0
             && self.duplicate_completions == 0
+            && self.starts_missing == 0
             && self.completions == self.completed
     }
 
@@ -288,6 +293,7 @@ impl Report {
                 "completions missing from the exchange",
                 self.completed.saturating_sub(self.completions).to_string(),
             ),
+            ("TaskStarted missing (completed tasks)", self.starts_missing.to_string()),
             ("events captured", self.events.to_string()),
             ("worker reconnects (consuming again)", self.reconnects.to_string()),
             ("time to quiet", format!("{:.1} s", self.quiet.as_secs_f64())),
