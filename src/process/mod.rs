@@ -182,6 +182,23 @@ impl Classify for ProcessError {
     }
 }
 
+/// Tries to read the shell's resident size right after spawn. While the shell is in
+/// the middle of an `exec` (dash execs a lone command) its size reads as zero, so it is
+/// read again for a few milliseconds; a command over by then has no figure.
+async fn first_resident_bytes(pid: i32) -> u64 {
+    for _ in 0..FIRST_READING_TRIES {
+        let resident = watchdog::resident_bytes(pid);
+        if resident > 0 {
+            return resident;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    0
+}
+
+/// Tries of [`first_resident_bytes`], a millisecond apart.
+const FIRST_READING_TRIES: u32 = 10;
+
 /// Runs `spec.command` under `sh -c` as `spec.isolation` says, enforcing the timeout,
 /// cancellation, resource limits and output cap.
 ///
@@ -212,7 +229,10 @@ pub async fn run_command(
     // The shell read at once, before anything else: it has `exec`ed (spawn returns after
     // that), so it is no copy of the worker, and a step of a few milliseconds is over
     // before the watchdog's first walk; its shell's size is then the memory figure.
-    let first_resident = leader.map_or(0, watchdog::resident_bytes);
+    let first_resident = match leader {
+        Some(pid) => first_resident_bytes(pid).await,
+        None => 0,
+    };
     let mut group = GroupGuard { pgid: leader };
     let exit_watch = leader.and_then(usage::ExitWatch::open);
     let mut container = launch::ContainerGuard::new(&launch);
