@@ -172,11 +172,12 @@ async fn metrics_list_every_family_at_start_up_then_a_task_with_one_failed_test_
     assert_eq!(after["agent_runner_queue_wait_seconds_bucket{le=\"+Inf\"}"], 1.0);
     assert!((0.0..60.0).contains(&after["agent_runner_queue_wait_seconds_sum"]));
 
-    // One run's commands (the sample test, twice), observed once, in its mode; even a
-    // step of milliseconds has its shell's size.
+    // One run's commands (the sample test, twice), observed once, in its mode. Their
+    // memory is a sample, and a step of a few milliseconds can be over before the first
+    // one (then 0): tests/task_usage.rs checks the figure on a step that holds memory.
     assert_eq!(after["agent_runner_task_cpu_seconds_count{mode=\"local-process\"}"], 1.0);
     assert_eq!(after["agent_runner_task_peak_memory_bytes_count{mode=\"local-process\"}"], 1.0);
-    assert!(after["agent_runner_task_peak_memory_bytes_sum{mode=\"local-process\"}"] > 0.0);
+    assert!(after["agent_runner_task_peak_memory_bytes_sum{mode=\"local-process\"}"] >= 0.0);
     assert_eq!(after["agent_runner_task_cpu_seconds_count{mode=\"docker\"}"], 0.0);
     assert!(after["agent_runner_llm_tokens_total{direction=\"prompt\"}"] > 0.0);
     // Labels are bounded: no series names a task or a spec, and the task added none.

@@ -92,7 +92,9 @@ async fn a_task_becomes_a_pushed_branch_with_artifacts_events_and_an_ack() {
     assert_eq!(summary["pushed"], true);
     assert_eq!(summary["impl_result"]["llm_model"], "gpt-4o-mini");
     assert!(summary["impl_result"]["tokens_used"].as_u64().unwrap() > 0);
-    assert!(summary["metrics"]["memory_mb"].as_f64().unwrap() > 0.0);
+    // Present; its value is a sample a step of milliseconds can finish before (then 0):
+    // tests/task_usage.rs checks it on a step that holds memory.
+    assert!(summary["metrics"]["memory_mb"].as_f64().is_some_and(|mb| mb >= 0.0), "{summary}");
 
     // The model was asked about this task.
     let requests = harness.llm.requests();
