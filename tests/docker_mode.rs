@@ -239,17 +239,9 @@ async fn an_engine_gone_mid_task_is_retried_then_dead_lettered_as_infrastructure
     let config = reliability_support::binary_config(&harness.names, AMQP_URL, &extra);
     std::fs::write(dir.join("c.yaml"), config).unwrap();
     let mut tap = harness.session.tap(&harness.names.events_exchange, "#").await.unwrap();
-    let log = std::fs::File::create(dir.join("worker.log")).unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_agent-runner"))
-        .args(["--config", "c.yaml", "--text-logs", "worker"])
-        .current_dir(&dir)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("AMQP_URL")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let docker_host = format!("unix://{}", socket.display());
+    let worker =
+        reliability_support::WorkerProcess::start_with_env(&dir, "1", &[], &[("DOCKER_HOST", &docker_host)]);
     // The worker checked the engine through the proxy at start-up (it answered) ...
     let mut events = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -271,9 +263,8 @@ async fn an_engine_gone_mid_task_is_retried_then_dead_lettered_as_infrastructure
         }
     });
     let outcome = waited.await;
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
-    let _ = worker.wait();
+    worker.terminate();
+    worker.wait(Duration::from_secs(60)).await;
     assert!(outcome.is_ok(), "no dead letter within 90 s: {}", worker_log(&dir));
 
     let (kind, step, message) = harness.only_dead_letter().await;
@@ -302,5 +293,5 @@ async fn an_engine_gone_mid_task_is_retried_then_dead_lettered_as_infrastructure
 }
 
 fn worker_log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default()
+    std::fs::read_to_string(dir.join("worker-1.log")).unwrap_or_default()
 }
