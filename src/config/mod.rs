@@ -39,7 +39,7 @@ pub use deployment::{DockerVolume, KubernetesConfig, MAX_DOCKER_VOLUMES};
 pub use error::{ConfigError, ConfigSource};
 pub use ops::{HttpConfig, MirrorConfig};
 pub use overrides::ConfigOverrides;
-pub use pod_config::{CONFIG_ENV, ENV_FORWARDED_TO_PODS};
+pub use pod_config::{CONFIG_ENV, env_forwarded_to_pods};
 pub use secret::read_secret;
 pub use values::{
     AmqpUrl, ArtifactStoreLocation, ExecutionMode, LogLevel, MAX_CONCURRENCY, MAX_CPU_PERCENT,

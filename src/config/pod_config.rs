@@ -6,7 +6,7 @@
 //! only the worker uses is taken out: the broker (its URL may carry a password, and a
 //! pod never consumes), the execution mode (the pod runs its commands as local
 //! processes), the `k8s_*` keys and the HTTP listener. Configuration the worker read
-//! from its environment goes along as the same variables ([`ENV_FORWARDED_TO_PODS`]).
+//! from its environment goes along as the same variables ([`env_forwarded_to_pods`]).
 
 use std::path::Path;
 
@@ -19,23 +19,20 @@ pub const CONFIG_ENV: &str = crate::kubernetes::CONFIG_ENV;
 const WORKER_ONLY_KEYS: &[&str] =
     &["amqp", "execution_mode", "k8s_namespace", "k8s_image", "k8s_secrets", "http", "mirror"];
 
-/// Variables of the environment layer a task pod gets from its worker, when set. Not
-/// the broker's, the mode, the identity or the paths: those are the pod's own.
-pub const ENV_FORWARDED_TO_PODS: &[&str] = &[
-    "TASK_REGISTRY_URL",
-    "REPO_POOL_URL",
-    "ARTIFACT_STORE_URL",
-    "RUNNER_LOG_LEVEL",
-    "RUNNER_TIMEOUT",
-    "RUNNER_STRUCTURED_LOGGING",
-    "LLM_MODEL",
-    "OPENAI_BASE_URL",
-    "LLM_ENDPOINT",
-    "LLM_TIMEOUT_SECONDS",
-    "LLM_CONTEXT_TOKENS",
-    "LLM_TEMPERATURE",
-    "LLM_MAX_TOKENS",
-];
+/// Keys the environment layer can set that a task pod sets for itself: its identity and
+/// its paths.
+const POD_OWN_KEYS: &[&str] = &["runner_id", "pool_dir", "playbooks_dir"];
+
+/// Variables of the environment layer ([`super::env::VARIABLES`]) a task pod gets from
+/// its worker, when set: all but those of worker-only keys (the broker, the mode, the
+/// listener) and of the pod's own identity and paths.
+pub fn env_forwarded_to_pods() -> impl Iterator<Item = &'static str> {
+    super::env::VARIABLES.iter().filter_map(|(variable, key)| {
+        let top = key.split('.').next().unwrap_or(key);
+        let kept = !WORKER_ONLY_KEYS.contains(&top) && !POD_OWN_KEYS.contains(key);
+        kept.then_some(*variable)
+    })
+}
 
 /// `text` (the worker's file, already loaded once) without the worker-only keys.
 pub fn for_pods(text: &str, path: &Path) -> Result<String, ConfigError> {
@@ -57,6 +54,27 @@ pub fn for_pods(text: &str, path: &Path) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pods_get_the_environments_configuration_but_the_workers_own_and_their_own() {
+        let forwarded: Vec<&str> = env_forwarded_to_pods().collect();
+        let expected = [
+            "TASK_REGISTRY_URL",
+            "REPO_POOL_URL",
+            "ARTIFACT_STORE_URL",
+            "RUNNER_LOG_LEVEL",
+            "RUNNER_TIMEOUT",
+            "RUNNER_STRUCTURED_LOGGING",
+            "LLM_MODEL",
+            "OPENAI_BASE_URL",
+            "LLM_ENDPOINT",
+            "LLM_TIMEOUT_SECONDS",
+            "LLM_CONTEXT_TOKENS",
+            "LLM_TEMPERATURE",
+            "LLM_MAX_TOKENS",
+        ];
+        assert_eq!(forwarded, expected);
+    }
 
     #[test]
     fn the_pods_get_the_file_without_the_broker_and_the_mode() {

@@ -50,8 +50,7 @@ impl KubernetesJobs {
     /// environment). Secrets reach the pods only as the `k8s_secrets` they mount: a value
     /// written into a Job would be readable by anyone who may read Jobs.
     pub fn from_config(config: &crate::config::RunnerConfig) -> Self {
-        let forwarded_env = crate::config::ENV_FORWARDED_TO_PODS
-            .iter()
+        let forwarded_env = crate::config::env_forwarded_to_pods()
             .filter_map(|name| {
                 crate::config::process_env(name).filter(|v| !v.is_empty()).map(|v| (name.to_string(), v))
             })
