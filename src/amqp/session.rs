@@ -80,9 +80,9 @@ impl BrokerNodes {
     async fn open(&self, name: &str) -> Result<Connection, AmqpError> {
         use std::sync::atomic::Ordering;
         let start = self.current.load(Ordering::Relaxed);
-        let mut refused = None;
-        for offset in 0..self.urls.len() {
-            let index = (start + offset) % self.urls.len();
+        let mut tried = 0;
+        loop {
+            let index = (start + tried) % self.urls.len();
             match open_connection(&self.urls[index], name).await {
                 Ok(connection) => {
                     if index != start {
@@ -91,15 +91,11 @@ impl BrokerNodes {
                     self.current.store(index, Ordering::Relaxed);
                     return Ok(connection);
                 }
-                Err(error) => refused = Some(error),
+                // Every node refused: the last one's error stands for them.
+                Err(error) if tried + 1 >= self.urls.len() => return Err(error),
+                Err(_) => tried += 1,
             }
         }
-        Err(refused.unwrap_or_else(|| AmqpError::Connect {
-            url: String::new(),
-            source: lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
-                lapin::ConnectionState::Closed,
-            )),
-        }))
     }
 }
 
