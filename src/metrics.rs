@@ -244,6 +244,15 @@ pub const EVENT_OUTBOX_DROPPED: Family = Family {
     label_values: &[],
 };
 
+/// Full walks of a task workspace by the worker itself (not by the task's commands).
+pub const WORKTREE_SCANS: Family = Family {
+    name: "agent_runner_worktree_scans_total",
+    help: "Walks of a whole task workspace made by the worker (cleaning, status, chown), for its own cost per task",
+    kind: MetricKind::Counter,
+    labels: &[],
+    label_values: &[],
+};
+
 /// The package version (`Cargo.toml`).
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git revision the binary was built from (`build.rs`: short hash, `-dirty` when the
@@ -270,6 +279,7 @@ pub const FAMILIES: &[&Family] = &[
     &MIRROR_LAG,
     &EVENT_OUTBOX_DEPTH,
     &EVENT_OUTBOX_DROPPED,
+    &WORKTREE_SCANS,
     &BUILD_INFO,
 ];
 
@@ -395,5 +405,5 @@ pub use record::{
     InFlight, StepResult, TaskOutcome, record_broker_reconnect, record_dead_letter,
     record_event_outbox_dropped, record_llm_cost, record_llm_usage, record_mirror_event, record_queue_wait,
     record_retry, record_step, record_task_duration, record_task_outcome, record_task_usage,
-    set_event_outbox_depth, set_mirror_lag,
+    record_worktree_scan, set_event_outbox_depth, set_mirror_lag,
 };

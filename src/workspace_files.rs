@@ -40,7 +40,11 @@ pub enum ReadRefusal {
 
 /// What `meta` is when it is neither a regular file, a directory nor a symlink.
 pub fn special_kind(meta: &Metadata) -> Option<&'static str> {
-    let kind = meta.file_type();
+    special_file_type(meta.file_type())
+}
+
+/// [`special_kind`] from a file type alone (a directory entry's, no `lstat`).
+fn special_file_type(kind: std::fs::FileType) -> Option<&'static str> {
     if kind.is_fifo() {
         Some("a FIFO")
     } else if kind.is_socket() {
@@ -99,6 +103,7 @@ fn read_at_most(file: File, expected: u64, max: u64) -> Result<Vec<u8>, ReadRefu
 /// symlinks; returns what it removed. A directory that cannot be listed is skipped: what
 /// is left in it is never read (every reader checks metadata first), only not cleaned.
 pub fn remove_special_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    crate::metrics::record_worktree_scan();
     let mut removed = Vec::new();
     // An explicit stack: a step can nest directories deeper than a recursion should go.
     let mut pending = vec![root.to_path_buf()];
@@ -106,10 +111,11 @@ pub fn remove_special_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            if meta.is_dir() {
+            // The entry's own type (`d_type`): no `lstat` per file, and a link is a link.
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
                 pending.push(path);
-            } else if special_kind(&meta).is_some() {
+            } else if special_file_type(kind).is_some() {
                 std::fs::remove_file(&path)?;
                 removed.push(path);
             }

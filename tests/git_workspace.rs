@@ -1,8 +1,9 @@
 //! Slots, workspaces, commits and pushes against a real bare repository as the remote.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Barrier;
 
 use agent_runner::error::{Classify, FailureKind};
@@ -10,23 +11,10 @@ use agent_runner::git::{
     CommitRequest, GitAuthor, GitCredentials, GitError, GitRemote, LocalSlotPool, changed_files, commit_all,
     diff_since, prepare_workspace, push_branch, remote_branch_commit,
 };
+use common::git;
 use tempfile::TempDir;
 
 const BRANCH: &str = "feature/task-login-1";
-
-/// Runs the git CLI with a fixed identity and no user/system config influence.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.test", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
 
 struct Fixture {
     tmp: TempDir,

@@ -3,12 +3,13 @@
 //! libgit2 never runs repository hooks, so a `pre-commit` or `commit-msg` hook planted in
 //! the checkout cannot run here or alter the commit. The author is always passed in
 //! explicitly, never read from the repository's (agent-writable) config, and that config
-//! is reset before committing (see [`super::harden_repository`]). The index is rebuilt
-//! from HEAD's tree and the working tree, so entries planted in `.git/index` are dropped.
+//! is reset before committing (see [`super::harden_repository`]). The index is made to
+//! hold HEAD's tree first (entries planted in `.git/index` are dropped), then the changes
+//! one status of the working tree found are staged ([`super::staging`]).
 
 use std::path::Path;
 
-use git2::{Diff, DiffFormat, DiffOptions, IndexAddOption, Repository, Signature, Tree};
+use git2::{Diff, DiffFormat, DiffOptions, Repository, Signature, Tree};
 
 use super::error::GitError;
 use super::workspace::open;
@@ -61,21 +62,23 @@ pub struct CommitInfo {
 pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<CommitInfo>, GitError> {
     // First: a FIFO planted in `.git` would block libgit2 in the hardening's own open.
     super::workspace::remove_special_files(path)?;
+    // Whatever fails below, the slot is no longer as an earlier commit left it.
+    super::slot_state::forget(path);
     super::harden::harden_repository(path, request.remote)?;
     let repo = open(path)?;
     let commit_error = |e: git2::Error| GitError::Commit { path: path.to_path_buf(), detail: e.into() };
     let head_tree = repo.head().and_then(|head| head.peel_to_tree()).ok();
-    super::oversized::refuse_oversized(&repo, path, head_tree.as_ref(), request.max_file_bytes)?;
     let mut index = repo.index().map_err(commit_error)?;
-    match &head_tree {
-        Some(head_tree) => index.read_tree(head_tree).map_err(commit_error)?,
-        // An unborn HEAD: start from nothing.
-        None => index.clear().map_err(commit_error)?,
-    }
-    // Build caches are never staged, tracked or not: a changed one keeps HEAD's version.
-    let mut skip_caches = |path: &Path, _spec: &[u8]| i32::from(super::is_build_cache(path));
-    index.add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_caches)).map_err(commit_error)?;
-    index.update_all(["*"], Some(&mut skip_caches)).map_err(commit_error)?;
+    super::staging::reset_index_to(&mut index, head_tree.as_ref()).map_err(commit_error)?;
+    let changes = super::staging::working_tree_changes(&repo, path).map_err(commit_error)?;
+    super::oversized::refuse_oversized(
+        &repo,
+        path,
+        head_tree.as_ref(),
+        &changes.present,
+        request.max_file_bytes,
+    )?;
+    super::staging::stage(&mut index, &changes).map_err(commit_error)?;
     index.write().map_err(commit_error)?;
     let tree = repo.find_tree(index.write_tree().map_err(commit_error)?).map_err(commit_error)?;
     // An unborn HEAD (empty repository) commits as a root commit.
@@ -85,6 +88,7 @@ pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<Com
         None => None,
     };
     if parent_tree.as_ref().is_some_and(|t| t.id() == tree.id()) {
+        super::slot_state::remember(&repo, path, changes.unstaged_untracked, changes.unstaged_tracked);
         return Ok(None);
     }
     let files_changed = diff_paths(&repo, parent_tree.as_ref(), &tree).map_err(commit_error)?;
@@ -93,6 +97,7 @@ pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<Com
     let id = repo
         .commit(Some("HEAD"), &signature, &signature, &full_message(request), &tree, &parents)
         .map_err(commit_error)?;
+    super::slot_state::remember(&repo, path, changes.unstaged_untracked, changes.unstaged_tracked);
     Ok(Some(CommitInfo { id: id.to_string(), files_changed }))
 }
 

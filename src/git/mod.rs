@@ -26,7 +26,10 @@ mod oversized;
 mod push;
 mod remote_policy;
 mod slot;
+mod slot_reset;
 mod slot_roots;
+mod slot_state;
+mod staging;
 mod workspace;
 
 pub use added::{AddedLines, added_lines};

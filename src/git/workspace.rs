@@ -4,7 +4,10 @@
 //!
 //! A reused slot holds whatever the previous task left (edits, build output, a half-done
 //! merge, even a rewritten `.git/config`), so nothing in it is trusted: origin is pinned
-//! back to the task's URL and the tree is forced to the fetched base commit.
+//! back to the task's URL and the tree is forced to the fetched base commit. The one
+//! shortcut: when this process's own commit was the last thing to touch the slot, what
+//! it left is known ([`super::slot_state`]) and the reset rewrites only that
+//! ([`super::slot_reset`]) instead of walking the whole tree three times.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -54,14 +57,32 @@ pub fn prepare_workspace(
             reason: "task branch must differ from the base branch",
         });
     }
-    // Before libgit2 opens anything: a FIFO planted in `.git` would block it for good.
-    remove_special_files(path)?;
+    // What this process's last commit here left behind, if nothing has touched it since.
+    let known = super::slot_state::take(path).filter(|record| record.files_unchanged(path));
+    if known.is_none() {
+        // Before libgit2 opens anything: a FIFO planted in `.git` would block it for good.
+        remove_special_files(path)?;
+    }
     let repo = open(path)?;
+    let known = match known {
+        Some(record) if record.head_unchanged(&repo) => Some(record),
+        // A moved branch under an unchanged HEAD file: unknown after all.
+        Some(_) => {
+            remove_special_files(path)?;
+            None
+        }
+        None => None,
+    };
     remove_stale_index_lock(&repo);
     fetch(&repo, remote, &[base_branch, branch_name])?;
     let base = base_commit(&repo, remote, base_branch)?;
-    reset_to(&repo, &base)?;
-    clean_untracked(&repo, path)?;
+    match known {
+        Some(record) => super::slot_reset::reset_known_tree(&repo, path, &base, &record)?,
+        None => {
+            reset_to(&repo, &base)?;
+            clean_untracked(&repo, path)?;
+        }
+    }
     for name in [base_branch, branch_name] {
         let branch_error = |e: git2::Error| GitError::Branch { branch: name.to_string(), detail: e.into() };
         repo.branch(name, &base, true).map_err(branch_error)?;
@@ -200,13 +221,14 @@ fn base_commit<'r>(
 /// Detaches HEAD at `base` and hard-resets index and tree to it, dropping any merge or
 /// rebase in progress. Detaching first lets the base and task branches be force-moved
 /// afterwards even when one of them is the current branch.
-fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> {
+pub(crate) fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> {
     let checkout_error =
         |e: git2::Error| GitError::Checkout { what: base.id().to_string(), detail: e.into() };
     repo.cleanup_state().map_err(checkout_error)?;
     repo.set_head_detached(base.id()).map_err(checkout_error)?;
     let mut checkout = CheckoutBuilder::new();
     checkout.force().remove_untracked(true).remove_ignored(true);
+    crate::metrics::record_worktree_scan();
     repo.reset(base.as_object(), ResetType::Hard, Some(&mut checkout)).map_err(checkout_error)
 }
 
@@ -214,6 +236,7 @@ fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> 
 /// reset. Untracked directories are reported (and removed) whole. Symlinks are removed,
 /// never followed.
 fn clean_untracked(repo: &Repository, workdir: &Path) -> Result<(), GitError> {
+    crate::metrics::record_worktree_scan();
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
@@ -246,7 +269,7 @@ pub(crate) fn remove_special_files(workdir: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
-fn remove_path(path: &Path) -> Result<(), GitError> {
+pub(crate) fn remove_path(path: &Path) -> Result<(), GitError> {
     let removed = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),

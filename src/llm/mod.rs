@@ -22,6 +22,7 @@ mod probe;
 mod prompt;
 mod quirks;
 mod repo_view;
+mod repo_view_git;
 pub mod scripted;
 mod shared;
 
@@ -49,6 +50,7 @@ pub use repo_view::{
     DEFAULT_MAX_CONTENT_BYTES, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_TREE_ENTRIES, EntryKind, FileText,
     RepoView, RepoViewBudget, TreeEntry, repo_view,
 };
+pub use repo_view_git::repo_view_at;
 pub use shared::SharedLlmClient;
 
 /// What to implement, and what the model may see of the repository.

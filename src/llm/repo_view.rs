@@ -16,7 +16,7 @@ pub const DEFAULT_MAX_CONTENT_BYTES: usize = 48 * 1024;
 /// Largest single file shown: a bigger one would take a third of the budget by itself.
 pub const DEFAULT_MAX_FILE_BYTES: usize = 16 * 1024;
 /// Entries walked at most: bounds the time spent on huge checkouts (vendored trees).
-const MAX_WALK_ENTRIES: usize = 20_000;
+pub(crate) const MAX_WALK_ENTRIES: usize = 20_000;
 /// Bytes inspected for NUL to call a file binary (git's own heuristic looks at 8000).
 pub(crate) const BINARY_SNIFF_BYTES: usize = 8000;
 /// Build output and dependency caches: listed as one entry, not descended into.
@@ -40,7 +40,7 @@ const MANIFESTS: &[&str] = &[
 ];
 
 /// Limits for [`repo_view`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RepoViewBudget {
     pub max_tree_entries: usize,
     pub max_content_bytes: usize,
@@ -114,15 +114,33 @@ impl RepoView {
     }
 }
 
-/// Builds the view of `workspace` within `budget`.
+/// Builds the view of `workspace` within `budget`, from the disk (a workspace the task
+/// has changed; [`super::repo_view_at`] serves a clean checkout from its commit).
 pub fn repo_view(workspace: &Path, budget: RepoViewBudget) -> std::io::Result<RepoView> {
+    crate::metrics::record_worktree_scan();
     let mut entries = Vec::new();
     let walk_truncated = !walk(workspace, "", &mut entries)?;
+    // Metadata first and at most the cap: the file may have become a FIFO or grown since
+    // the walk; such a file is simply not shown.
+    let read = |path: &str| {
+        crate::workspace_files::read_capped(&workspace.join(path), budget.max_file_bytes as u64).ok()
+    };
+    Ok(assemble(entries, walk_truncated, budget, read))
+}
+
+/// The view from the listed `entries` (in any order) and a reader of a listed file's
+/// bytes (`None`: not shown).
+pub(crate) fn assemble(
+    mut entries: Vec<TreeEntry>,
+    walk_truncated: bool,
+    budget: RepoViewBudget,
+    read: impl FnMut(&str) -> Option<Vec<u8>>,
+) -> RepoView {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let files = pick_files(workspace, &entries, budget)?;
+    let files = pick_files(&entries, budget, read);
     let omitted_entries = entries.len().saturating_sub(budget.max_tree_entries);
     entries.truncate(budget.max_tree_entries);
-    Ok(RepoView { tree: entries, omitted_entries, walk_truncated, files })
+    RepoView { tree: entries, omitted_entries, walk_truncated, files }
 }
 
 /// Collects entries under `dir`; false when [`MAX_WALK_ENTRIES`] stopped the walk.
@@ -180,7 +198,11 @@ pub(crate) fn looks_secret(path: &str) -> bool {
         || [".pem", ".key", ".p12", ".pfx", ".keystore"].iter().any(|ext| name.ends_with(ext))
 }
 
-fn pick_files(root: &Path, entries: &[TreeEntry], budget: RepoViewBudget) -> std::io::Result<Vec<FileText>> {
+fn pick_files(
+    entries: &[TreeEntry],
+    budget: RepoViewBudget,
+    mut read: impl FnMut(&str) -> Option<Vec<u8>>,
+) -> Vec<FileText> {
     let mut candidates: Vec<(u8, u64, &str)> = entries
         .iter()
         .filter_map(|e| match e.kind {
@@ -197,10 +219,7 @@ fn pick_files(root: &Path, entries: &[TreeEntry], budget: RepoViewBudget) -> std
         if used + size as usize > budget.max_content_bytes {
             continue;
         }
-        // Metadata first and at most the cap: the file may have become a FIFO or grown
-        // since the walk; such a file is simply not shown.
-        let Ok(bytes) = crate::workspace_files::read_capped(&root.join(path), budget.max_file_bytes as u64)
-        else {
+        let Some(bytes) = read(path) else {
             continue;
         };
         if bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0) {
@@ -218,7 +237,7 @@ fn pick_files(root: &Path, entries: &[TreeEntry], budget: RepoViewBudget) -> std
     }
     // Shown in path order so related files sit together in the prompt.
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+    files
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::{
     BROKER_RECONNECTS, DEAD_LETTERS, EVENT_OUTBOX_DEPTH, EVENT_OUTBOX_DROPPED, EXECUTION_MODES, IN_FLIGHT,
     LLM_COST, LLM_TOKENS, MIRROR_EVENTS, MIRROR_LAG, QUEUE_WAIT, RETRIES, STEP_DURATION, STEPS, TASK_CPU,
-    TASK_DURATION, TASK_MEMORY, TASKS, global,
+    TASK_DURATION, TASK_MEMORY, TASKS, WORKTREE_SCANS, global,
 };
 
 /// How a task delivery was settled.
@@ -109,6 +109,12 @@ pub fn record_llm_cost(usd: f64) {
 /// Counts one successful broker reconnection.
 pub fn record_broker_reconnect() {
     global().add(&BROKER_RECONNECTS, &[], 1.0);
+}
+
+/// Counts one walk of a whole task workspace by the worker: the figure the per-task cost
+/// is judged by (the benchmark reads it), since each walk stats every file.
+pub fn record_worktree_scan() {
+    global().add(&WORKTREE_SCANS, &[], 1.0);
 }
 
 /// Counts one event handled by the mirror: `applied`, `duplicate` or `dead_lettered`.

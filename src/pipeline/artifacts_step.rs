@@ -93,6 +93,7 @@ async fn diff_text(state: &RunState, max_file_bytes: u64) -> String {
 /// (libgit2's tree walk skips them).
 fn workspace_diff(path: &std::path::Path, base: &str, max_file_bytes: u64) -> Result<String, git2::Error> {
     let repo = git2::Repository::open(path)?;
+    crate::metrics::record_worktree_scan();
     let tree = repo.find_commit(git2::Oid::from_str(base)?)?.tree()?;
     let mut options = crate::git::patch_options(max_file_bytes);
     options.include_untracked(true).recurse_untracked_dirs(true).show_untracked_content(true);

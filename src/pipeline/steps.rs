@@ -67,7 +67,10 @@ pub async fn run_steps(ctx: &RunContext<'_>, state: &mut RunState) -> Result<(),
     let rounds = ctx.runner.settings.repair_rounds;
     let session = state.engine.insert(AgentSession::new(&ctx.runner.settings.engine));
     for round in 0..=rounds {
-        let work = implement(ctx, &path, &resolved.playbook, previous_failure.take(), round, session);
+        // The first round sees the clean checkout of the base: its view comes from the commit.
+        let clean_at = (round == 0).then_some(base.as_str());
+        let work =
+            implement(ctx, &path, clean_at, &resolved.playbook, previous_failure.take(), round, session);
         let outcome = ctx.step("implement", work).await;
         state.implementation = session.totals().cloned();
         outcome?;
@@ -232,6 +235,7 @@ fn resolve_playbook(
 async fn implement(
     ctx: &RunContext<'_>,
     workspace: &Path,
+    clean_at: Option<&str>,
     playbook: &playbook::Playbook,
     previous_failure: Option<String>,
     round: u32,
@@ -245,17 +249,17 @@ async fn implement(
     // Off the runtime thread, like the git work: the task's deadline and cancellation
     // (which drop this future) never wait on the file system.
     let (view_root, budget) = (workspace.to_path_buf(), llm::agent::repo_view_budget(engine.mode, limits));
-    let repo_view = crate::telemetry::spawn_blocking_in_span(move || llm::repo_view(&view_root, budget))
-        .await
-        .map_err(|join| join.to_string())
-        .and_then(|view| view.map_err(|e| e.to_string()))
-        .map_err(|e| {
-            TaskFailure::new(
-                FailureKind::Implementation,
-                "implement",
-                format!("cannot read the workspace: {e}"),
-            )
-        })?;
+    let clean_at = clean_at.map(str::to_string);
+    let repo_view = crate::telemetry::spawn_blocking_in_span(move || match clean_at {
+        Some(commit) => llm::repo_view_at(&view_root, &commit, budget).map_err(|e| e.message().to_string()),
+        None => llm::repo_view(&view_root, budget).map_err(|e| e.to_string()),
+    })
+    .await
+    .map_err(|join| join.to_string())
+    .and_then(|view| view)
+    .map_err(|e| {
+        TaskFailure::new(FailureKind::Implementation, "implement", format!("cannot read the workspace: {e}"))
+    })?;
     let commands: Vec<&str> = playbook.steps.iter().map(|s| s.command.as_str()).collect();
     let request = ImplementRequest {
         title: task.title.clone(),

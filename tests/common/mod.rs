@@ -121,6 +121,21 @@ impl Harness {
     }
 }
 
+/// Runs the git CLI with a fixed identity and no user or system config, and returns its
+/// standard output trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(["-c", "user.name=seed", "-c", "user.email=seed@example.test", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 /// The `git.allowed_remotes` entry admitting the local origins a test creates under `dir`.
 pub fn local_remotes(dir: &Path) -> agent_runner::git::RemotePrefix {
     agent_runner::git::RemotePrefix::local_directory(dir).unwrap()

@@ -48,6 +48,7 @@ pub fn lend_workspace_to(workdir: &Path, uid: u32, gid: u32) -> Result<Workspace
 /// only entries owned by someone else (a warm workspace costs one `lstat` per entry).
 pub fn hand_workspace_to(workdir: &Path, uid: u32, gid: u32) -> Result<(), SandboxError> {
     let fail = |path: &Path, source: io::Error| SandboxError::Workspace { path: path.to_path_buf(), source };
+    crate::metrics::record_worktree_scan();
     let mut pending = vec![workdir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         give(&dir, uid, gid).map_err(|e| fail(&dir, e))?;
