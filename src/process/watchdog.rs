@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use super::limits::{LimitBreach, LimitKind, ProcessLimits};
 
-/// How often a limited command's usage is fully sampled (one /proc walk: a few hundred
-/// small reads). Memory and CPU time grow at most as fast as pages can be touched and
-/// cores can run, so this pace bounds their overshoot well.
+/// How often a command with a memory or CPU limit is fully sampled (one /proc walk: a
+/// few hundred small reads). Memory and CPU time grow at most as fast as pages can be
+/// touched and cores can run, so this pace bounds their overshoot well.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the system-wide task count is glanced at between full samples. A fork bomb
@@ -55,8 +55,15 @@ pub const METER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Samples until a limit is crossed and returns the breach; never returns when `limits`
 /// sets nothing. `leader` is the command's pid (and process group id). Every sample's
-/// resident memory raises `peak_resident` (the command's peak memory figure); the first
-/// sample is taken at once.
+/// resident memory raises `peak_resident` (the command's peak memory figure, which the
+/// caller seeds with the shell's size right after spawn).
+///
+/// A full sample walks all of `/proc` (without `CONFIG_PROC_CHILDREN` nothing smaller
+/// finds a command's descendants), so it is taken only at the pace the limits need: one
+/// interval after the start, not at once, since an overshoot within one interval is the
+/// bound anyway; memory and CPU limits every [`SAMPLE_INTERVAL`]; a process limit alone
+/// at the figures' [`METER_INTERVAL`], and at once when the system's task count says the
+/// command may have grown past it. A command shorter than that costs no walk at all.
 pub async fn watch(
     leader: i32,
     limits: ProcessLimits,
@@ -66,16 +73,21 @@ pub async fn watch(
     let sampled = |usage: &GroupUsage| peak_resident.fetch_max(usage.resident_bytes, Ordering::Relaxed);
     if !limits.any() {
         loop {
+            tokio::time::sleep(METER_INTERVAL).await;
             let usage = crate::telemetry::spawn_blocking_in_span(move || sample(leader, None))
                 .await
                 .unwrap_or_default();
             sampled(&usage);
-            tokio::time::sleep(METER_INTERVAL).await;
         }
     }
+    let full_pace = if limits.max_memory_mb.is_some() || limits.cpu_seconds.is_some() {
+        SAMPLE_INTERVAL
+    } else {
+        METER_INTERVAL
+    };
     // Tasks on the system that are not this command's, as of the last full sample.
     let mut others = tasks_before_spawn.unwrap_or(0);
-    let mut last_full = tokio::time::Instant::now() - SAMPLE_INTERVAL;
+    let mut last_full = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(GLANCE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -85,7 +97,7 @@ pub async fn watch(
             .max_processes
             .zip(total)
             .is_some_and(|(max, total)| total.saturating_sub(others) > u64::from(max));
-        if !grew_past_limit && last_full.elapsed() < SAMPLE_INTERVAL {
+        if !grew_past_limit && last_full.elapsed() < full_pace {
             continue;
         }
         last_full = tokio::time::Instant::now();
