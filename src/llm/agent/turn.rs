@@ -15,10 +15,6 @@ use super::transcript::CallRecord;
 use crate::llm::overflow::Overflow;
 use crate::llm::{ImplementError, LlmClient};
 
-/// Characters per token when the server reports no usage: the usual rule of thumb for
-/// English and code, so budgets stay enforced against servers that omit `usage`.
-const CHARS_PER_TOKEN: usize = 4;
-
 /// What the model answered in one turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
@@ -88,7 +84,7 @@ pub async fn ask(
             }
             Err(other) => return Err(other),
             Ok(response) => {
-                let mut turn = read_answer(client, response, &fitted.messages, fitted.max_tokens)?;
+                let mut turn = read_answer(client, response, &fitted, limits)?;
                 turn.fit = fitted.report;
                 return Ok(turn);
             }
@@ -120,14 +116,16 @@ fn build_request(
     args.build().map_err(|e| ImplementError::Settings(format!("cannot build the chat request: {e}")))
 }
 
-/// The answer reduced to a [`Turn`]; usage is estimated from `sent` when the server
-/// reports none.
+/// The answer reduced to a [`Turn`]. When the server reports no usage, the request's
+/// size is the fitting's own estimate and the answer's is made the same way (one
+/// estimate, erring high, so the budgets still hold against such servers).
 fn read_answer(
     client: &LlmClient,
     response: CreateChatCompletionResponse,
-    sent: &[ChatCompletionRequestMessage],
-    max_tokens: u32,
+    sent: &Fitted,
+    limits: crate::llm::ContextLimits,
 ) -> Result<Turn, ImplementError> {
+    let max_tokens = sent.max_tokens;
     let usage = response.usage.unwrap_or_default();
     let model = if response.model.is_empty() { client.model().to_string() } else { response.model };
     let choice = response
@@ -141,9 +139,9 @@ fn read_answer(
     let content = message.content.or(message.refusal).unwrap_or_default();
     let (mut prompt_tokens, mut completion_tokens) = (usage.prompt_tokens, usage.completion_tokens);
     if prompt_tokens == 0 && completion_tokens == 0 {
-        prompt_tokens = estimate(serde_json::to_string(sent).map_or(0, |s| s.len()));
+        prompt_tokens = sent.prompt_tokens;
         let written: usize = content.len() + calls.iter().map(|c| c.arguments.len()).sum::<usize>();
-        completion_tokens = estimate(written);
+        completion_tokens = context::estimate_tokens(written, limits);
     }
     Ok(Turn {
         content,
@@ -155,10 +153,6 @@ fn read_answer(
         max_tokens,
         fit: context::FitReport::default(),
     })
-}
-
-fn estimate(chars: usize) -> u32 {
-    u32::try_from(chars.div_ceil(CHARS_PER_TOKEN)).unwrap_or(u32::MAX)
 }
 
 fn call_record(call: ChatCompletionMessageToolCalls) -> CallRecord {
@@ -206,4 +200,39 @@ pub fn assistant(turn: &Turn) -> ChatCompletionRequestMessage {
 /// A tool result.
 pub fn tool_result(call_id: &str, text: String) -> ChatCompletionRequestMessage {
     ChatCompletionRequestToolMessage { content: text.into(), tool_call_id: call_id.to_string() }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_answer_without_usage_is_counted_with_the_fitting_estimate() {
+        let settings = crate::llm::LlmSettings {
+            endpoint: Some("http://127.0.0.1:9/v1".into()),
+            model: "m".into(),
+            api_key: None,
+            timeout: Duration::from_secs(5),
+            retry_count: 0,
+            context_tokens: Some(4096),
+            temperature: 0.2,
+            max_tokens: None,
+        };
+        let client = LlmClient::new(&settings).unwrap();
+        let content = "x".repeat(300);
+        let response: CreateChatCompletionResponse = serde_json::from_value(serde_json::json!({
+            "id": "1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}]
+        }))
+        .unwrap();
+        let sent =
+            Fitted { messages: Vec::new(), prompt_tokens: 1234, max_tokens: 512, report: Default::default() };
+        let limits = crate::llm::ContextLimits { window: 4096, scale: 1.5 };
+        let turn = read_answer(&client, response, &sent, limits).unwrap();
+        assert_eq!(turn.prompt_tokens, 1234, "the request's size is the fitting's estimate");
+        assert_eq!(turn.completion_tokens, context::estimate_tokens(300, limits));
+        assert_eq!(turn.completion_tokens, 150, "300 characters at 3 per token, times the learned 1.5");
+    }
 }
