@@ -1,6 +1,6 @@
 # agent-runner: a release build in the Rust image, run from a slim Debian with what the
 # worker and its default execution mode (sandbox) call at run time: git, TLS roots,
-# OpenSSL for native-tls, bubblewrap, and tini as PID 1.
+# OpenSSL for libgit2's https and lapin's amqps, bubblewrap, and tini as PID 1.
 #
 #   docker build -t agent-runner .                      # compiles (the published image)
 #   docker build --target prebuilt -t agent-runner .    # copies target/release/agent-runner
@@ -46,7 +46,7 @@ COPY target/release/agent-runner /usr/local/bin/agent-runner
 USER runner
 
 FROM ${RUST_IMAGE} AS builder
-# pkg-config and libssl-dev for native-tls and libgit2's https (already in this image;
+# pkg-config and libssl-dev for libgit2's https and lapin's amqps (already in this image;
 # listed so the build does not depend on that).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libssl-dev \

@@ -7,7 +7,8 @@
 //! end to end), `worker` (the delivery loop), `cli` and `demo`. Operations: `clients`
 //! (REST clients for the NecroCode services), `mirror` (events into the Task Registry),
 //! `metrics` and `http` (health and Prometheus endpoints). `workspace_files` is how every
-//! read of workspace content opens a file (metadata first, capped).
+//! read of workspace content opens a file (metadata first, capped); `tls` the one TLS
+//! configuration every HTTP client is built on.
 
 pub mod amqp;
 pub mod artifacts;
@@ -29,5 +30,6 @@ pub mod process;
 pub mod secrets;
 pub mod task;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;
 pub mod workspace_files;

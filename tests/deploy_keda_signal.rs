@@ -33,7 +33,7 @@ async fn queue_info(queue: &str) -> Value {
     url.set_username("").unwrap();
     url.set_password(None).unwrap();
     url.set_path(&format!("/api/queues/{vhost}/{}", urlencode(queue)));
-    let response = reqwest::Client::new()
+    let response = common::http_client()
         .get(url)
         .basic_auth(base.username(), base.password())
         .send()

@@ -258,7 +258,7 @@ async fn the_scripted_server_answers_by_request_and_lists_models() {
     }))
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = agent_runner::tls::http_client_builder().build().unwrap();
     let models: Value =
         http.get(format!("{}/models", server.base_url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(models["data"][0]["id"], "scripted");
@@ -283,7 +283,9 @@ async fn the_scripted_server_answers_by_request_and_lists_models() {
 #[tokio::test]
 async fn an_exhausted_script_answers_500() {
     let server = scripted::start(Script::steps([])).await.unwrap();
-    let response = reqwest::Client::new()
+    let response = agent_runner::tls::http_client_builder()
+        .build()
+        .unwrap()
         .post(format!("{}/chat/completions", server.base_url()))
         .json(&json!({"model": "m", "messages": []}))
         .send()

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 /// `/metrics` as text, after checking the status and content type.
 async fn scrape_text(base: &str) -> String {
-    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let response = common::http_client().get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -16,7 +16,7 @@ use common::broker::{BrokerUser, close_connection_named};
 use tokio_util::sync::CancellationToken;
 
 async fn get(base: &str, path: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let response = common::http_client().get(format!("{base}{path}")).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

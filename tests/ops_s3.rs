@@ -37,7 +37,7 @@ async fn start_moto() -> MotoServer {
         .spawn()
         .expect("python3 is installed (scripts/setup installs moto[server])");
     let server = MotoServer { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
+    let client = agent_runner::tls::http_client_builder().build().unwrap();
     let ready = async {
         loop {
             if client.get(&server.endpoint).send().await.is_ok() {
@@ -70,7 +70,13 @@ fn key(kind: ArtifactKind) -> ArtifactKey {
 async fn artifacts_round_trip_through_an_s3_compatible_server() {
     let moto = start_moto().await;
     // moto accepts unsigned requests: create the bucket the way an operator would once.
-    let created = reqwest::Client::new().put(format!("{}/runs", moto.endpoint)).send().await.unwrap();
+    let created = agent_runner::tls::http_client_builder()
+        .build()
+        .unwrap()
+        .put(format!("{}/runs", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
     assert!(created.status().is_success(), "{}", created.status());
 
     let location = ArtifactStoreLocation::S3("s3://runs/agent-runner".parse().unwrap());
@@ -115,6 +121,9 @@ async fn artifacts_round_trip_through_an_s3_compatible_server() {
         foreign.to_string(),
         "artifact store URL s3://other/chat/1.1/diff.patch is not supported: not in this store's bucket (s3://runs/)"
     );
+    // The store's clients come from the shared TLS configuration, which an http
+    // endpoint never asks for roots.
+    assert!(!agent_runner::tls::platform_roots_loaded(), "an http S3 endpoint read the trust roots");
 }
 
 #[tokio::test]

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{ClientConfigKey, ClientOptions, ObjectStoreExt, PutPayload, RetryConfig};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ArtifactError, ArtifactKey, ArtifactStore};
@@ -82,6 +83,7 @@ impl S3Store {
         let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| unsupported("no bucket"))?;
         let prefix = url.path().trim_matches('/').to_string();
         let mut builder = AmazonS3Builder::new()
+            .with_http_connector(SharedTlsConnector)
             .with_bucket_name(bucket)
             .with_region(settings.region.clone().unwrap_or_else(|| "us-east-1".to_string()))
             .with_client_options(
@@ -153,6 +155,46 @@ impl ArtifactStore for S3Store {
     }
 }
 
+/// object_store's HTTP clients built on the process's shared TLS configuration
+/// (`crate::tls`) instead of its own `ReqwestConnector`, which sets up TLS, and reads the
+/// system roots, for every client it makes (the store's, and the credential providers').
+///
+/// It carries over the options [`S3Store::open`] and object_store's credential clients
+/// set: whether plain http is allowed (the store's endpoint, the instance metadata
+/// service), HTTP/1.1 only (object_store's default), and the timeouts. Others (proxy,
+/// extra roots, invalid certificates, pool sizes) are not set by this store and not read.
+#[derive(Debug)]
+struct SharedTlsConnector;
+
+impl HttpConnector for SharedTlsConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let value = |key: ClientConfigKey| options.get_config_value(&key);
+        // The spellings object_store's own parser accepts as true.
+        let flag = |key| {
+            value(key)
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes" | "y"))
+        };
+        let duration = |key| value(key).and_then(|v| humantime::parse_duration(&v).ok());
+        let mut builder = if flag(ClientConfigKey::Http1Only) {
+            crate::tls::http1_client_builder()
+        } else {
+            crate::tls::http_client_builder()
+        };
+        if let Some(timeout) = duration(ClientConfigKey::Timeout) {
+            builder = builder.timeout(timeout);
+        }
+        if let Some(timeout) = duration(ClientConfigKey::ConnectTimeout) {
+            builder = builder.connect_timeout(timeout);
+        }
+        let client = builder
+            .user_agent(concat!("agent-runner/", env!("CARGO_PKG_VERSION")))
+            .https_only(!flag(ClientConfigKey::AllowHttp))
+            .build()
+            .map_err(|e| object_store::Error::Generic { store: "S3", source: Box::new(e) })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
 fn s3_error(bucket: &str, path: &str, error: object_store::Error) -> ArtifactError {
     use object_store::Error as E;
     let transient = !matches!(
@@ -169,5 +211,22 @@ fn s3_error(bucket: &str, path: &str, error: object_store::Error) -> ArtifactErr
         location: format!("s3://{bucket}/{path}"),
         reason: error.to_string(),
         transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connector reads back what object_store formats: durations in humantime's
+    /// words (`1m`), flags as `true`/`false`.
+    #[test]
+    fn the_connector_reads_the_options_object_store_formats() {
+        let options = ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_allow_http(true);
+        let timeout = options.get_config_value(&ClientConfigKey::Timeout).unwrap();
+        assert_eq!(humantime::parse_duration(&timeout).unwrap(), REQUEST_TIMEOUT);
+        assert_eq!(options.get_config_value(&ClientConfigKey::AllowHttp).as_deref(), Some("true"));
+        assert_eq!(options.get_config_value(&ClientConfigKey::Http1Only).as_deref(), Some("true"));
+        SharedTlsConnector.connect(&options).unwrap();
     }
 }

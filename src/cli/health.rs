@@ -27,7 +27,7 @@ pub async fn run(config: RunnerConfig, args: HealthArgs) -> anyhow::Result<ExitC
     })?;
     let path = if args.live { "/livez" } else { "/readyz" };
     let url = format!("http://{}{path}", reachable(listen));
-    let client = reqwest::Client::builder().timeout(HEALTH_CHECK_TIMEOUT).build()?;
+    let client = crate::tls::http_client_builder().timeout(HEALTH_CHECK_TIMEOUT).build()?;
     match client.get(&url).send().await {
         Ok(response) => {
             let healthy = response.status().is_success();

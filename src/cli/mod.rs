@@ -69,6 +69,8 @@ enum Command {
 /// and end the process with the exit code of their kind (`exit`).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread could build a rustls configuration from the process default.
+    crate::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

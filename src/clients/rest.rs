@@ -52,7 +52,7 @@ pub struct RestClient {
 impl RestClient {
     /// A client for `service` at `base` (path prefixes are kept: `http://gw/registry/`).
     pub fn new(service: Service, base: Url, settings: ClientSettings) -> Result<Self, ClientError> {
-        let http = Client::builder()
+        let http = crate::tls::http_client_builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("agent-runner/", env!("CARGO_PKG_VERSION")))

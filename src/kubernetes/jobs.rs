@@ -96,6 +96,9 @@ impl JobClient {
     /// A client for `namespace` (unset: the configuration's own), configured from the
     /// environment.
     pub async fn connect(namespace: Option<&str>) -> Result<Self, KubeError> {
+        // kube builds its rustls configuration from the process default provider; a
+        // library caller may not have gone through `cli::main`.
+        crate::tls::install_crypto_provider();
         let config = kube::Config::infer().await.map_err(|e| KubeError::Config(e.to_string()))?;
         let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
         let client = kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;

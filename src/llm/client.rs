@@ -90,8 +90,8 @@ pub struct ChatAnswer {
     pub truncated: bool,
 }
 
-/// A configured chat client. Build it once and share it: building one sets up TLS,
-/// which costs tens of milliseconds.
+/// A configured chat client. Build it once and share it: it holds the connection pool and
+/// what was learnt about the model (its window, the fields it refuses).
 pub struct LlmClient {
     http: reqwest::Client,
     config: OpenAIConfig,
@@ -146,7 +146,7 @@ impl LlmClient {
                 "the LLM api key contains characters not allowed in an HTTP header".into(),
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client_builder()
             .timeout(settings.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(settings.timeout))
             .build()

@@ -1,9 +1,10 @@
 //! The runner's one LLM client, built on first use and shared by every task.
 //!
-//! Building a client sets up TLS (loading the system's root certificates), which costs
-//! tens of milliseconds of CPU and a few megabytes: too much to repeat per task, and
-//! too much to pay at start, where it would delay the worker's first consume and weigh
-//! on an idle worker that may never get a task.
+//! One client per worker, not per task: it holds the connection pool and what was learnt
+//! about the model (its context window, the sampling fields it refused). Building one is
+//! cheap since TLS is shared and reads its roots on the first https call (`crate::tls`);
+//! it is still left to the first task, so a worker that never gets one never asks the
+//! server anything.
 
 use tokio::sync::OnceCell;
 
@@ -23,15 +24,10 @@ impl SharedLlmClient {
         SharedLlmClient { settings, masker, client: OnceCell::new() }
     }
 
-    /// The client, built on the first call (off the async threads: it is CPU work).
+    /// The client, built on the first call.
     pub async fn get(&self) -> Result<&LlmClient, ImplementError> {
         self.client
-            .get_or_try_init(|| async {
-                let (settings, masker) = (self.settings.clone(), self.masker.clone());
-                tokio::task::spawn_blocking(move || LlmClient::new(&settings).map(|c| c.masking(&masker)))
-                    .await
-                    .map_err(|e| ImplementError::Settings(format!("building the LLM client failed: {e}")))?
-            })
+            .get_or_try_init(|| async { LlmClient::new(&self.settings).map(|c| c.masking(&self.masker)) })
             .await
     }
 }

@@ -20,6 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// An HTTP client on the product's shared TLS configuration. reqwest's own default
+/// client (`reqwest::get`, `Client::new`) wants a process-wide crypto provider, which
+/// only the binary installs.
+pub fn http_client() -> reqwest::Client {
+    agent_runner::tls::http_client_builder().build().unwrap()
+}
+
 /// Everything one test needs, in its own temporary directory and private topology.
 pub struct Harness {
     pub dir: tempfile::TempDir,
