@@ -30,7 +30,7 @@ pub struct Bench {
 impl Bench {
     pub async fn new() -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
-        let origin = generate_origin(&dir.path().join("origin.git"))?;
+        let origin = generate_origin(&dir.path().join("origin.git"), REPO_FILES)?;
         // Each task gets a distinct edit: the answer names a file from the task title.
         let llm = scripted::start(Script::responder(one_file_edit)).await?;
         let session = AmqpSession::connect(AMQP_URL, "agent-runner bench").await?;
@@ -42,7 +42,41 @@ impl Bench {
     /// branch, and a remote with hundreds of them makes fetches and clones slower, which
     /// would bias whichever scenario runs last.
     pub fn reset_origin(&mut self, name: &str) -> anyhow::Result<()> {
-        self.origin = generate_origin(&self.dir.path().join(format!("origin-{name}.git")))?;
+        self.reset_origin_sized(name, REPO_FILES)
+    }
+
+    /// As [`Bench::reset_origin`], with a repository of `files` files.
+    pub fn reset_origin_sized(&mut self, name: &str, files: usize) -> anyhow::Result<()> {
+        self.origin = generate_origin(&self.dir.path().join(format!("origin-{name}.git")), files)?;
+        Ok(())
+    }
+
+    /// Gives the current origin `count` more branches, each one commit on `main` adding a
+    /// file, as the branches earlier tasks pushed are. One `git fast-import` writes them
+    /// all (then `pack-refs`, as a long-lived remote keeps them): hundreds of pushes would
+    /// take longer than the scenario that needs them.
+    pub fn add_branches(&self, count: usize) -> anyhow::Result<()> {
+        let mut stream = String::new();
+        for i in 0..count {
+            let content = format!("note {i}\n");
+            stream.push_str(&format!(
+                "commit refs/heads/task/old-{i}\ncommitter b <b@b> 1700000000 +0000\ndata 9\nold task\n\
+                 from refs/heads/main^0\nM 100644 inline notes/old-{i}.md\ndata {}\n{content}\n",
+                content.len()
+            ));
+        }
+        let mut import = std::process::Command::new("git")
+            .args(["fast-import", "--quiet"])
+            .current_dir(&self.origin)
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        std::io::Write::write_all(&mut import.stdin.take().expect("piped stdin"), stream.as_bytes())?;
+        anyhow::ensure!(import.wait()?.success(), "git fast-import failed");
+        let packed = std::process::Command::new("git")
+            .args(["pack-refs", "--all"])
+            .current_dir(&self.origin)
+            .status()?;
+        anyhow::ensure!(packed.success(), "git pack-refs failed");
         Ok(())
     }
 
@@ -149,9 +183,9 @@ impl Drop for GitDaemon {
     }
 }
 
-/// A bare repository of [`REPO_FILES`] files at `path`.
-fn generate_origin(path: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let contents: Vec<(String, String)> = (0..REPO_FILES)
+/// A bare repository of `files` files at `path`, forty directories of them.
+fn generate_origin(path: &std::path::Path, files: usize) -> anyhow::Result<PathBuf> {
+    let contents: Vec<(String, String)> = (0..files)
         .map(|i| (format!("src/module_{:02}/file_{i:04}.txt", i % 40), format!("line {i}\n").repeat(20)))
         .collect();
     let files: Vec<(&str, &str)> = contents.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
@@ -266,7 +300,7 @@ impl Bench {
 }
 
 /// `(utime + stime, cutime + cstime)` of a process, in clock ticks.
-fn proc_stat_times(pid: u32) -> Option<(f64, f64)> {
+pub fn proc_stat_times(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name, which may itself hold spaces.
     let fields: Vec<f64> =
@@ -294,7 +328,7 @@ fn broker_pid() -> Option<u32> {
     })
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant of the running system.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }

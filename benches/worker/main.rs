@@ -1,25 +1,31 @@
-//! The benchmark harness: the worker's own overhead, throughput, dead-letter rate, cold
-//! start, memory and slot reuse, each beside the floor it should be judged against,
-//! measured in the same run on this machine against the real local RabbitMQ.
+//! The benchmark harness: the worker's own overhead, its CPU per task, throughput,
+//! dead-letter rate, cold start, memory and slot reuse, each beside the floor it should be
+//! judged against, measured in the same run on this machine against the real local
+//! RabbitMQ.
 //!
 //! Run with `scripts/bench` (or `cargo bench --bench worker`); it prints a table and
 //! writes `BENCHMARKS.md` and `benches/throughput.svg`. `BENCH_QUICK=1` runs a small
 //! smoke version of every scenario (figures not meaningful).
 
+mod contenders;
+mod cost;
+mod cost_report;
 mod dead_letters;
 mod fixtures;
 mod measure;
 mod report;
+mod spawned;
 mod stats;
 
 use std::path::PathBuf;
 
 use report::Figures;
 
-/// Sample sizes, from the issue: at least 100 tasks for overhead, 200 for throughput,
-/// 10,000 invalid messages.
+/// Sample sizes, from the issues: at least 100 tasks for overhead, 200 for throughput,
+/// 10,000 invalid messages, about 30 tasks per cost figure.
 struct Sizes {
     overhead_tasks: usize,
+    cost_tasks: usize,
     throughput_tasks: usize,
     invalid_messages: usize,
     cold_starts: usize,
@@ -29,6 +35,7 @@ struct Sizes {
 
 const FULL: Sizes = Sizes {
     overhead_tasks: 100,
+    cost_tasks: 30,
     throughput_tasks: 200,
     invalid_messages: 10_000,
     cold_starts: 5,
@@ -37,6 +44,7 @@ const FULL: Sizes = Sizes {
 };
 const QUICK: Sizes = Sizes {
     overhead_tasks: 5,
+    cost_tasks: 3,
     throughput_tasks: 10,
     invalid_messages: 100,
     cold_starts: 2,
@@ -62,9 +70,7 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("bench: per-task overhead over {} tasks", sizes.overhead_tasks);
     let overhead = measure::overhead(&bench, sizes.overhead_tasks).await?;
-    bench.reset_origin("floor")?;
-    eprintln!("bench: git command-line floor over {} iterations", sizes.overhead_tasks);
-    let floor = measure::git_floor(&bench, sizes.overhead_tasks).await?;
+    let cost = cost::measure(&mut bench, &binary, sizes.cost_tasks).await?;
 
     let throughput = measure::throughput_curve(&mut bench, &CONCURRENCY, sizes.throughput_tasks).await?;
     eprintln!("bench: dead-lettering {} invalid messages", sizes.invalid_messages);
@@ -80,15 +86,16 @@ async fn main() -> anyhow::Result<()> {
     let figures = Figures {
         quick,
         overhead,
-        floor,
+        cost,
         throughput,
         dead_letters,
         process,
         warm_slot: warm,
         fresh_clone: fresh,
         sizes: format!(
-            "{} overhead tasks, {} tasks per concurrency level, {} invalid messages per dead-letter round, {} cold starts, {} slot rounds",
+            "{} overhead tasks, {} tasks per cost figure, {} tasks per concurrency level, {} invalid messages per dead-letter round, {} cold starts, {} slot rounds",
             sizes.overhead_tasks,
+            sizes.cost_tasks,
             sizes.throughput_tasks,
             sizes.invalid_messages,
             sizes.cold_starts,
@@ -104,8 +111,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `BENCH_ONLY=throughput|dlq|overhead|process`: one scenario at full size, its lines of
-/// the table printed and nothing written; for working on one figure.
+/// `BENCH_ONLY=throughput|dlq|overhead|process|cost`: one scenario at full size (or quick
+/// with `BENCH_QUICK=1`), its lines of the table printed and nothing written; for working
+/// on one figure. `cost` also runs the process scenario, whose cold start and memory its
+/// targets compare with the record.
 async fn focus(
     bench: &mut fixtures::Bench,
     only: &str,
@@ -129,7 +138,15 @@ async fn focus(
             let figures = measure::process(bench, binary, sizes.cold_starts, sizes.load_tasks).await?;
             report::write_process(&mut out, &figures);
         }
-        other => anyhow::bail!("BENCH_ONLY={other}: expected throughput, dlq, overhead or process"),
+        "cost" => {
+            let cost = cost::measure(bench, binary, sizes.cost_tasks).await?;
+            bench.reset_origin("process")?;
+            let process = measure::process(bench, binary, sizes.cold_starts, sizes.load_tasks).await?;
+            cost_report::write_cost(&mut out, &cost);
+            report::write_process(&mut out, &process);
+            report::write_targets(&mut out, &cost_report::targets(&cost, &process));
+        }
+        other => anyhow::bail!("BENCH_ONLY={other}: expected throughput, dlq, overhead, process or cost"),
     }
     print!("{out}");
     Ok(())

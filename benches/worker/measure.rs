@@ -11,6 +11,7 @@ use agent_runner::worker::{Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::fixtures::{Bench, CpuClock, rss_mib};
+use crate::spawned::WorkerProcess;
 use crate::stats::Summary;
 
 fn no_secrets() -> RunnerSecrets {
@@ -39,7 +40,7 @@ pub async fn start_worker(
 }
 
 /// Waits for `task_id`'s TaskCompleted, collecting its step durations.
-async fn wait_completed(
+pub async fn wait_completed(
     tap: &mut ExchangeTap,
     task_id: &str,
     steps: &mut BTreeMap<String, Vec<f64>>,
@@ -94,32 +95,6 @@ pub async fn overhead(bench: &Bench, tasks: usize) -> anyhow::Result<Overhead> {
         total: Summary::of(&totals),
         steps: steps.iter().map(|(k, v)| (k.clone(), Summary::of(v))).collect(),
     })
-}
-
-/// The same git work by the git command line in a shell loop: fetch, reset, clean,
-/// branch, commit, push, per iteration in a warm clone.
-pub async fn git_floor(bench: &Bench, iterations: usize) -> anyhow::Result<Summary> {
-    let clone = bench.dir.path().join("floor-clone");
-    let status = tokio::process::Command::new("git")
-        .args(["clone", "-q", &bench.repo_url(), &clone.display().to_string()])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "git clone failed");
-    let mut times = Vec::with_capacity(iterations);
-    for i in 0..iterations {
-        let script = format!(
-            "set -e; git fetch -q origin && git checkout -q -B main origin/main && git reset -q --hard origin/main \
-             && git clean -q -fdx && git checkout -q -B floor-{i} && mkdir -p notes && echo 'note {i}' > notes/f{i}.md \
-             && git add -A && git -c user.name=b -c user.email=b@b commit -q -m 'feat(task-f{i}): note' \
-             && git push -q origin floor-{i}"
-        );
-        let started = Instant::now();
-        let status =
-            tokio::process::Command::new("sh").arg("-c").arg(&script).current_dir(&clone).status().await?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(status.success(), "git floor iteration {i} failed");
-    }
-    Ok(Summary::of(&times))
 }
 
 /// One point of the throughput curve.
@@ -191,41 +166,23 @@ pub async fn process(
     let mut loaded_rss: f64 = 0.0;
     for run in 0..starts {
         let names = bench.topology("process").await?;
-        let config_path = bench.dir.path().join(format!("process-{run}.yaml"));
-        let remotes = format!("git:\n  allowed_remotes: [\"{}\"]\n", bench.allowed_remote());
-        std::fs::write(&config_path, format!("{}{remotes}", names.config_yaml()))?;
-        let started = Instant::now();
-        let mut child = tokio::process::Command::new(binary)
-            .args(["--config", &config_path.display().to_string(), "--llm-endpoint", &bench.llm.base_url()])
-            .args(["--log-level", "warn", "worker", "--concurrency", "4"])
-            .env("AGENT_RUNNER_HOME", bench.dir.path().join("process-home"))
-            .env_remove("OPENAI_API_KEY")
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id().ok_or_else(|| anyhow::anyhow!("worker exited at once"))?;
-        loop {
-            if bench.session.consumer_count(&names.work_queue).await? > 0 {
-                break;
-            }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "worker never consumed");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        cold.push(started.elapsed().as_secs_f64() * 1000.0);
+        let home = bench.dir.path().join("process-home");
+        let worker = WorkerProcess::start(bench, binary, &names, &home, 4, false).await?;
+        cold.push(worker.cold_start.as_secs_f64() * 1000.0);
         if run + 1 == starts {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            idle_rss = rss_mib(pid).unwrap_or(0.0);
+            idle_rss = rss_mib(worker.pid).unwrap_or(0.0);
             let mut tap = bench.session.tap(&names.events_exchange, "task.completed").await?;
             bench.publish_tasks(&names, (0..load_tasks).map(|i| format!("p{i}"))).await?;
             let mut done = 0;
             while done < load_tasks {
-                loaded_rss = loaded_rss.max(rss_mib(pid).unwrap_or(0.0));
+                loaded_rss = loaded_rss.max(rss_mib(worker.pid).unwrap_or(0.0));
                 if tap.next_body(Duration::from_millis(20)).await.is_some() {
                     done += 1;
                 }
             }
         }
-        child.start_kill()?;
-        let _ = child.wait().await;
+        worker.stop().await;
         bench.session.delete(&names).await?;
     }
     Ok(Process { cold_start_ms: Summary::of(&cold), idle_rss_mib: idle_rss, loaded_rss_mib: loaded_rss })
