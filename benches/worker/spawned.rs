@@ -107,7 +107,8 @@ impl WorkerProcess {
     /// (a family this build does not have).
     pub async fn metric(&self, sample: &str) -> anyhow::Result<Option<f64>> {
         let url = self.metrics_url.as_deref().ok_or_else(|| anyhow::anyhow!("started without /metrics"))?;
-        let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+        let client = agent_runner::tls::http_client_builder().build()?;
+        let text = client.get(url).send().await?.error_for_status()?.text().await?;
         Ok(sum_samples(&text, sample))
     }
 

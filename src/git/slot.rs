@@ -148,9 +148,10 @@ fn try_lock(path: &Path) -> Result<Option<File>, GitError> {
 /// afresh.
 fn ensure_clone(path: &Path, remote: &GitRemote, recycle_after_uses: u32) -> Result<(), GitError> {
     super::harden::isolate_from_user_config();
-    if path.exists() {
-        // The clean for what the last task's steps left that git cannot see, before
-        // anything here or in libgit2 opens a file of the clone.
+    // The clean for what the last task's steps left that git cannot see, before anything
+    // here or in libgit2 opens a file of the clone; unless this process's own commit was
+    // the last to touch it (that commit swept it, see `slot_state`).
+    if path.exists() && !super::slot_state::vouches_for(path) {
         super::workspace::remove_special_files(path)?;
     }
     let marker = path.join(".git").join(CLONE_COMPLETE_MARKER);

@@ -77,6 +77,13 @@ pub(crate) fn forget(workdir: &Path) {
     records().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(workdir);
 }
 
+/// Whether a record of the slot at `workdir` exists and its index and HEAD files are
+/// still the ones it was taken with (the record stays for [`take`]).
+pub(crate) fn vouches_for(workdir: &Path) -> bool {
+    let records = records().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    records.get(workdir).is_some_and(|record| record.files_unchanged(workdir))
+}
+
 /// Takes the record of the slot at `workdir` (it is spent either way) when there is one.
 pub(crate) fn take(workdir: &Path) -> Option<LeftBehind> {
     records().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(workdir)
@@ -112,10 +119,12 @@ mod tests {
         repo.commit(Some("HEAD"), &who, &who, "one", &tree, &[]).unwrap();
 
         remember(&repo, dir.path(), vec![PathBuf::from("ignored")], vec![]);
+        assert!(vouches_for(dir.path()));
         let record = take(dir.path()).expect("remembered");
         assert!(record.files_unchanged(dir.path()) && record.head_unchanged(&repo));
         assert_eq!(record.untracked, [PathBuf::from("ignored")]);
         assert!(take(dir.path()).is_none(), "a record serves one reset only");
+        assert!(!vouches_for(dir.path()));
 
         // A command rewriting the index after the record invalidates it.
         std::thread::sleep(std::time::Duration::from_millis(10));
