@@ -184,14 +184,15 @@ impl Classify for ProcessError {
 
 /// Tries to read the shell's resident size right after spawn. While the shell is in
 /// the middle of an `exec` (dash execs a lone command) its size reads as zero, so it is
-/// read again for a few milliseconds; a command over by then has no figure.
+/// read again for a few milliseconds; a command over by then (exited: a zombie until it
+/// is reaped) has no figure, and is not waited on.
 async fn first_resident_bytes(pid: i32) -> u64 {
     for _ in 0..FIRST_READING_TRIES {
-        let resident = watchdog::resident_bytes(pid);
-        if resident > 0 {
-            return resident;
+        match watchdog::resident_bytes(pid) {
+            Some(0) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Some(resident) => return resident,
+            None => return 0,
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     0
 }

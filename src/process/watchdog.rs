@@ -265,10 +265,15 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// One process's resident memory (0 when it is gone): a single small read.
-pub(crate) fn resident_bytes(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-    stat.as_deref().and_then(parse_stat).map_or(0, |stat| stat.resident_pages * page_size())
+/// One process's resident memory, a single small read: `None` when it has exited
+/// (gone, or a zombie waiting to be reaped, whose size reads 0 for good).
+pub(crate) fn resident_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = text.get(text.rfind(')')? + 1..)?.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    parse_stat(&text).map(|stat| stat.resident_pages * page_size())
 }
 
 fn clock_ticks_per_second() -> u64 {
