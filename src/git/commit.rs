@@ -87,18 +87,20 @@ pub fn commit_all(path: &Path, request: &CommitRequest<'_>) -> Result<Option<Com
         Some(commit) => Some(commit.tree().map_err(commit_error)?),
         None => None,
     };
-    if parent_tree.as_ref().is_some_and(|t| t.id() == tree.id()) {
-        super::slot_state::remember(&repo, path, changes.unstaged_untracked, changes.unstaged_tracked);
-        return Ok(None);
-    }
-    let files_changed = diff_paths(&repo, parent_tree.as_ref(), &tree).map_err(commit_error)?;
-    let signature = Signature::now(&request.author.name, &request.author.email).map_err(commit_error)?;
-    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    let id = repo
-        .commit(Some("HEAD"), &signature, &signature, &full_message(request), &tree, &parents)
-        .map_err(commit_error)?;
+    let committed = if parent_tree.as_ref().is_some_and(|t| t.id() == tree.id()) {
+        None
+    } else {
+        let files_changed = diff_paths(&repo, parent_tree.as_ref(), &tree).map_err(commit_error)?;
+        let signature = Signature::now(&request.author.name, &request.author.email).map_err(commit_error)?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let id = repo
+            .commit(Some("HEAD"), &signature, &signature, &full_message(request), &tree, &parents)
+            .map_err(commit_error)?;
+        Some(CommitInfo { id: id.to_string(), files_changed })
+    };
+    // HEAD as it is now, the new commit or the unchanged one, is what the record vouches for.
     super::slot_state::remember(&repo, path, changes.unstaged_untracked, changes.unstaged_tracked);
-    Ok(Some(CommitInfo { id: id.to_string(), files_changed }))
+    Ok(committed)
 }
 
 /// The message with a blank line and the `Task-Id` (and `Runner-Id`) trailers.

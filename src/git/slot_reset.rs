@@ -7,13 +7,14 @@
 //! bound its working-tree iteration. The index the last commit wrote equals its tree, so
 //! after the checkout rewrote the differing paths index and tree equal the base.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use git2::Repository;
 use git2::build::CheckoutBuilder;
 
 use super::error::GitError;
 use super::slot_state::LeftBehind;
+use super::workspace::{is_plain_relative, remove_path};
 
 /// Brings the slot at `workdir`, as `record` describes it, to `base` with HEAD detached
 /// there (like the full reset).
@@ -27,14 +28,14 @@ pub(crate) fn reset_known_tree(
         |e: git2::Error| GitError::Checkout { what: base.id().to_string(), detail: e.into() };
     repo.cleanup_state().map_err(checkout_error)?;
     for relative in &record.untracked {
-        if is_inside(relative) {
-            super::workspace::remove_path(&workdir.join(relative))?;
+        if is_plain_relative(relative) {
+            remove_path(&workdir.join(relative))?;
         }
     }
     let head_tree = repo.head().and_then(|head| head.peel_to_tree()).map_err(checkout_error)?;
     let base_tree = base.tree().map_err(checkout_error)?;
     let mut paths = differing_paths(repo, &head_tree, &base_tree).map_err(checkout_error)?;
-    paths.extend(record.tracked_changed.iter().filter(|p| is_inside(p)).cloned());
+    paths.extend(record.tracked_changed.iter().filter(|p| is_plain_relative(p)).cloned());
     if !paths.is_empty() {
         let mut checkout = CheckoutBuilder::new();
         // Exact paths, no pattern matching: nothing else is looked at. HEAD is still the
@@ -66,9 +67,4 @@ fn differing_paths(
     paths.sort();
     paths.dedup();
     Ok(paths)
-}
-
-/// A plain relative path: what the status reported, never anything leaving the workdir.
-fn is_inside(path: &Path) -> bool {
-    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
 }

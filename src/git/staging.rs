@@ -9,7 +9,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use git2::{Index, Repository, Status, StatusOptions, StatusShow, Tree};
 
@@ -66,9 +66,7 @@ pub(crate) fn working_tree_changes(
         let raw = entry.path_bytes();
         let relative = PathBuf::from(OsStr::from_bytes(raw.strip_suffix(b"/").unwrap_or(raw)));
         // libgit2 reports paths relative to the workdir; refuse anything that is not.
-        if relative.as_os_str().is_empty()
-            || !relative.components().all(|c| matches!(c, Component::Normal(_)))
-        {
+        if !super::workspace::is_plain_relative(&relative) {
             continue;
         }
         let status = entry.status();

@@ -221,7 +221,7 @@ fn base_commit<'r>(
 /// Detaches HEAD at `base` and hard-resets index and tree to it, dropping any merge or
 /// rebase in progress. Detaching first lets the base and task branches be force-moved
 /// afterwards even when one of them is the current branch.
-pub(crate) fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> {
+fn reset_to(repo: &Repository, base: &git2::Commit<'_>) -> Result<(), GitError> {
     let checkout_error =
         |e: git2::Error| GitError::Checkout { what: base.id().to_string(), detail: e.into() };
     repo.cleanup_state().map_err(checkout_error)?;
@@ -250,7 +250,7 @@ fn clean_untracked(repo: &Repository, workdir: &Path) -> Result<(), GitError> {
     for entry in statuses.iter().filter(|e| e.status().intersects(Status::WT_NEW | Status::IGNORED)) {
         let relative = Path::new(OsStr::from_bytes(entry.path_bytes()));
         // libgit2 reports paths relative to the workdir; refuse anything that is not.
-        if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        if !is_plain_relative(relative) {
             continue;
         }
         remove_path(&workdir.join(relative))?;
@@ -267,6 +267,13 @@ pub(crate) fn remove_special_files(workdir: &Path) -> Result<(), GitError> {
         tracing::info!(path = %path.display(), "removed a special file from the workspace");
     }
     Ok(())
+}
+
+/// A non-empty path of plain names only: what a status entry under the workdir must be
+/// before the clean joins it to the workdir and deletes it (no `..`, no root, not the
+/// workdir itself).
+pub(crate) fn is_plain_relative(path: &Path) -> bool {
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 pub(crate) fn remove_path(path: &Path) -> Result<(), GitError> {

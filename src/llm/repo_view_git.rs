@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use git2::{ObjectType, Oid, Repository, Tree};
+use git2::{ObjectType, Odb, Oid, Repository, Tree};
 
 use super::repo_view::{
     EntryKind, MAX_WALK_ENTRIES, RepoView, RepoViewBudget, SKIPPED_DIRS, TreeEntry, assemble,
@@ -37,7 +37,7 @@ pub fn repo_view_at(workspace: &Path, commit: &str, budget: RepoViewBudget) -> R
     }
     drop(cached);
     let mut entries = Vec::new();
-    let walk_truncated = !list(&repo, &tree, "", &mut entries)?;
+    let walk_truncated = !list(&repo, &repo.odb()?, &tree, "", &mut entries)?;
     let read = |path: &str| {
         let entry = tree.get_path(Path::new(path)).ok()?;
         let blob = repo.find_blob(entry.id()).ok()?;
@@ -56,6 +56,7 @@ pub fn repo_view_at(workspace: &Path, commit: &str, budget: RepoViewBudget) -> R
 /// [`MAX_WALK_ENTRIES`] stopped it.
 fn list(
     repo: &Repository,
+    odb: &Odb<'_>,
     tree: &Tree<'_>,
     prefix: &str,
     out: &mut Vec<TreeEntry>,
@@ -70,14 +71,16 @@ fn list(
             (Some(ObjectType::Tree), _) if SKIPPED_DIRS.contains(&name.as_str()) => {
                 out.push(TreeEntry { path, kind: EntryKind::SkippedDir });
             }
-            (Some(ObjectType::Tree), _) if !list(repo, &repo.find_tree(entry.id())?, &path, out)? => {
-                return Ok(false);
+            (Some(ObjectType::Tree), _) => {
+                let complete = list(repo, odb, &repo.find_tree(entry.id())?, &path, out)?;
+                if !complete {
+                    return Ok(false);
+                }
             }
-            (Some(ObjectType::Tree), _) => {}
             (Some(ObjectType::Blob), 0o120000) => out.push(TreeEntry { path, kind: EntryKind::Symlink }),
             (Some(ObjectType::Blob), _) => {
                 // The header alone gives the size; the blob is read only if it is shown.
-                let (size, _) = repo.odb()?.read_header(entry.id())?;
+                let (size, _) = odb.read_header(entry.id())?;
                 out.push(TreeEntry { path, kind: EntryKind::File { size: size as u64 } });
             }
             // A submodule's commit: its checkout is not part of this repository.
