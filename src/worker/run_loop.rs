@@ -31,6 +31,11 @@ const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(200);
 /// How long stopped tasks get to return after their tokens fired. They drop their work
 /// at once; this only bounds a task stuck somewhere that ignores cancellation.
 const STOP_WAIT: Duration = Duration::from_secs(30);
+/// How long each broker call of the stop (cancel, the stopping event, the channel close)
+/// may take. A connection to a node that went away mid-run can leave a call unanswered
+/// for good; the stop then goes on without it: the broker redelivers whatever is unacked
+/// once the connection drops with the process.
+const STOP_CALL_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What the loop consumes from: tasks, and control messages. Each part is re-established
 /// on its own when it ends; both when the connection was lost.
@@ -118,7 +123,7 @@ impl Worker {
                                 // `--once`: stop deliveries now, before this task's ack frees
                                 // the prefetch window; a message prefetched and then returned
                                 // on exit would count as a redelivery against its limit.
-                                let _ = consumer.cancel().await;
+                                within_stop_deadline("cancelling the consumer", consumer.cancel()).await;
                             }
                         }
                         Some(Err(error)) => {
@@ -136,23 +141,23 @@ impl Worker {
         readiness.set_not_ready("not consuming: stopped");
         if let Some(consumer) = &link.consumer {
             // Stop deliveries at once; running tasks still settle on this channel.
-            let _ = consumer.cancel().await;
+            within_stop_deadline("cancelling the consumer", consumer.cancel()).await;
         }
         self.drain(&mut running, &mut report, shutdown.is_cancelled()).await;
-        self.runner_event(
+        let stopping = self.runner_event(
             EventType::RunnerStopping,
             serde_json::json!({
                 "acked": report.acked, "dead_lettered": report.dead_lettered, "retried": report.retried,
                 "left_for_redelivery": report.unsettled,
             }),
-        )
-        .await;
+        );
+        within_stop_deadline("publishing RunnerStopping", stopping).await;
         // Events parked during an outage get the shutdown grace to go out; what cannot
         // is logged as lost (the outbox is memory only).
         self.outbox.flush(self.reliability.shutdown_grace).await;
         // Whatever is still unacked (stopped tasks) goes back to the queue now.
         for consumer in link.consumer.iter().chain(&link.retired) {
-            consumer.close().await;
+            within_stop_deadline("closing a consumer channel", consumer.close()).await;
         }
         Ok(report)
     }
@@ -287,5 +292,41 @@ fn count(report: &mut WorkerReport, joined: Result<Settlement, tokio::task::Join
             tracing::error!(%error, "settling a delivery panicked");
             report.unsettled += 1;
         }
+    }
+}
+
+/// Runs one broker call of the stop, giving up on it after [`STOP_CALL_DEADLINE`].
+async fn within_stop_deadline<T>(what: &str, call: impl std::future::Future<Output = T>) {
+    within(STOP_CALL_DEADLINE, what, call).await;
+}
+
+async fn within<T>(deadline: Duration, what: &str, call: impl std::future::Future<Output = T>) {
+    if tokio::time::timeout(deadline, call).await.is_err() {
+        tracing::warn!(
+            call = what,
+            deadline_ms = deadline.as_millis() as u64,
+            "no answer from the broker in time; stopping without it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_call_that_never_answers_is_given_up_after_its_deadline() {
+        let deadline = Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        within(deadline, "a call to a node that went away", std::future::pending::<()>()).await;
+        let waited = started.elapsed();
+        assert!(waited >= deadline && waited < deadline * 20, "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_call_that_answers_is_not_waited_on_further() {
+        let started = std::time::Instant::now();
+        within(Duration::from_secs(30), "a quick call", tokio::time::sleep(Duration::from_millis(5))).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }
