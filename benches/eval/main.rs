@@ -81,6 +81,11 @@ struct Args {
     /// The worker binary (default: target/release/agent-runner, which scripts/eval builds).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// Task runs at a time. A llama.cpp server started with as many slots (`--parallel`)
+    /// decodes them in one batch, which on a CPU costs little more than one: two jobs
+    /// nearly double the runs per hour. Results keep the task order whatever the finish order.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    jobs: u16,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -123,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = run_settings(&args, binary, root.join("playbooks"), endpoint, model);
     // Blocking work (git, the binary) runs on this thread while the scripted server, when
     // there is one, answers on the runtime's workers.
-    let outcomes = tokio::task::block_in_place(|| evaluate(&tasks, &modes, &settings, &work))?;
+    let outcomes = tokio::task::block_in_place(|| evaluate(&tasks, &modes, &settings, &work, args.jobs))?;
     for mode in &modes {
         let (passed, total) = report::pass_rate(&outcomes, mode);
         println!("{mode}: {passed}/{total} passed");
@@ -163,18 +168,34 @@ fn run_settings(
     }
 }
 
-/// Every task in every mode, in order; one line printed as each finishes, and the
-/// results so far in `results.json`, so an interrupted run keeps what it measured.
+/// Every task in every mode, `jobs` at a time; one line printed as each finishes, and
+/// the results so far in `results.json` (in task order), so an interrupted run keeps
+/// what it measured.
 fn evaluate(
     tasks: &[spec::EvalTask],
     modes: &[&str],
     settings: &RunSettings,
     work: &Path,
+    jobs: u16,
 ) -> anyhow::Result<Vec<TaskOutcome>> {
     let protected = verify::protected_globs()?;
-    let mut outcomes = Vec::new();
-    for mode in modes {
-        for task in tasks {
+    let runs: Vec<(&str, &spec::EvalTask)> =
+        modes.iter().flat_map(|mode| tasks.iter().map(move |task| (*mode, task))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<TaskOutcome>>> =
+        std::sync::Mutex::new(runs.iter().map(|_| None).collect());
+    let record = |index: usize, outcome: TaskOutcome| -> anyhow::Result<()> {
+        let mut done = done.lock().map_err(|_| anyhow::anyhow!("a run thread panicked"))?;
+        println!("{}", report::line(&outcome));
+        done[index] = Some(outcome);
+        let so_far: Vec<&TaskOutcome> = done.iter().flatten().collect();
+        std::fs::write(work.join("results.json"), serde_json::to_string_pretty(&so_far)?)?;
+        Ok(())
+    };
+    let worker = || -> anyhow::Result<()> {
+        loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some((mode, task)) = runs.get(index) else { return Ok(()) };
             // A server gone mid-run (killed, crashed) would fail every remaining task as
             // the model's doing; stop instead, keeping the results so far.
             anyhow::ensure!(
@@ -184,22 +205,37 @@ fn evaluate(
                 task.name,
                 work.join("results.json").display()
             );
-            let dir = work.join(mode).join(&task.name);
-            std::fs::create_dir_all(&dir)?;
-            let origin = git::make_origin(&task.repo, &dir)?;
-            let run = worker_run::run_worker(settings, task, mode, &dir, &origin.url())?;
-            let verdict = match run.pushed_branch() {
-                Some(branch) => Some(verify::check_branch(task, &origin, &branch, &dir, &protected)?),
-                None => None,
-            };
-            let outcome =
-                outcome::outcome(&task.name, &task.file.required_skill, mode, &run, verdict.as_ref());
-            println!("{}", report::line(&outcome));
-            outcomes.push(outcome);
-            std::fs::write(work.join("results.json"), serde_json::to_string_pretty(&outcomes)?)?;
+            let outcome = evaluate_one(task, mode, settings, work, &protected)?;
+            record(index, outcome)?;
         }
-    }
-    Ok(outcomes)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs).map(|_| scope.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .try_for_each(|handle| handle.join().map_err(|_| anyhow::anyhow!("a run thread panicked"))?)
+    })?;
+    let done = done.into_inner().map_err(|_| anyhow::anyhow!("a run thread panicked"))?;
+    Ok(done.into_iter().flatten().collect())
+}
+
+/// One task in one mode: its origin, the binary's run, the check of what it pushed.
+fn evaluate_one(
+    task: &spec::EvalTask,
+    mode: &str,
+    settings: &RunSettings,
+    work: &Path,
+    protected: &globset::GlobSet,
+) -> anyhow::Result<TaskOutcome> {
+    let dir = work.join(mode).join(&task.name);
+    std::fs::create_dir_all(&dir)?;
+    let origin = git::make_origin(&task.repo, &dir)?;
+    let run = worker_run::run_worker(settings, task, mode, &dir, &origin.url())?;
+    let verdict = match run.pushed_branch() {
+        Some(branch) => Some(verify::check_branch(task, &origin, &branch, &dir, protected)?),
+        None => None,
+    };
+    Ok(outcome::outcome(&task.name, &task.file.required_skill, mode, &run, verdict.as_ref()))
 }
 
 /// True when `GET <endpoint>/models` gets any HTTP answer (llama.cpp, the scripted server
