@@ -274,7 +274,9 @@ async fn edit_errors_say_whether_the_text_is_absent_or_ambiguous() {
     assert_eq!(
         results,
         [
-            "error: the search text was not found in greet.sh; read the file and copy the text exactly, including whitespace",
+            // A small file missed by a search text is shown whole, to copy from.
+            "error: the search text was not found in greet.sh; copy the text exactly, including whitespace. \
+             greet.sh now reads:\n#!/bin/sh\necho \"Hi $1\"\n",
             "error: the search text occurs 2 times in twice.txt; include more surrounding lines so it occurs exactly \
              once, or set replace_all to true to replace every occurrence (a rename)",
             "greet.sh:2: echo \"Hi $1\"",

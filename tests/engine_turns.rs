@@ -133,7 +133,7 @@ async fn an_echoed_schema_is_refused_with_a_correct_example() {
     let schema = &tool_results(&requests[1])[0].1;
     assert_eq!(
         schema,
-        r#"error: the arguments of list_dir are its JSON schema, not values; send the values themselves, e.g. {"name": "list_dir", "arguments": {"path":"src"}}"#
+        r#"error: the arguments of list_dir are its JSON schema, not values; send the values themselves, e.g. {"name": "list_dir", "arguments": {"path":""}}"#
     );
     let unknown = &tool_results(&requests[2])[0].1;
     assert!(
@@ -186,7 +186,7 @@ async fn the_same_prose_again_and_again_is_a_stall() {
         nudge.starts_with("Your answer did not call any tool") && nudge.contains("<tool_call>"),
         "{nudge}"
     );
-    assert!(nudge.contains(r#"{"path":"README.md"}"#), "the example names a real file: {nudge}");
+    assert!(nudge.contains(r#""path":"greet.sh""#), "the example names the task's file: {nudge}");
     assert_eq!(session.totals().unwrap().explanation, "wrap-up");
 }
 
@@ -224,7 +224,7 @@ async fn edit_blocks_show_a_real_file_and_copied_placeholders_are_format_errors(
     let requests = server.requests();
     let system = requests[0]["messages"][0]["content"].as_str().unwrap();
     assert!(
-        system.contains("to change the first line of README.md:\n\nREADME.md\n<<<<<<< SEARCH\n# greeter\n"),
+        system.contains("to change a line of greet.sh:\n\ngreet.sh\n<<<<<<< SEARCH\n#!/bin/sh\n=======\n"),
         "{system}"
     );
     let told: Vec<String> = requests[1..4].iter().map(last_user_text).collect();
@@ -260,18 +260,81 @@ async fn an_answer_cut_off_at_the_token_limit_is_asked_again_in_smaller_pieces()
 }
 
 #[tokio::test]
-async fn the_same_look_twice_in_a_row_is_answered_with_a_push_to_act() {
+async fn the_same_look_twice_in_a_row_is_not_run_again_but_answered_with_an_edit_to_make() {
     let look = || Step::call("list_dir", json!({"path": "."}));
     let (_ws, server, outcome, _session) = play(then_fix([look(), look()])).await;
     assert_eq!(outcome.unwrap().explanation, "fixed");
     let requests = server.requests();
     let first = &tool_results(&requests[1])[0].1;
-    assert!(!first.contains("same call as just before"), "{first}");
+    assert!(first.contains("greet.sh"), "{first}");
+    // Near-greedy sampling gave the same answer twice: the next request is hotter, and
+    // the configured temperature is back once a file changed.
+    let temperatures: Vec<String> =
+        requests.iter().map(|r| format!("{:.2}", r["temperature"].as_f64().unwrap())).collect();
+    assert_eq!(temperatures, ["0.20", "0.20", "0.70", "0.20"]);
     let second = &tool_results(&requests[2])[0].1;
     assert!(
-        second.ends_with(
-            "read_file one of the files named above, or write_file / edit_file the change the task needs."
-        ),
+        second.starts_with("not run: this is the same list_dir call as your previous one")
+            && second.contains(r#"{"name": "edit_file", "arguments": {"#)
+            && !second.contains("greet.sh ("),
         "{second}"
     );
+}
+
+#[tokio::test]
+async fn a_file_read_twice_in_a_row_is_answered_with_an_edit_of_that_file() {
+    let read = || Step::call("read_file", json!({"path": "greet.sh"}));
+    let (_ws, server, outcome, _session) = play(then_fix([read(), read()])).await;
+    assert_eq!(outcome.unwrap().explanation, "fixed");
+    let second = &tool_results(&server.requests()[2])[0].1;
+    assert!(second.starts_with("not run: you read greet.sh in your previous call"), "{second}");
+    // The example edits a line that is really in the file, so copying it can apply.
+    let (_, call) = second.split_once("<tool_call>\n").unwrap();
+    let (call, _) = call.split_once("\n</tool_call>").unwrap();
+    let call: Value = serde_json::from_str(call).unwrap();
+    assert_eq!(call["arguments"]["path"], "greet.sh");
+    let search = call["arguments"]["search"].as_str().unwrap();
+    assert_eq!(WRONG_GREET.matches(search).count(), 1, "{search:?} in {WRONG_GREET:?}");
+}
+
+#[tokio::test]
+async fn a_write_that_would_drop_most_of_a_file_is_refused_once_then_taken_as_meant() {
+    let long: String = (1..=10).map(|i| format!("echo line {i}\n")).collect();
+    let write = |content: &str| Step::call("write_file", json!({"path": "lines.sh", "content": content}));
+    let (ws, server, outcome, _session) =
+        play(then_fix([write(&long), write("echo line 1\n"), write("echo line 1\n")])).await;
+    outcome.unwrap();
+    let requests = server.requests();
+    let refused = &tool_results(&requests[2])[0].1;
+    assert!(
+        refused.starts_with("error: not written: this would replace the 10 lines of lines.sh with 1."),
+        "{refused}"
+    );
+    assert!(
+        tool_results(&requests[3])[0].1.starts_with("wrote lines.sh"),
+        "{:?}",
+        tool_results(&requests[3])
+    );
+    assert_eq!(std::fs::read_to_string(ws.path().join("lines.sh")).unwrap(), "echo line 1\n");
+}
+
+#[tokio::test]
+async fn rewriting_a_file_with_what_it_holds_is_no_change() {
+    let same = || Step::call("write_file", json!({"path": "greet.sh", "content": WRONG_GREET}));
+    let (_ws, server, outcome, _session) = play(then_fix([same()])).await;
+    let result = outcome.unwrap();
+    assert_eq!(tool_results(&server.requests()[1])[0].1, "no change: greet.sh already holds exactly this");
+    assert_eq!(result.tool_calls.get("write_file"), Some(&2));
+}
+
+#[tokio::test]
+async fn a_look_refused_for_its_arguments_is_run_again_when_repeated() {
+    let bad = || Step::call("read_file", json!({"path": "greet.sh", "start_line": "one"}));
+    let (_ws, server, outcome, _session) = play(then_fix([bad(), bad()])).await;
+    outcome.unwrap();
+    let requests = server.requests();
+    for request in &requests[1..3] {
+        let result = &tool_results(request)[0].1;
+        assert!(result.starts_with("error: the arguments of read_file are not valid"), "{result}");
+    }
 }

@@ -22,6 +22,10 @@ pub(crate) const BINARY_SNIFF_BYTES: usize = 8000;
 /// Build output and dependency caches: listed as one entry, not descended into.
 pub(crate) const SKIPPED_DIRS: &[&str] =
     &["node_modules", "target", ".venv", "venv", "__pycache__", ".tox", ".mypy_cache"];
+/// The repository's own worker configuration (its playbook): listed, its text not shown.
+/// Its one fact the model needs, the test command, is in the task section already, and a
+/// small model shown a YAML file it may not change (a protected path) tends to edit it.
+const CONFIG_DIR: &str = ".necrocode/";
 /// Top-level files that say what the project is and how it builds; shown before others.
 const MANIFESTS: &[&str] = &[
     "Cargo.toml",
@@ -206,7 +210,11 @@ fn pick_files(
     let mut candidates: Vec<(u8, u64, &str)> = entries
         .iter()
         .filter_map(|e| match e.kind {
-            EntryKind::File { size } if size as usize <= budget.max_file_bytes && !looks_secret(&e.path) => {
+            EntryKind::File { size }
+                if size as usize <= budget.max_file_bytes
+                    && !looks_secret(&e.path)
+                    && !e.path.starts_with(CONFIG_DIR) =>
+            {
                 Some((rank(&e.path), size, e.path.as_str()))
             }
             _ => None,
@@ -271,6 +279,20 @@ mod tests {
         // .env looks like a secret.
         assert_eq!(shown, ["Cargo.toml", "README.md"]);
         assert_eq!(view.omitted_entries, 0);
+    }
+
+    #[test]
+    fn the_repositorys_playbook_is_listed_but_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), ".necrocode/playbook.yaml", b"name: t\nsteps: []\n");
+        write(dir.path(), "main.py", b"print(1)\n");
+        let view = repo_view(dir.path(), RepoViewBudget::default()).unwrap();
+        let listed: Vec<&str> = view.tree.iter().map(|e| e.path.as_str()).collect();
+        let shown: Vec<&str> = view.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            (listed.as_slice(), shown.as_slice()),
+            (&[".necrocode/playbook.yaml", "main.py"][..], &["main.py"][..])
+        );
     }
 
     #[test]

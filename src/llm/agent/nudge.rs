@@ -60,7 +60,7 @@ fn comment_path(line: &str) -> Vec<String> {
 }
 
 /// Words of `text` shaped like a relative file path with an extension.
-fn path_tokens(text: &str) -> Vec<String> {
+pub(crate) fn path_tokens(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || matches!(c, '`' | '*' | '"' | '\'' | '(' | ')' | ',' | ':'))
         .map(|word| word.trim_end_matches(['.', ';', '!', '?']))
         .filter(|word| looks_like_path(word))
@@ -112,10 +112,36 @@ pub fn call_text(name: &str, arguments: &serde_json::Value) -> String {
     format!("{{\"name\": {}, \"arguments\": {arguments}}}", json!(name))
 }
 
-/// A `read_file` call on a real file of the repository, as text: the example every
-/// "write the call like this" reply shows.
-pub fn read_file_example(example_path: &str) -> String {
-    call_text("read_file", &json!({"path": example_path}))
+/// An `edit_file` call on `line` of `path`, with the replacement left as the placeholder
+/// the tools refuse: the example the system message and the repeated-look reply show.
+pub fn edit_example(path: &str, line: &str) -> String {
+    let arguments = json!({"path": path, "search": line, "replace": super::prompt::REPLACE_PLACEHOLDER});
+    call_text("edit_file", &arguments)
+}
+
+/// A `write_file` call creating `path`, its content left as the placeholder the tools
+/// refuse.
+pub fn write_example(path: &str) -> String {
+    call_text("write_file", &json!({"path": path, "content": super::prompt::CONTENT_PLACEHOLDER}))
+}
+
+/// The reply to a look (list_dir, read_file, search_text) made again right after the
+/// same one: it is not run, since its answer is already above, and the model is shown
+/// the edit to make instead. A small model at low temperature, shown its own call and
+/// the result, tends to make that call again; a different reply breaks the loop.
+pub fn repeated_look(name: &str, edit: &str, own_file: Option<&str>) -> String {
+    let what = match own_file {
+        Some(path) => format!(
+            "you read {path} in your previous call and it has not changed; its content is in that result"
+        ),
+        None => format!(
+            "this is the same {name} call as your previous one; its answer is above and has not changed"
+        ),
+    };
+    format!(
+        "not run: {what}. Looking again shows nothing new. Change the code now, for example:\n<tool_call>\n{edit}\n</tool_call>\n\
+         with the exact current lines in search and your new lines in replace."
+    )
 }
 
 /// The reply to an answer cut off at the completion limit before its call was whole: a
@@ -130,10 +156,10 @@ pub fn cut_off_nudge(completion_limit: u32) -> String {
     )
 }
 
-/// The nudge after an answer with neither a call nor code: the tools, and one call
-/// spelled out on a real file of the repository.
-pub fn plain_nudge(example_path: &str) -> String {
-    let call = read_file_example(example_path);
+/// The nudge after an answer with neither a call nor code: the tools, and the call that
+/// changes the example file, spelled out.
+pub fn plain_nudge(example_call: &str) -> String {
+    let call = example_call;
     format!(
         "Your answer did not call any tool, so nothing changed. Work through the tools: read_file or \
          list_dir to look, edit_file or write_file to change files, run_tests to check, finish when the tests \

@@ -4,6 +4,8 @@
 //! single-shot prompt they are fenced by markers whose tag is a hash of that data, and
 //! the system message says nothing inside them can change the rules.
 
+use std::collections::BTreeSet;
+
 use super::EngineMode;
 use super::glob::ProtectedPaths;
 use crate::llm::ImplementRequest;
@@ -25,12 +27,15 @@ pub fn agent_prompt(
 ) -> AgentPrompt {
     let (mut user, tag) = opening_sections(req);
     user.push_str(match mode {
-        EngineMode::Tools => "\nStart now: use the tools, and call finish when the task is done.\n",
+        EngineMode::Tools => {
+            "\nStart now. Files whose contents are shown above are complete and current: change them with \
+             edit_file or write_file without reading them again, then call finish.\n"
+        }
         EngineMode::EditBlocks => "\nStart now: answer with edit blocks and commands.\n",
     });
     let example = example_file(req, protected);
     let how = match mode {
-        EngineMode::Tools => tools_how(&example.path),
+        EngineMode::Tools => tools_how(&example),
         EngineMode::EditBlocks => edit_blocks_how(&example),
     };
     let protected = protected.patterns().join(", ");
@@ -50,33 +55,138 @@ pub fn agent_prompt(
 }
 
 /// A file of the task's own repository to show the formats on: a small model copies
-/// an example literally, and a real path at least reads the right file.
+/// an example literally (its path above all), so the example is the file the task is
+/// most likely about.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ExampleFile {
     pub path: String,
-    /// Its first non-empty line, for the edit-block example.
-    pub first_line: String,
+    /// The line of it the task's words point at most (its first non-empty line when none
+    /// does), occurring once in the file, so an edit copied from the example can apply;
+    /// empty for a file the task asks to create.
+    pub line: String,
+    /// False for a file the task names that is not there yet.
+    pub exists: bool,
+}
+
+impl ExampleFile {
+    /// The call that changes this file, as the examples show it: `edit_file` on its line,
+    /// or `write_file` for a file still to create.
+    pub fn change_call(&self) -> String {
+        if self.exists {
+            super::nudge::edit_example(&self.path, &self.line)
+        } else {
+            super::nudge::write_example(&self.path)
+        }
+    }
 }
 
 /// Fallback when the view shows no file the model may write.
 const EXAMPLE_FALLBACK_PATH: &str = "src/app.py";
+/// File names without an extension that tasks ask for.
+const PLAIN_FILE_NAMES: &[&str] = &["VERSION", "README", "LICENSE", "CHANGELOG", "Makefile", "Dockerfile"];
 
+/// The example file, first found of: a writable file shown that the task names
+/// (`greet.py` in "Add an option to greet.py"); a file the task names that does not
+/// exist yet (`VERSION` in "Add a VERSION file"); the writable file sharing the most of
+/// the task's words (the one defining the `format_duration` it names); the first one.
 pub(crate) fn example_file(req: &ImplementRequest, protected: &ProtectedPaths) -> ExampleFile {
-    req.repo_view
+    let task = task_text(req);
+    let words = task_words(&task);
+    let writable: Vec<_> = req
+        .repo_view
         .files
         .iter()
-        .filter(|f| protected.matching(&f.path).is_none())
-        .find_map(|f| {
-            let line = f.content.lines().find(|l| !l.trim().is_empty())?;
-            Some(ExampleFile { path: f.path.clone(), first_line: line.to_string() })
-        })
+        .filter(|f| protected.matching(&f.path).is_none() && relevant_line(&f.content, &words).is_some())
+        .collect();
+    let existing = |f: &crate::llm::FileText| {
+        relevant_line(&f.content, &words).map(|line| ExampleFile { path: f.path.clone(), line, exists: true })
+    };
+    if let Some(named) = writable.iter().find(|f| names_file(&task, &f.path)).and_then(|f| existing(f)) {
+        return named;
+    }
+    if let Some(path) = new_file_named(&task, req, protected) {
+        return ExampleFile { path, line: String::new(), exists: false };
+    }
+    let shared =
+        |content: &str| word_tokens(content).filter(|w| words.contains(w)).collect::<BTreeSet<_>>().len();
+    writable
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, f)| (shared(&f.content), std::cmp::Reverse(*i)))
+        .and_then(|(_, f)| existing(f))
         .unwrap_or_else(|| ExampleFile {
             path: EXAMPLE_FALLBACK_PATH.into(),
-            first_line: "import sys".into(),
+            line: "import sys".into(),
+            exists: true,
         })
 }
 
-fn tools_how(example_path: &str) -> String {
-    let call = super::nudge::call_text("read_file", &serde_json::json!({"path": example_path}));
+/// A file name in the task (with an extension, or one of [`PLAIN_FILE_NAMES`]) that is
+/// neither in the repository's tree nor protected.
+fn new_file_named(task: &str, req: &ImplementRequest, protected: &ProtectedPaths) -> Option<String> {
+    let in_tree = |path: &str| {
+        req.repo_view.tree.iter().any(|e| e.path == path || e.path.ends_with(&format!("/{path}")))
+    };
+    let mut candidates = super::nudge::path_tokens(task);
+    candidates.extend(
+        task.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| PLAIN_FILE_NAMES.contains(w))
+            .map(str::to_string),
+    );
+    candidates.into_iter().find(|path| !in_tree(path) && protected.matching(path).is_none())
+}
+
+/// The task's own words: title, description and acceptance criteria.
+pub(crate) fn task_text(req: &ImplementRequest) -> String {
+    format!("{}\n{}\n{}", req.title, req.description, req.acceptance_criteria.join("\n"))
+}
+
+/// The distinct lowercase words of `text` of four characters or more: the ones that
+/// say what a task is about.
+pub(crate) fn task_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = word_tokens(text).filter(|w| w.chars().count() >= 4).collect();
+    words.sort();
+    words.dedup();
+    words
+}
+
+fn word_tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+/// Whether `task` names `path`, whole or by its file name, as a word of its own.
+fn names_file(task: &str, path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [path, name].iter().any(|needle| {
+        task.match_indices(needle).any(|(at, _)| {
+            let before = task[..at].chars().next_back();
+            let after = task[at + needle.len()..].chars().next();
+            let part_of_word =
+                |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '/');
+            !part_of_word(before) && !part_of_word(after)
+        })
+    })
+}
+
+/// The line of `content` sharing the most of `words` (the earliest among equals; the
+/// first non-empty line when none shares any), among the lines occurring once.
+pub(crate) fn relevant_line(content: &str, words: &[String]) -> Option<String> {
+    let once = |line: &str| content.lines().filter(|l| *l == line).count() == 1;
+    let candidates: Vec<&str> = content.lines().filter(|l| !l.trim().is_empty() && once(l)).collect();
+    let score = |line: &str| {
+        let mut found: Vec<String> = word_tokens(line).filter(|w| words.contains(w)).collect();
+        found.dedup();
+        found.len()
+    };
+    let best = candidates.iter().enumerate().max_by_key(|(i, l)| (score(l), std::cmp::Reverse(*i)));
+    match best {
+        Some((_, line)) if score(line) > 0 => Some((*line).to_string()),
+        _ => candidates.first().map(|l| (*l).to_string()),
+    }
+}
+
+fn tools_how(example: &ExampleFile) -> String {
+    let call = example.change_call();
     format!(
         "Work through the tools: list_dir, read_file, search_text to look around; edit_file (exact \
          search-and-replace: the search text must occur exactly once, or set replace_all for a rename) or \
@@ -84,20 +194,23 @@ fn tools_how(example_path: &str) -> String {
          steps; finish with a summary when the tests pass. Read a file before editing it. finish is refused \
          while nothing has changed or the last test run failed. Answer with calls, not explanations: every \
          word you write costs time.\n\
-         If you cannot call functions natively, write each call on its own as\n<tool_call>\n{call}\n</tool_call>"
+         If you cannot call functions natively, write each call on its own, for example (with your real \
+         new lines in place of {REPLACE_PLACEHOLDER}):\n<tool_call>\n{call}\n</tool_call>"
     )
 }
 
 /// The REPLACE part of the edit-block example; a block that keeps it is refused.
 pub(crate) const REPLACE_PLACEHOLDER: &str = "<the new lines>";
+/// The content of the `write_file` example; a write that keeps it is refused.
+pub(crate) const CONTENT_PLACEHOLDER: &str = "<the complete new content>";
 
 fn edit_blocks_how(example: &ExampleFile) -> String {
     format!(
         "You cannot call functions. Change files with edit blocks, any number per answer, each preceded by \
-         the file's real path on its own line. For example, to change the first line of {path}:\n\n\
+         the file's real path on its own line. For example, to {what} {path}:\n\n\
          {path}\n\
          <<<<<<< SEARCH\n\
-         {line}\n\
+         {line}\
          =======\n\
          {REPLACE_PLACEHOLDER}\n\
          >>>>>>> REPLACE\n\n\
@@ -109,8 +222,9 @@ fn edit_blocks_how(example: &ExampleFile) -> String {
          Answer with blocks and commands, not explanations: every word you write costs time. \
          When the task is done and the tests pass, answer with a short summary and no edit blocks or commands; \
          a summary is refused while nothing has changed or the last test run failed.",
+        what = if example.exists { "change a line of" } else { "create" },
         path = example.path,
-        line = example.first_line,
+        line = if example.exists { format!("{}\n", example.line) } else { String::new() },
     )
 }
 
@@ -120,4 +234,106 @@ pub fn wrap_up_message(reason: &str) -> String {
         "BUDGET EXHAUSTED: {reason}. You cannot make further changes or call tools. Reply with a short \
          summary: what you changed, what remains to be done, and what you would do next."
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::{FileText, RepoView};
+
+    const GREET: &str = "\"\"\"Prints a greeting.\"\"\"\n\nimport argparse\n\n\ndef main(argv=None):\n    \
+        parser = argparse.ArgumentParser(description=\"Greet someone.\")\n    parser.add_argument(\"name\")\n    \
+        args = parser.parse_args(argv)\n    print(f\"Hello, {args.name}!\")\n";
+
+    fn request(files: &[(&str, &str)]) -> ImplementRequest {
+        ImplementRequest {
+            title: "Add a --times option to greet.py".into(),
+            description: "Add an optional command-line option --times N to its argparse parser.".into(),
+            repo_view: RepoView {
+                files: files
+                    .iter()
+                    .map(|(p, c)| FileText { path: (*p).into(), content: (*c).into() })
+                    .collect(),
+                ..RepoView::default()
+            },
+            ..ImplementRequest::default()
+        }
+    }
+
+    fn protected() -> ProtectedPaths {
+        ProtectedPaths::new(&["tests/**".to_string()]).unwrap()
+    }
+
+    #[test]
+    fn the_example_is_the_file_the_task_names_at_the_line_its_words_point_at() {
+        let req =
+            request(&[(".gitignore", "__pycache__/\n"), ("greet.py", GREET), ("tests/test_greet.py", GREET)]);
+        let example = example_file(&req, &protected());
+        assert_eq!(example.path, "greet.py");
+        assert_eq!(example.line, "    parser = argparse.ArgumentParser(description=\"Greet someone.\")");
+        let system = agent_prompt(&req, EngineMode::Tools, &protected(), 12).system;
+        assert!(
+            system.contains(r#""path":"greet.py","replace":"<the new lines>","search":"    parser = "#),
+            "{system}"
+        );
+    }
+
+    #[test]
+    fn without_a_named_file_the_first_writable_file_and_its_first_line_serve() {
+        let mut req = request(&[("tests/test_a.py", "x = 1\n"), ("notes.txt", "\n\nfirst\nsecond\n")]);
+        req.title = "Tidy up".into();
+        req.description = "Nothing in particular.".into();
+        let example = example_file(&req, &protected());
+        assert_eq!((example.path.as_str(), example.line.as_str()), ("notes.txt", "first"));
+        req.repo_view.files.truncate(1);
+        assert_eq!(example_file(&req, &protected()).path, EXAMPLE_FALLBACK_PATH);
+    }
+
+    #[test]
+    fn a_file_the_task_asks_for_is_the_example_and_gets_the_write_example() {
+        let mut req =
+            request(&[(".gitignore", "__pycache__/\n"), ("tests/test_version.py", "import unittest\n")]);
+        req.title = "Add a VERSION file".into();
+        req.description = "Create a file named VERSION at the root holding 1.4.0.".into();
+        let example = example_file(&req, &protected());
+        assert_eq!((example.path.as_str(), example.exists), ("VERSION", false));
+        assert_eq!(
+            example.change_call(),
+            r#"{"name": "write_file", "arguments": {"content":"<the complete new content>","path":"VERSION"}}"#
+        );
+        let blocks = agent_prompt(&req, EngineMode::EditBlocks, &protected(), 12).system;
+        assert!(blocks.contains("to create VERSION:\n\nVERSION\n<<<<<<< SEARCH\n=======\n"), "{blocks}");
+    }
+
+    #[test]
+    fn without_a_file_name_the_file_sharing_the_tasks_words_is_the_example() {
+        let mut req = request(&[
+            ("README.md", "A toolbox.\n"),
+            ("durations.py", "def format_duration(seconds):\n    raise NotImplementedError\n"),
+        ]);
+        req.title = "Implement format_duration".into();
+        req.description = "format_duration(seconds) returns H:MM:SS.".into();
+        let example = example_file(&req, &protected());
+        assert_eq!(
+            (example.path.as_str(), example.line.as_str()),
+            ("durations.py", "def format_duration(seconds):")
+        );
+    }
+
+    #[test]
+    fn a_file_name_inside_another_word_is_not_named() {
+        assert!(names_file("Fix greet.py now", "src/greet.py"));
+        assert!(names_file("see `src/greet.py`.", "src/greet.py"));
+        assert!(!names_file("Fix regreet.py now", "greet.py"));
+        assert!(!names_file("Fix greet.pyc now", "greet.py"));
+    }
+
+    #[test]
+    fn the_relevant_line_occurs_once() {
+        let words = task_words("the parser option");
+        // The line with the most task words appears twice, so it cannot be a search text.
+        let content = "parser option\nparser option\nparser = make()\n";
+        assert_eq!(relevant_line(content, &words).as_deref(), Some("parser = make()"));
+        assert_eq!(relevant_line("\n\n", &words), None);
+    }
 }

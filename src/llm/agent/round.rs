@@ -11,7 +11,7 @@ use super::budget::BudgetTrip;
 use super::evidence::FinishGate;
 use super::fallback::{Action, parse_actions};
 use super::nudge::{code_nudge, fenced_code, plain_nudge};
-use super::prompt::{agent_prompt, example_file, wrap_up_message};
+use super::prompt::{ExampleFile, agent_prompt, example_file, task_text, task_words, wrap_up_message};
 use super::text_calls::{self, TextCalls};
 use super::tools::{ToolBox, ToolOutcome, definitions};
 use super::transcript::{Entry, Speaker};
@@ -22,6 +22,12 @@ use crate::llm::{
     ImplementError, ImplementRequest, ImplementationResult, LlmClient, apply_changes, parse_code_changes,
 };
 
+/// The temperature of the request after an answer that repeated the one before (the same
+/// call, the same text, or nothing again), when the configured one is lower: a small
+/// model near greedy sampling, shown its own answer and the same reply, gives the same
+/// answer again, and the stall detector then ends the task on a loop a little more
+/// randomness breaks. The next answer that changes a file brings the configured one back.
+const LOOP_BREAKING_TEMPERATURE: f32 = 0.7;
 /// Longest wait for the wrap-up answer: it is a courtesy, and a budget has already tripped.
 const WRAP_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// What goes back into the history for an answer with neither text nor calls: servers
@@ -43,8 +49,15 @@ pub async fn run(
         Ok(ws) => ws,
         Err(e) => return (result, Err(e)),
     };
-    let tools = ToolBox { workspace: ws, tests: ctx.tests, masker: ctx.masker };
-    let example_path = example_file(req, &ctx.settings.protected).path;
+    let example = example_file(req, &ctx.settings.protected);
+    let tools = ToolBox {
+        workspace: ws,
+        asked_to_confirm: Default::default(),
+        example_path: example.path.clone(),
+        tests: ctx.tests,
+        masker: ctx.masker,
+    };
+    let task_words = task_words(&task_text(req));
     let mut round = Round {
         client: llm,
         tools,
@@ -53,7 +66,9 @@ pub async fn run(
         messages: Vec::new(),
         result: &mut result,
         gate: FinishGate::default(),
-        example_path,
+        example,
+        task_words,
+        answered_look: None,
     };
     let outcome = round.run(req).await.map(|summary| round.result.explanation = summary);
     (result, outcome)
@@ -69,7 +84,11 @@ pub(super) struct Round<'a, 'c> {
     /// What the round has shown, for judging a finish.
     pub(super) gate: FinishGate,
     /// A real file of the repository, for the examples the model is shown.
-    pub(super) example_path: String,
+    pub(super) example: ExampleFile,
+    /// The task's words, for picking the line of a file an example edits.
+    pub(super) task_words: Vec<String>,
+    /// The last call run, when it was a look that got an answer (its signature).
+    pub(super) answered_look: Option<String>,
 }
 
 impl Round<'_, '_> {
@@ -86,9 +105,9 @@ impl Round<'_, '_> {
                 return Err(self.wrap_up(trip).await);
             }
             let remaining = self.session.budget.wall_remaining();
-            let Ok(answer) =
-                tokio::time::timeout(remaining, turn::ask(self.client, &self.messages, self.offer())).await
-            else {
+            let temperature = self.loop_breaking_temperature();
+            let asked = turn::ask(self.client, &self.messages, self.offer(), temperature);
+            let Ok(answer) = tokio::time::timeout(remaining, asked).await else {
                 continue; // the wall-time budget trips at the top of the loop
             };
             let answer = answer?;
@@ -106,6 +125,20 @@ impl Round<'_, '_> {
                 return Ok(summary);
             }
         }
+    }
+
+    /// [`LOOP_BREAKING_TEMPERATURE`] while the last answer repeated the one before.
+    fn loop_breaking_temperature(&mut self) -> Option<f32> {
+        let configured = self.client.temperature();
+        if self.session.budget.repeats() < 2 || configured >= LOOP_BREAKING_TEMPERATURE {
+            return None;
+        }
+        let note = format!(
+            "the last answer repeated the one before: asking at temperature {LOOP_BREAKING_TEMPERATURE} \
+             instead of {configured}"
+        );
+        self.note(Speaker::Engine, &note);
+        Some(LOOP_BREAKING_TEMPERATURE)
     }
 
     fn offer(&self) -> Offer {
@@ -175,7 +208,7 @@ impl Round<'_, '_> {
             }
             TextCalls::Malformed(reason) => {
                 self.note_answer(&answer);
-                let example = super::nudge::read_file_example(&self.example_path);
+                let example = self.example.change_call();
                 self.tell(format!("error: {reason}. Nothing was run; write the call again, e.g.\n<tool_call>\n{example}\n</tool_call>"));
                 self.session.budget.note_progress(false);
                 Ok(None)
@@ -206,7 +239,7 @@ impl Round<'_, '_> {
         self.note_answer(&answer);
         let ws = &self.tools.workspace;
         let nudge = if answer.content.trim().is_empty() {
-            format!("Your answer was empty. {}", plain_nudge(&self.example_path))
+            format!("Your answer was empty. {}", plain_nudge(&self.example.change_call()))
         } else if let Some(code) = fenced_code(&answer.content, &|path| ws.exists(path)) {
             code_nudge(&code)
         } else if !self.result.files_changed.is_empty() {
@@ -215,7 +248,7 @@ impl Round<'_, '_> {
                 Err(refusal) => refusal,
             }
         } else {
-            plain_nudge(&self.example_path)
+            plain_nudge(&self.example.change_call())
         };
         self.tell(nudge);
         self.session.budget.note_progress(false);
@@ -392,7 +425,8 @@ impl Round<'_, '_> {
             EngineMode::Tools => Offer::ToolsDisabled(definitions(self.tools.tests.is_some())),
             EngineMode::EditBlocks => Offer::Nothing,
         };
-        match tokio::time::timeout(WRAP_UP_TIMEOUT, turn::ask(self.client, &self.messages, offer)).await {
+        match tokio::time::timeout(WRAP_UP_TIMEOUT, turn::ask(self.client, &self.messages, offer, None)).await
+        {
             Ok(Ok(answer)) => {
                 self.account(&answer);
                 self.result.explanation = answer.content;

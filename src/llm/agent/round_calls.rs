@@ -9,9 +9,16 @@
 //!
 //! Native calls get native tool results; calls read from the answer's text get their
 //! results in one user message, since the history holds them as text and a `tool`
-//! message must answer a `tool_calls` entry.
+//! message must answer a `tool_calls` entry. (Restating them as `<tool_call>` blocks
+//! with `<tool_response>` results, the Qwen template's own form, was tried against
+//! Qwen2.5-Coder-1.5B: after a few failed calls in that form it answered nothing at all.)
+//!
+//! A look made again right after the same one is not run again (its answer is above);
+//! the reply shows the edit to make instead ([`super::nudge::repeated_look`]).
 
 use super::evidence::Verdict;
+use super::nudge;
+use super::prompt::relevant_line;
 use super::round::Round;
 use super::tools::ToolOutcome;
 use super::transcript::{CallRecord, Speaker};
@@ -20,8 +27,6 @@ use super::turn;
 /// The tools that only look: the same look again answers the same, so a model that
 /// repeats one (seen: `list_dir .` four times) is told to act on the answer.
 const LOOKING: [&str; 3] = ["list_dir", "read_file", "search_text"];
-const REPEATED_LOOK: &str = "\n\nnote: this is the same call as just before, with the same answer. Act on it now: \
-    read_file one of the files named above, or write_file / edit_file the change the task needs.";
 
 impl Round<'_, '_> {
     /// Runs a turn's calls; returns the summary when a finish was accepted.
@@ -36,15 +41,20 @@ impl Round<'_, '_> {
                     "not run: the {earlier} call before it in this turn failed; read that result and call again"
                 )),
                 None => {
-                    self.session.budget.note_call(format!("{}({})", call.name, call.arguments.trim()));
-                    let mut outcome = if call.name == "finish" {
+                    let signature = format!("{}({})", call.name, call.arguments.trim());
+                    self.session.budget.note_call(signature.clone());
+                    let looking = LOOKING.contains(&call.name.as_str());
+                    let answered_just_before = self.answered_look.as_ref() == Some(&signature);
+                    let outcome = if call.name == "finish" {
                         self.finish_call(&call.arguments).await
+                    } else if looking && answered_just_before && self.session.budget.repeats() > 1 {
+                        self.repeated_look(call).await
                     } else {
                         self.tools.call(&call.name, &call.arguments).await
                     };
-                    if LOOKING.contains(&call.name.as_str()) && self.session.budget.repeats() > 1 {
-                        outcome.text.push_str(REPEATED_LOOK);
-                    }
+                    // Only a look that was answered is "above": one refused for its
+                    // arguments, run again, is run.
+                    self.answered_look = (looking && outcome.ok).then_some(signature);
                     outcome
                 }
             };
@@ -67,6 +77,30 @@ impl Round<'_, '_> {
         }
         self.session.budget.note_progress(changed);
         finish
+    }
+
+    /// The reply to a look repeated right after itself; see [`nudge::repeated_look`].
+    async fn repeated_look(&mut self, call: &CallRecord) -> ToolOutcome {
+        let path = serde_json::from_str::<serde_json::Value>(&call.arguments)
+            .ok()
+            .and_then(|v| v.get("path").and_then(|p| p.as_str()).map(str::to_string));
+        let ws = &self.tools.workspace;
+        let own_file =
+            path.filter(|p| call.name == "read_file" && ws.check_protected(p).is_ok() && ws.exists(p));
+        let line = match &own_file {
+            Some(p) => {
+                let p = p.clone();
+                let text = ws.off_thread(move |ws| ws.text_of(&p), Err).await;
+                text.ok().and_then(|text| relevant_line(&text, &self.task_words))
+            }
+            None => None,
+        };
+        let edit = match (&own_file, line) {
+            (Some(path), Some(line)) => nudge::edit_example(path, &line),
+            _ => self.example.change_call(),
+        };
+        let text = nudge::repeated_look(&call.name, &edit, own_file.as_deref());
+        ToolOutcome { text, ok: true, ..ToolOutcome::default() }
     }
 
     /// Tells the gate what an outcome showed.

@@ -51,10 +51,15 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
     if !tagged.is_empty() {
         let (mut calls, mut definitions) = (Vec::new(), 0);
         for body in tagged {
-            match serde_json::from_str::<Value>(strip_fence(body)) {
+            let body = strip_fence(body);
+            let parsed = serde_json::from_str::<Value>(body)
+                .or_else(|e| serde_json::from_str::<Value>(&escape_raw_controls(body)).map_err(|_| e));
+            match parsed {
                 Ok(value) => collect(&value, declared, &mut calls, &mut definitions),
                 Err(e) => {
-                    return TextCalls::Malformed(format!("a <tool_call> block is not valid JSON ({e})"));
+                    return TextCalls::Malformed(format!(
+                        "a <tool_call> block is not valid JSON ({e}); {JSON_STRING_RULES}"
+                    ));
                 }
             }
         }
@@ -67,6 +72,21 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
     for value in json_values(text) {
         collect(&value, declared, &mut calls, &mut definitions);
     }
+    let attempted = attempted_call(text, declared);
+    if calls.is_empty()
+        && let Some(name) = attempted
+    {
+        // Small models put raw line breaks in JSON strings (a file's content); that much
+        // is mended. What is still unreadable is a call gone wrong, not code to show.
+        let start = text.find('{').unwrap_or(0);
+        let mended = format!("{}{}", &text[..start], escape_raw_controls(&text[start..]));
+        for value in json_values(&mended) {
+            collect(&value, declared, &mut calls, &mut definitions);
+        }
+        if calls.is_empty() {
+            return TextCalls::Malformed(format!("the {name} call is not valid JSON; {JSON_STRING_RULES}"));
+        }
+    }
     if calls.is_empty() && definitions > 0 {
         // Small models echo the `<tools>` block their chat template showed them.
         return TextCalls::Malformed(
@@ -77,6 +97,43 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
         return TextCalls::None;
     }
     finish(CallFormat::Json, calls, declared)
+}
+
+/// What a model is told about a call it wrote as broken JSON.
+const JSON_STRING_RULES: &str = "inside a JSON string write a line break as \\n, a tab as \\t and a double quote as \\\"; \
+    for a long change, edit_file a few lines at a time";
+
+/// The declared tool an answer tries to call (`"name": "edit_file"` beside
+/// `"arguments"`), whether or not the JSON around it reads.
+fn attempted_call<'d>(text: &str, declared: &[&'d str]) -> Option<&'d str> {
+    if !text.contains("\"arguments\"") {
+        return None;
+    }
+    let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    declared.iter().copied().find(|name| squeezed.contains(&format!("\"name\":\"{name}\"")))
+}
+
+/// `text` with line breaks, carriage returns and tabs inside JSON strings escaped.
+fn escape_raw_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        match c {
+            '\n' if in_string => out.push_str("\\n"),
+            '\r' if in_string => out.push_str("\\r"),
+            '\t' if in_string => out.push_str("\\t"),
+            _ => out.push(c),
+        }
+        if in_string && c == '\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        if c == '"' && !escaped {
+            in_string = !in_string;
+        }
+        escaped = false;
+    }
+    out
 }
 
 fn finish(format: CallFormat, calls: Vec<CallRecord>, declared: &[&str]) -> TextCalls {
@@ -286,5 +343,25 @@ mod tests {
             panic!()
         };
         assert_eq!(reason, "the call names no declared tool; the tools are read_file, write_file, finish");
+    }
+
+    #[test]
+    fn raw_line_breaks_in_a_call_are_mended_and_broken_calls_are_not_code() {
+        let raw = "```json\n{\"name\": \"write_file\", \"arguments\": {\"path\": \"a.py\", \"content\": \"x = 1\n\ty = \\\"2\\\"\n\"}}\n```";
+        let TextCalls::Calls(CallFormat::Json, calls) = parse(raw, TOOLS) else { panic!("{raw}") };
+        let arguments: Value = serde_json::from_str(&calls[0].arguments).unwrap();
+        assert_eq!(arguments["content"], "x = 1\n\ty = \"2\"\n");
+
+        // Python's triple quotes end the JSON string early: no repair reads that.
+        let broken = "```json\n{\n  \"name\": \"write_file\",\n  \"arguments\": {\"path\": \"a.py\", \"content\": \"\"\"Doc.\"\"\"\n\"}}\n```";
+        match parse(broken, TOOLS) {
+            TextCalls::Malformed(reason) => {
+                assert!(
+                    reason.starts_with("the write_file call is not valid JSON; inside a JSON string"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::prompt::{CONTENT_PLACEHOLDER, REPLACE_PLACEHOLDER};
 use super::workspace::{Refusal, Workspace, WriteError, WriteResult};
 use super::{TestRunner, tail_chars};
 use crate::llm::truncate_chars;
@@ -17,6 +18,8 @@ use crate::secrets::Masker;
 pub const MAX_TEST_OUTPUT_CHARS: usize = 8 * 1024;
 /// Characters of bad arguments quoted back in an error.
 const MAX_QUOTED_ARGUMENTS: usize = 300;
+/// Files shorter than this are rewritten whole without a second asking.
+const MIN_LINES_GUARDED: usize = 4;
 
 /// The tool names, in the order they are offered.
 pub const TOOL_NAMES: &[&str] = &[
@@ -30,7 +33,8 @@ pub const TOOL_NAMES: &[&str] = &[
     "finish",
 ];
 
-/// The function definitions sent with every request.
+/// The function definitions sent with every request. (Example arguments in the
+/// descriptions were tried against Qwen2.5-Coder-1.5B: it sent the example's own values.)
 pub fn definitions(with_tests: bool) -> Vec<ChatCompletionTools> {
     let path = json!({"type": "string", "description": "Relative to the repository root, / separated"});
     let mut tools = vec![
@@ -140,6 +144,7 @@ impl ToolOutcome {
                 let text = WriteError::Protected(refusal.clone()).to_string();
                 ToolOutcome { refusal: Some(refusal), ..ToolOutcome::error(text) }
             }
+            Err(unchanged @ WriteError::Unchanged(_)) => ToolOutcome::ok(unchanged.to_string()),
             Err(other) => ToolOutcome::error(other.to_string()),
         }
     }
@@ -156,7 +161,9 @@ struct PathArgs {
 #[serde(deny_unknown_fields)]
 struct ReadArgs {
     path: String,
+    #[serde(default, deserialize_with = "lenient_line")]
     start_line: Option<usize>,
+    #[serde(default, deserialize_with = "lenient_line")]
     end_line: Option<usize>,
 }
 
@@ -181,8 +188,44 @@ struct EditArgs {
     path: String,
     search: String,
     replace: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_bool")]
     replace_all: bool,
+}
+
+/// A line number, also when written as a string (`"4"`, seen from small models).
+fn lenient_line<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spelled {
+        Number(usize),
+        Text(String),
+    }
+    match Option::<Spelled>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Spelled::Number(line)) => Ok(Some(line)),
+        Some(Spelled::Text(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("expected a line number, got {text:?}"))),
+    }
+}
+
+/// A boolean, also when written as the string `"true"` or `"false"` (seen from small
+/// models); anything else is refused as usual.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spelled {
+        Bool(bool),
+        Text(String),
+    }
+    match Spelled::deserialize(deserializer)? {
+        Spelled::Bool(value) => Ok(value),
+        Spelled::Text(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+        Spelled::Text(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+        Spelled::Text(text) => Err(serde::de::Error::custom(format!("expected true or false, got {text:?}"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -204,6 +247,10 @@ type WriteWork = dyn FnOnce(&Workspace) -> WriteResult + Send;
 /// The tools bound to one workspace and test runner.
 pub struct ToolBox<'a> {
     pub workspace: Workspace,
+    /// Shrinking writes refused once, by path and content ([`ToolBox::shrinking_write`]).
+    pub asked_to_confirm: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// A real file of the repository, for the example calls in argument errors.
+    pub example_path: String,
     pub tests: Option<&'a dyn TestRunner>,
     pub masker: &'a Masker,
 }
@@ -230,37 +277,52 @@ impl ToolBox<'_> {
         };
         Ok(match name {
             "list_dir" => {
-                let a: PathArgs = args(name, arguments)?;
+                let a: PathArgs = args(name, arguments, &self.example_path)?;
                 read(Box::new(move |ws| ws.list_dir(&a.path))).await
             }
             "read_file" => {
-                let a: ReadArgs = args(name, arguments)?;
+                let a: ReadArgs = args(name, arguments, &self.example_path)?;
                 read(Box::new(move |ws| ws.read_file(&a.path, a.start_line, a.end_line))).await
             }
             "search_text" => {
-                let a: SearchArgs = args(name, arguments)?;
+                let a: SearchArgs = args(name, arguments, &self.example_path)?;
                 read(Box::new(move |ws| ws.search(&a.pattern, &a.path))).await
             }
             "write_file" => {
-                let a: WriteArgs = args(name, arguments)?;
+                let a: WriteArgs = args(name, arguments, &self.example_path)?;
+                if a.content.trim() == CONTENT_PLACEHOLDER {
+                    return Err(format!(
+                        "the content is the example's {CONTENT_PLACEHOLDER}: nothing was written; put the file's \
+                         real content in content"
+                    ));
+                }
+                if let Some(refusal) = self.shrinking_write(&a.path, &a.content).await {
+                    return Err(refusal);
+                }
                 write(a.path.clone(), Box::new(move |ws| ws.write_file(&a.path, &a.content))).await
             }
             "edit_file" => {
-                let a: EditArgs = args(name, arguments)?;
+                let a: EditArgs = args(name, arguments, &self.example_path)?;
+                if a.replace.trim() == REPLACE_PLACEHOLDER {
+                    return Err(format!(
+                        "the replace text is the example's {REPLACE_PLACEHOLDER}: nothing was changed; put your \
+                         real new lines in replace"
+                    ));
+                }
                 let path = a.path.clone();
                 let work = move |ws: &Workspace| ws.edit_file(&a.path, &a.search, &a.replace, a.replace_all);
                 write(path, Box::new(work)).await
             }
             "delete_file" => {
-                let a: PathArgs = args(name, arguments)?;
+                let a: PathArgs = args(name, arguments, &self.example_path)?;
                 write(a.path.clone(), Box::new(move |ws| ws.delete_file(&a.path))).await
             }
             "run_tests" => {
-                let _: NoArgs = args(name, arguments)?;
+                let _: NoArgs = args(name, arguments, &self.example_path)?;
                 self.run_tests().await
             }
             "finish" => {
-                let a: FinishArgs = args(name, arguments)?;
+                let a: FinishArgs = args(name, arguments, &self.example_path)?;
                 ToolOutcome { finish: Some(a.summary), ..ToolOutcome::ok("finished".into()) }
             }
             other => {
@@ -270,6 +332,27 @@ impl ToolBox<'_> {
                     TOOL_NAMES.join(", ")
                 ));
             }
+        })
+    }
+
+    /// The refusal of a `write_file` that would keep less than half of an existing file's
+    /// lines, the first time that exact write is asked for. Small models send the part
+    /// they changed as the whole file (seen: a 14-line script written as its one new
+    /// line); sent again unchanged, the write is taken as meant.
+    async fn shrinking_write(&self, path: &str, content: &str) -> Option<String> {
+        let p = path.to_string();
+        let old = self.workspace.off_thread(move |ws| ws.text_of(&p), Err).await.ok()?.lines().count();
+        let new = content.lines().count();
+        if old < MIN_LINES_GUARDED || new * 2 >= old {
+            return None;
+        }
+        let first_time = self.asked_to_confirm.lock().ok()?.insert((path.to_string(), content.to_string()));
+        first_time.then(|| {
+            format!(
+                "not written: this would replace the {old} lines of {path} with {new}. If your content is only \
+                 the part that changes, use edit_file on those lines instead; if you do mean to replace the \
+                 whole file, send this same write_file call again"
+            )
         })
     }
 
@@ -289,7 +372,7 @@ impl ToolBox<'_> {
 /// Unknown keys are refused rather than ignored: a small model that echoes the tool's
 /// schema (`{"properties": …}`) would otherwise run the tool on defaults. Every refusal
 /// ends with one correct call of that tool.
-fn args<T: DeserializeOwned>(tool: &str, arguments: &str) -> Result<T, String> {
+fn args<T: DeserializeOwned>(tool: &str, arguments: &str, example_path: &str) -> Result<T, String> {
     let text = if arguments.trim().is_empty() { "{}" } else { arguments };
     let echoed_schema = serde_json::from_str::<Value>(text).is_ok_and(|v| {
         v.get("properties").is_some() || v.get("type").and_then(Value::as_str) == Some("object")
@@ -297,31 +380,36 @@ fn args<T: DeserializeOwned>(tool: &str, arguments: &str) -> Result<T, String> {
     if echoed_schema {
         return Err(format!(
             "the arguments of {tool} are its JSON schema, not values; send the values themselves, e.g. {}",
-            example(tool)
+            example(tool, example_path)
         ));
     }
     serde_json::from_str(text).map_err(|e| {
         format!(
             "the arguments of {tool} are not valid: {e} (got {:?}); send one JSON object like {}",
             truncate_chars(arguments, MAX_QUOTED_ARGUMENTS),
-            example(tool)
+            example(tool, example_path)
         )
     })
 }
 
-/// One correct call of `tool`, on one line.
-pub fn example(tool: &str) -> String {
-    let arguments = match tool {
-        "list_dir" => json!({"path": "src"}),
-        "read_file" => json!({"path": "src/app.py", "start_line": 1, "end_line": 40}),
-        "search_text" => json!({"pattern": "def main", "path": "src"}),
-        "write_file" => json!({"path": "src/app.py", "content": "print('hello')\n"}),
-        "edit_file" => json!({"path": "src/app.py", "search": "return a - b", "replace": "return a + b"}),
-        "delete_file" => json!({"path": "src/old.py"}),
+/// One correct call of `tool` on `path`, on one line.
+pub fn example(tool: &str, path: &str) -> String {
+    super::nudge::call_text(tool, &example_arguments(tool, path))
+}
+
+/// Arguments of one correct call of `tool` on the file `path`.
+fn example_arguments(tool: &str, path: &str) -> Value {
+    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    match tool {
+        "list_dir" => json!({"path": dir}),
+        "read_file" => json!({"path": path, "start_line": 1, "end_line": 40}),
+        "search_text" => json!({"pattern": "def main", "path": dir}),
+        "write_file" => json!({"path": path, "content": "print('hello')\n"}),
+        "edit_file" => json!({"path": path, "search": "return a - b", "replace": "return a + b"}),
+        "delete_file" => json!({"path": path}),
         "finish" => json!({"summary": "what you changed"}),
         _ => json!({}),
-    };
-    super::nudge::call_text(tool, &arguments)
+    }
 }
 
 #[cfg(test)]
@@ -331,20 +419,31 @@ mod tests {
     #[test]
     fn unknown_keys_and_echoed_schemas_are_refused_with_an_example() {
         let schema = r#"{"properties":{"path":{"type":"string"}},"required":[],"type":"object"}"#;
-        let error = args::<PathArgs>("list_dir", schema).err().unwrap();
+        let error = args::<PathArgs>("list_dir", schema, "lib/greet.py").err().unwrap();
         assert!(error.starts_with("the arguments of list_dir are its JSON schema"), "{error}");
-        assert!(error.ends_with(r#"{"name": "list_dir", "arguments": {"path":"src"}}"#), "{error}");
+        assert!(error.ends_with(r#"{"name": "list_dir", "arguments": {"path":"lib"}}"#), "{error}");
 
-        let error = args::<ReadArgs>("read_file", r#"{"file": "a.py"}"#).err().unwrap();
+        let error = args::<ReadArgs>("read_file", r#"{"file": "a.py"}"#, "greet.py").err().unwrap();
         assert!(
-            error.contains("unknown field `file`") && error.contains(r#""name": "read_file""#),
+            error.contains("unknown field `file`")
+                && error.contains(r#"{"name": "read_file", "arguments": {"end_line":40,"path":"greet.py""#),
             "{error}"
         );
-        let error = args::<ReadArgs>("read_file", "{}").err().unwrap();
+        let error = args::<ReadArgs>("read_file", "{}", "greet.py").err().unwrap();
         assert!(error.contains("missing field `path`") && error.contains("start_line"), "{error}");
 
-        assert!(args::<NoArgs>("run_tests", "").is_ok());
-        let edit: EditArgs = args("edit_file", r#"{"path":"a","search":"x","replace":"y"}"#).unwrap();
+        assert!(args::<NoArgs>("run_tests", "", "greet.py").is_ok());
+        let edit: EditArgs =
+            args("edit_file", r#"{"path":"a","search":"x","replace":"y"}"#, "greet.py").unwrap();
         assert!(!edit.replace_all);
+        let read: ReadArgs = args("read_file", r#"{"path":"a","start_line":"4","end_line":9}"#, "a").unwrap();
+        assert_eq!((read.start_line, read.end_line), (Some(4), Some(9)));
+        let error = args::<ReadArgs>("read_file", r#"{"path":"a","start_line":"four"}"#, "a").err().unwrap();
+        assert!(error.contains(r#"expected a line number, got "four""#), "{error}");
+        let spelled = r#"{"path":"a","search":"x","replace":"y","replace_all":"true"}"#;
+        assert!(args::<EditArgs>("edit_file", spelled, "greet.py").unwrap().replace_all);
+        let wrong = r#"{"path":"a","search":"x","replace":"y","replace_all":"yes"}"#;
+        let error = args::<EditArgs>("edit_file", wrong, "greet.py").err().unwrap();
+        assert!(error.contains(r#"expected true or false, got "yes""#), "{error}");
     }
 }

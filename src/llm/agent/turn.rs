@@ -51,10 +51,12 @@ const MAX_OVERFLOW_RETRIES: u32 = 3;
 /// Sends the conversation, fitted into the model's context window, and reads the answer.
 /// An answer saying the request did not fit teaches the client the real sizes and the
 /// request is fitted again and resent, up to [`MAX_OVERFLOW_RETRIES`] times.
+/// `temperature` replaces the configured one for this request only.
 pub async fn ask(
     client: &LlmClient,
     messages: &[ChatCompletionRequestMessage],
     offer: Offer,
+    temperature: Option<f32>,
 ) -> Result<Turn, ImplementError> {
     let offered_chars = match &offer {
         Offer::Tools(tools) | Offer::ToolsDisabled(tools) => {
@@ -74,7 +76,7 @@ pub async fn ask(
                 "the conversation was shortened to fit the model's context window"
             );
         }
-        let request = build_request(client, &fitted, &offer)?;
+        let request = build_request(client, &fitted, &offer, temperature)?;
         match client.complete(request).await {
             Err(ImplementError::ContextOverflow { window, prompt_tokens, .. })
                 if overflows < MAX_OVERFLOW_RETRIES =>
@@ -97,9 +99,12 @@ fn build_request(
     client: &LlmClient,
     fitted: &Fitted,
     offer: &Offer,
+    temperature: Option<f32>,
 ) -> Result<CreateChatCompletionRequest, ImplementError> {
     let mut args = CreateChatCompletionRequestArgs::default();
-    args.model(client.model()).messages(fitted.messages.clone()).temperature(client.temperature());
+    args.model(client.model())
+        .messages(fitted.messages.clone())
+        .temperature(temperature.unwrap_or_else(|| client.temperature()));
     // `max_tokens`, not `max_completion_tokens`: llama.cpp and Ollama read only this one.
     #[allow(deprecated)]
     args.max_tokens(fitted.max_tokens);

@@ -50,6 +50,9 @@ pub type WriteResult = Result<String, WriteError>;
 pub enum WriteError {
     /// The path is protected: recorded, and told to the model.
     Protected(Refusal),
+    /// The file already holds exactly this: nothing was written, and it is no change
+    /// (a model rewriting the same content again and again is stalled, not working).
+    Unchanged(String),
     /// Anything else, in words for the model.
     Other(String),
 }
@@ -63,6 +66,7 @@ impl std::fmt::Display for WriteError {
                  make the tests pass by changing the code, not the tests",
                 r.path, r.pattern
             ),
+            WriteError::Unchanged(path) => write!(f, "no change: {path} already holds exactly this"),
             WriteError::Other(text) => f.write_str(text),
         }
     }
@@ -166,6 +170,12 @@ impl Workspace {
     }
 
     /// Reads a file, or lines `start..=end` of it (1-based).
+    /// The whole text of a file, as `read_file` reads it, without its heading.
+    pub fn text_of(&self, path: &str) -> Result<String, String> {
+        let (file, shown) = self.resolve(path, false)?;
+        read_text(&file, self.max_file_bytes).map_err(|reason| format!("{shown}: {reason}"))
+    }
+
     pub fn read_file(&self, path: &str, start: Option<usize>, end: Option<usize>) -> Result<String, String> {
         let (file, shown) = self.resolve(path, false)?;
         let text = read_text(&file, self.max_file_bytes).map_err(|reason| format!("{shown}: {reason}"))?;
@@ -226,6 +236,9 @@ impl Workspace {
 
     /// Creates or overwrites a file.
     pub fn write_file(&self, path: &str, content: &str) -> WriteResult {
+        if self.text_of(path).is_ok_and(|current| current == content) {
+            return Err(WriteError::Unchanged(self.shown(path)));
+        }
         self.change(path, Operation::Create, Some(content.to_string()))?;
         Ok(format!("wrote {} ({} bytes)", self.shown(path), content.len()))
     }
@@ -242,10 +255,8 @@ impl Workspace {
         let text =
             read_text(&file, self.max_file_bytes).map_err(|r| WriteError::Other(format!("{shown}: {r}")))?;
         match text.matches(search).count() {
-            0 => Err(WriteError::Other(format!(
-                "the search text was not found in {shown}; read the file and copy the text exactly, \
-                 including whitespace"
-            ))),
+            0 => Err(WriteError::Other(not_found(&shown, &text))),
+            _ if search == replace => Err(WriteError::Unchanged(shown)),
             1 => {
                 let updated = text.replacen(search, replace, 1);
                 self.change(path, Operation::Modify, Some(updated))?;
@@ -320,6 +331,21 @@ impl Workspace {
     pub fn shown(&self, path: &str) -> String {
         confine_path(path).map(|p| slash_path(&p)).unwrap_or_else(|_| truncate_chars(path, 200))
     }
+}
+
+/// A small file is shown whole when a search text missed it: a small model that searched
+/// for a line it imagined then has the real ones to copy.
+const NOT_FOUND_SHOWS_BYTES: usize = 3000;
+
+fn not_found(shown: &str, text: &str) -> String {
+    let mut reason =
+        format!("the search text was not found in {shown}; copy the text exactly, including whitespace");
+    if text.len() <= NOT_FOUND_SHOWS_BYTES {
+        reason.push_str(&format!(". {shown} now reads:\n{text}"));
+    } else {
+        reason.push_str(&format!(" (read_file {shown} to see it)"));
+    }
+    reason
 }
 
 /// Normalizes a relative path for reading (`""` and `.` are the root).
