@@ -298,22 +298,31 @@ async fn a_file_read_twice_in_a_row_is_answered_with_an_edit_of_that_file() {
 }
 
 #[tokio::test]
-async fn a_write_that_would_drop_most_of_a_file_is_refused_once_then_taken_as_meant() {
+async fn a_write_that_would_drop_most_of_a_file_is_refused_until_the_file_is_deleted_first() {
     let long: String = (1..=10).map(|i| format!("echo line {i}\n")).collect();
     let write = |content: &str| Step::call("write_file", json!({"path": "lines.sh", "content": content}));
-    let (ws, server, outcome, _session) =
-        play(then_fix([write(&long), write("echo line 1\n"), write("echo line 1\n")])).await;
+    let delete = Step::call("delete_file", json!({"path": "lines.sh"}));
+    let (ws, server, outcome, _session) = play(then_fix([
+        write(&long),
+        write("echo line 1\n"),
+        write("echo line 1\n"),
+        delete,
+        write("echo line 1\n"),
+    ]))
+    .await;
     outcome.unwrap();
     let requests = server.requests();
-    let refused = &tool_results(&requests[2])[0].1;
+    for refused in [2, 3] {
+        let text = &tool_results(&requests[refused])[0].1;
+        assert!(
+            text.starts_with("error: not written: this would replace the 10 lines of lines.sh with 1."),
+            "{text}"
+        );
+    }
     assert!(
-        refused.starts_with("error: not written: this would replace the 10 lines of lines.sh with 1."),
-        "{refused}"
-    );
-    assert!(
-        tool_results(&requests[3])[0].1.starts_with("wrote lines.sh"),
+        tool_results(&requests[5])[0].1.starts_with("wrote lines.sh"),
         "{:?}",
-        tool_results(&requests[3])
+        tool_results(&requests[5])
     );
     assert_eq!(std::fs::read_to_string(ws.path().join("lines.sh")).unwrap(), "echo line 1\n");
 }
@@ -337,4 +346,27 @@ async fn a_look_refused_for_its_arguments_is_run_again_when_repeated() {
         let result = &tool_results(request)[0].1;
         assert!(result.starts_with("error: the arguments of read_file are not valid"), "{result}");
     }
+}
+
+#[tokio::test]
+async fn the_same_turn_of_several_calls_again_and_again_is_a_stall() {
+    let turn = || {
+        Step::ToolCalls(vec![
+            ScriptedCall::new("read_file", json!({"path": "greet.sh"})),
+            ScriptedCall::new("run_tests", json!({})),
+        ])
+    };
+    let (_ws, server, outcome, _session) =
+        play(Script::Steps(vec![turn(), turn(), turn(), turn(), Step::Reply("wrap-up".into())])).await;
+    match outcome {
+        Err(ImplementError::BudgetExhausted { limit, detail }) => {
+            assert_eq!(limit, "engine.stall_repeated_calls");
+            assert_eq!(detail, "the same turn of several calls was made 4 times in a row");
+        }
+        other => panic!("expected a stall, got {other:?}"),
+    }
+    // From the second identical turn on, the requests go hotter.
+    let temperatures: Vec<String> =
+        server.requests().iter().map(|r| format!("{:.2}", r["temperature"].as_f64().unwrap())).collect();
+    assert_eq!(temperatures[..4], ["0.20", "0.20", "0.70", "0.70"]);
 }

@@ -49,6 +49,10 @@ struct Args {
     /// Check every task's base (tests fail) and reference solution (check passes); no model.
     #[arg(long)]
     check_solutions: bool,
+    /// Write the report from an earlier run's `results.json` (one stopped part-way by
+    /// an older driver) instead of running anything; the other flags describe that run.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    report_from: Option<PathBuf>,
     /// Run every task through the binary with a scripted model answering the solutions.
     #[arg(long)]
     replay_solutions: bool,
@@ -96,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tasks = spec::load_tasks(&root.join("benches/eval/tasks"), args.tasks.as_deref())?;
+    if let Some(results) = &args.report_from {
+        return report_from(&args, results, &root);
+    }
     let work = root.join("target/eval");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
@@ -128,19 +135,48 @@ async fn main() -> anyhow::Result<()> {
     let settings = run_settings(&args, binary, root.join("playbooks"), endpoint, model);
     // Blocking work (git, the binary) runs on this thread while the scripted server, when
     // there is one, answers on the runtime's workers.
-    let outcomes = tokio::task::block_in_place(|| evaluate(&tasks, &modes, &settings, &work, args.jobs))?;
+    // The report is rewritten after every task, so a run stopped part-way (a session's
+    // end, a server gone) leaves the report of what it measured.
+    let out = match (&scripted, &args.out) {
+        (Some(_), None) => None,
+        (_, Some(out)) => Some(out.clone()),
+        (None, None) => Some(root.join("EVALUATION.md")),
+    };
+    let info = run_info(&args, &settings, &root);
+    let report = |so_far: &[TaskOutcome]| -> anyhow::Result<()> {
+        match &out {
+            Some(out) => Ok(std::fs::write(out, report::markdown(&info, &modes, so_far))?),
+            None => Ok(()),
+        }
+    };
+    let outcomes =
+        tokio::task::block_in_place(|| evaluate(&tasks, &modes, &settings, &work, args.jobs, &report))?;
     for mode in &modes {
         let (passed, total) = report::pass_rate(&outcomes, mode);
         println!("{mode}: {passed}/{total} passed");
     }
-    if scripted.is_some() && args.out.is_none() {
-        eprintln!("eval: replayed solutions; EVALUATION.md left as it is (pass --out to write a report)");
-        return Ok(());
+    match &out {
+        Some(out) => {
+            eprintln!("eval: wrote {} (raw results: {})", out.display(), work.join("results.json").display())
+        }
+        None => {
+            eprintln!("eval: replayed solutions; EVALUATION.md left as it is (pass --out to write a report)")
+        }
     }
-    let info = run_info(&args, &settings, &root);
+    Ok(())
+}
+
+/// `--report-from`: the report of the results in `results`, for the run the flags describe.
+fn report_from(args: &Args, results: &Path, root: &Path) -> anyhow::Result<()> {
+    let outcomes: Vec<TaskOutcome> = serde_json::from_slice(&std::fs::read(results)?)?;
+    let mut modes: Vec<&str> = outcomes.iter().map(|o| o.mode.as_str()).collect();
+    modes.dedup();
+    let endpoint = args.endpoint.clone().unwrap_or_else(|| "not recorded".to_string());
+    let binary = args.binary.clone().unwrap_or_else(|| root.join("target/release/agent-runner"));
+    let settings = run_settings(args, binary, root.join("playbooks"), endpoint, &args.model);
     let out = args.out.clone().unwrap_or_else(|| root.join("EVALUATION.md"));
-    std::fs::write(&out, report::markdown(&info, &modes, &outcomes))?;
-    eprintln!("eval: wrote {} (raw results: {})", out.display(), work.join("results.json").display());
+    std::fs::write(&out, report::markdown(&run_info(args, &settings, root), &modes, &outcomes))?;
+    eprintln!("eval: wrote {} from {}", out.display(), results.display());
     Ok(())
 }
 
@@ -169,14 +205,15 @@ fn run_settings(
 }
 
 /// Every task in every mode, `jobs` at a time; one line printed as each finishes, and
-/// the results so far in `results.json` (in task order), so an interrupted run keeps
-/// what it measured.
+/// the results so far in `results.json` and through `report` (in task order), so an
+/// interrupted run keeps what it measured.
 fn evaluate(
     tasks: &[spec::EvalTask],
     modes: &[&str],
     settings: &RunSettings,
     work: &Path,
     jobs: u16,
+    report: &(dyn Fn(&[TaskOutcome]) -> anyhow::Result<()> + Sync),
 ) -> anyhow::Result<Vec<TaskOutcome>> {
     let protected = verify::protected_globs()?;
     let runs: Vec<(&str, &spec::EvalTask)> =
@@ -188,9 +225,9 @@ fn evaluate(
         let mut done = done.lock().map_err(|_| anyhow::anyhow!("a run thread panicked"))?;
         println!("{}", report::line(&outcome));
         done[index] = Some(outcome);
-        let so_far: Vec<&TaskOutcome> = done.iter().flatten().collect();
+        let so_far: Vec<TaskOutcome> = done.iter().flatten().cloned().collect();
         std::fs::write(work.join("results.json"), serde_json::to_string_pretty(&so_far)?)?;
-        Ok(())
+        report(&so_far)
     };
     let worker = || -> anyhow::Result<()> {
         loop {

@@ -1,7 +1,7 @@
 //! One task's result in one mode: the independent verdict beside what the worker and the
 //! model did, condensed from the run summary and the transcript artifact.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::verify::Verdict;
@@ -11,7 +11,7 @@ use crate::worker_run::WorkerRun;
 const LAST_WORDS_CHARS: usize = 160;
 
 /// A row of the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOutcome {
     pub task: String,
     pub stack: String,

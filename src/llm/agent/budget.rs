@@ -141,11 +141,15 @@ impl Budget {
         }
         let limit = self.limits.stall_repeated_calls;
         if self.repeats >= limit && self.stalled.is_none() {
-            let name = self.last_call.as_deref().unwrap_or("").split('(').next().unwrap_or("").to_string();
-            self.stalled = Some(BudgetTrip {
-                limit: "engine.stall_repeated_calls",
-                detail: format!("the same {name} call was made {limit} times in a row"),
-            });
+            let last = self.last_call.as_deref().unwrap_or("");
+            let detail = match last.strip_prefix("turn[") {
+                Some(_) => format!("the same turn of several calls was made {limit} times in a row"),
+                None => {
+                    let name = last.split('(').next().unwrap_or("");
+                    format!("the same {name} call was made {limit} times in a row")
+                }
+            };
+            self.stalled = Some(BudgetTrip { limit: "engine.stall_repeated_calls", detail });
         }
     }
 

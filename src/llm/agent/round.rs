@@ -50,13 +50,8 @@ pub async fn run(
         Err(e) => return (result, Err(e)),
     };
     let example = example_file(req, &ctx.settings.protected);
-    let tools = ToolBox {
-        workspace: ws,
-        asked_to_confirm: Default::default(),
-        example_path: example.path.clone(),
-        tests: ctx.tests,
-        masker: ctx.masker,
-    };
+    let tools =
+        ToolBox { workspace: ws, example_path: example.path.clone(), tests: ctx.tests, masker: ctx.masker };
     let task_words = task_words(&task_text(req));
     let mut round = Round {
         client: llm,

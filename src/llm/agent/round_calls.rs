@@ -35,14 +35,25 @@ impl Round<'_, '_> {
         let mut finish = None;
         let mut failed: Option<String> = None;
         let mut text_results = Vec::new();
+        let signature_of = |call: &CallRecord| format!("{}({})", call.name, call.arguments.trim());
+        // A turn of several calls counts as one for the repetition detector: the same
+        // four calls again and again (read, search, write, run_tests) never repeat one
+        // call twice in a row, yet the turn is a loop all the same.
+        let whole_turn = calls.len() > 1;
+        if whole_turn {
+            let signatures: Vec<String> = calls.iter().map(signature_of).collect();
+            self.session.budget.note_call(format!("turn[{}]", signatures.join(", ")));
+        }
         for (index, call) in calls.iter().enumerate() {
             let mut outcome = match &failed {
                 Some(earlier) => ToolOutcome::error(format!(
                     "not run: the {earlier} call before it in this turn failed; read that result and call again"
                 )),
                 None => {
-                    let signature = format!("{}({})", call.name, call.arguments.trim());
-                    self.session.budget.note_call(signature.clone());
+                    let signature = signature_of(call);
+                    if !whole_turn {
+                        self.session.budget.note_call(signature.clone());
+                    }
                     let looking = LOOKING.contains(&call.name.as_str());
                     let answered_just_before = self.answered_look.as_ref() == Some(&signature);
                     let outcome = if call.name == "finish" {

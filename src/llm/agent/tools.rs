@@ -247,8 +247,6 @@ type WriteWork = dyn FnOnce(&Workspace) -> WriteResult + Send;
 /// The tools bound to one workspace and test runner.
 pub struct ToolBox<'a> {
     pub workspace: Workspace,
-    /// Shrinking writes refused once, by path and content ([`ToolBox::shrinking_write`]).
-    pub asked_to_confirm: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// A real file of the repository, for the example calls in argument errors.
     pub example_path: String,
     pub tests: Option<&'a dyn TestRunner>,
@@ -336,22 +334,19 @@ impl ToolBox<'_> {
     }
 
     /// The refusal of a `write_file` that would keep less than half of an existing file's
-    /// lines, the first time that exact write is asked for. Small models send the part
-    /// they changed as the whole file (seen: a 14-line script written as its one new
-    /// line); sent again unchanged, the write is taken as meant.
+    /// lines. Small models send the part they changed as the whole file (seen: a 14-line
+    /// script written as its one new line); offered to send the write again to confirm,
+    /// the same model did exactly that, so the refusal holds: a file really meant to
+    /// shrink that much is deleted first, a step no model takes by accident.
     async fn shrinking_write(&self, path: &str, content: &str) -> Option<String> {
         let p = path.to_string();
         let old = self.workspace.off_thread(move |ws| ws.text_of(&p), Err).await.ok()?.lines().count();
         let new = content.lines().count();
-        if old < MIN_LINES_GUARDED || new * 2 >= old {
-            return None;
-        }
-        let first_time = self.asked_to_confirm.lock().ok()?.insert((path.to_string(), content.to_string()));
-        first_time.then(|| {
+        (old >= MIN_LINES_GUARDED && new * 2 < old).then(|| {
             format!(
                 "not written: this would replace the {old} lines of {path} with {new}. If your content is only \
-                 the part that changes, use edit_file on those lines instead; if you do mean to replace the \
-                 whole file, send this same write_file call again"
+                 the part that changes, use edit_file on those lines instead; to replace the whole file with \
+                 a much shorter one, delete_file it first, then write_file"
             )
         })
     }
