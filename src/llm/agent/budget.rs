@@ -142,12 +142,13 @@ impl Budget {
         let limit = self.limits.stall_repeated_calls;
         if self.repeats >= limit && self.stalled.is_none() {
             let last = self.last_call.as_deref().unwrap_or("");
-            let detail = match last.strip_prefix("turn[") {
-                Some(_) => format!("the same turn of several calls was made {limit} times in a row"),
-                None => {
-                    let name = last.split('(').next().unwrap_or("");
-                    format!("the same {name} call was made {limit} times in a row")
-                }
+            let detail = if last.starts_with("turn[") {
+                format!("the same turn of several calls was made {limit} times in a row")
+            } else if last.starts_with("answer(") {
+                format!("the same answer was given {limit} times in a row")
+            } else {
+                let name = last.split('(').next().unwrap_or("");
+                format!("the same {name} call was made {limit} times in a row")
             };
             self.stalled = Some(BudgetTrip { limit: "engine.stall_repeated_calls", detail });
         }

@@ -113,27 +113,46 @@ fn attempted_call<'d>(text: &str, declared: &[&'d str]) -> Option<&'d str> {
     declared.iter().copied().find(|name| squeezed.contains(&format!("\"name\":\"{name}\"")))
 }
 
-/// `text` with line breaks, carriage returns and tabs inside JSON strings escaped.
+/// `text` with what small models leave raw inside JSON strings escaped: line breaks,
+/// carriage returns, tabs, and double quotes that do not end the string (`"$1"` in a
+/// shell line). A quote inside a string ends it only when what follows it (spaces
+/// aside) is `,` `:` `}` `]` or the end; any other is taken as part of the text.
 fn escape_raw_controls(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        match c {
-            '\n' if in_string => out.push_str("\\n"),
-            '\r' if in_string => out.push_str("\\r"),
-            '\t' if in_string => out.push_str("\\t"),
-            _ => out.push(c),
-        }
-        if in_string && c == '\\' && !escaped {
-            escaped = true;
+    for (i, &c) in chars.iter().enumerate() {
+        if in_string && !escaped {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '"' if !ends_string(&chars[i + 1..]) => out.push_str("\\\""),
+                '"' => {
+                    out.push(c);
+                    in_string = false;
+                }
+                '\\' => {
+                    out.push(c);
+                    escaped = true;
+                }
+                _ => out.push(c),
+            }
             continue;
         }
-        if c == '"' && !escaped {
-            in_string = !in_string;
+        out.push(c);
+        if in_string {
+            escaped = false;
+        } else if c == '"' {
+            in_string = true;
         }
-        escaped = false;
     }
     out
+}
+
+/// Whether a quote followed by `rest` closes a JSON string.
+fn ends_string(rest: &[char]) -> bool {
+    rest.iter().find(|c| !c.is_whitespace()).is_none_or(|c| matches!(c, ',' | ':' | '}' | ']'))
 }
 
 fn finish(format: CallFormat, calls: Vec<CallRecord>, declared: &[&str]) -> TextCalls {
@@ -352,8 +371,17 @@ mod tests {
         let arguments: Value = serde_json::from_str(&calls[0].arguments).unwrap();
         assert_eq!(arguments["content"], "x = 1\n\ty = \"2\"\n");
 
-        // Python's triple quotes end the JSON string early: no repair reads that.
-        let broken = "```json\n{\n  \"name\": \"write_file\",\n  \"arguments\": {\"path\": \"a.py\", \"content\": \"\"\"Doc.\"\"\"\n\"}}\n```";
+        // Quotes a shell line holds, left unescaped, as seen from the model.
+        let quoted = r#"{"name": "edit_file", "arguments": {"path":"c.sh","replace":"echo $(wc -l < "$1")","search":"wc -l < "$1"","replace_all":false}}"#;
+        let TextCalls::Calls(_, calls) = parse(quoted, &["edit_file"]) else { panic!("{quoted}") };
+        let arguments: Value = serde_json::from_str(&calls[0].arguments).unwrap();
+        assert_eq!(
+            (arguments["search"].as_str(), arguments["replace_all"].as_bool()),
+            (Some(r#"wc -l < "$1""#), Some(false))
+        );
+
+        // A quote followed by a comma looks like the string's end: no repair reads that.
+        let broken = "```json\n{\n  \"name\": \"write_file\",\n  \"arguments\": {\"path\": \"a.py\", \"content\": \"print(\"a\", \"b\")\n\"}}\n```";
         match parse(broken, TOOLS) {
             TextCalls::Malformed(reason) => {
                 assert!(
