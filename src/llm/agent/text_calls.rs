@@ -72,20 +72,21 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
     for value in json_values(text) {
         collect(&value, declared, &mut calls, &mut definitions);
     }
-    let attempted = attempted_call(text, declared);
-    if calls.is_empty()
-        && let Some(name) = attempted
-    {
-        // Small models put raw line breaks in JSON strings (a file's content); that much
-        // is mended. What is still unreadable is a call gone wrong, not code to show.
+    if let Some(name) = missing_call(text, declared, &calls) {
+        // Small models leave line breaks and quotes raw in JSON strings (a file's
+        // content); that much is mended. A call still unreadable is a call gone wrong,
+        // not code to show, and the calls beside it are not run without it: they were
+        // written to follow it.
         let start = text.find('{').unwrap_or(0);
         let mended = format!("{}{}", &text[..start], escape_raw_controls(&text[start..]));
+        let (mut mended_calls, mut mended_definitions) = (Vec::new(), 0);
         for value in json_values(&mended) {
-            collect(&value, declared, &mut calls, &mut definitions);
+            collect(&value, declared, &mut mended_calls, &mut mended_definitions);
         }
-        if calls.is_empty() {
+        if missing_call(text, declared, &mended_calls).is_some() {
             return TextCalls::Malformed(format!("the {name} call is not valid JSON; {JSON_STRING_RULES}"));
         }
+        calls = mended_calls;
     }
     if calls.is_empty() && definitions > 0 {
         // Small models echo the `<tools>` block their chat template showed them.
@@ -103,14 +104,17 @@ pub fn parse(text: &str, declared: &[&str]) -> TextCalls {
 const JSON_STRING_RULES: &str = "inside a JSON string write a line break as \\n, a tab as \\t and a double quote as \\\"; \
     for a long change, edit_file a few lines at a time";
 
-/// The declared tool an answer tries to call (`"name": "edit_file"` beside
-/// `"arguments"`), whether or not the JSON around it reads.
-fn attempted_call<'d>(text: &str, declared: &[&'d str]) -> Option<&'d str> {
+/// A declared tool the answer tries to call (`"name": "edit_file"`) more often than
+/// `calls`, the calls read from it, hold: a call whose JSON did not read.
+fn missing_call<'d>(text: &str, declared: &[&'d str], calls: &[CallRecord]) -> Option<&'d str> {
     if !text.contains("\"arguments\"") {
         return None;
     }
     let squeezed: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    declared.iter().copied().find(|name| squeezed.contains(&format!("\"name\":\"{name}\"")))
+    declared.iter().copied().find(|name| {
+        let written = squeezed.matches(&format!("\"name\":\"{name}\"")).count();
+        written > calls.iter().filter(|c| c.name == *name).count()
+    })
 }
 
 /// `text` with what small models leave raw inside JSON strings escaped: line breaks,
@@ -362,6 +366,19 @@ mod tests {
             panic!()
         };
         assert_eq!(reason, "the call names no declared tool; the tools are read_file, write_file, finish");
+    }
+
+    #[test]
+    fn one_unreadable_call_among_readable_ones_runs_none() {
+        let text = "{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.py\"}}\n\
+                    {\"name\": \"write_file\", \"arguments\": {\"path\": \"a.py\", \"content\": \"print(\"a\", 1)\"}}\n\
+                    {\"name\": \"finish\", \"arguments\": {\"summary\": \"done\"}}";
+        match parse(text, TOOLS) {
+            TextCalls::Malformed(reason) => {
+                assert!(reason.starts_with("the write_file call is not valid JSON"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
