@@ -369,6 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn python_triple_quotes_left_raw_in_a_call_are_mended() {
+        // An answer of the evaluation (implement-is-prime), as the model wrote it.
+        let text = r#"{"name": "read_file", "arguments": {"end_line": 1, "path": "primes.py", "start_line": 1}}
+{"name": "write_file", "arguments": {"content": "def is_prime(n):\n    """True when n is prime."""\n    return n > 1", "path": "primes.py"}}
+{"name": "finish", "arguments": {"summary": "done"}}"#;
+        let (_, calls) = calls(text);
+        let names: Vec<&str> = calls.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["read_file", "write_file", "finish"]);
+        assert_eq!(
+            calls[1].1["content"],
+            "def is_prime(n):\n    \"\"\"True when n is prime.\"\"\"\n    return n > 1"
+        );
+    }
+
+    #[test]
     fn one_unreadable_call_among_readable_ones_runs_none() {
         let text = "{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.py\"}}\n\
                     {\"name\": \"write_file\", \"arguments\": {\"path\": \"a.py\", \"content\": \"print(\"a\", 1)\"}}\n\
