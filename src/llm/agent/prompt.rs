@@ -92,28 +92,30 @@ const PLAIN_FILE_NAMES: &[&str] = &["VERSION", "README", "LICENSE", "CHANGELOG",
 pub(crate) fn example_file(req: &ImplementRequest, protected: &ProtectedPaths) -> ExampleFile {
     let task = task_text(req);
     let words = task_words(&task);
-    let writable: Vec<_> = req
+    // Each writable file shown, with its example line (a file without one cannot serve).
+    let writable: Vec<(&crate::llm::FileText, String)> = req
         .repo_view
         .files
         .iter()
-        .filter(|f| protected.matching(&f.path).is_none() && relevant_line(&f.content, &words).is_some())
+        .filter(|f| protected.matching(&f.path).is_none())
+        .filter_map(|f| Some((f, relevant_line(&f.content, &words)?)))
         .collect();
-    let existing = |f: &crate::llm::FileText| {
-        relevant_line(&f.content, &words).map(|line| ExampleFile { path: f.path.clone(), line, exists: true })
+    let existing = |(f, line): &(&crate::llm::FileText, String)| ExampleFile {
+        path: f.path.clone(),
+        line: line.clone(),
+        exists: true,
     };
-    if let Some(named) = writable.iter().find(|f| names_file(&task, &f.path)).and_then(|f| existing(f)) {
-        return named;
+    if let Some(named) = writable.iter().find(|(f, _)| names_file(&task, &f.path)) {
+        return existing(named);
     }
     if let Some(path) = new_file_named(&task, req, protected) {
         return ExampleFile { path, line: String::new(), exists: false };
     }
-    let shared =
-        |content: &str| word_tokens(content).filter(|w| words.contains(w)).collect::<BTreeSet<_>>().len();
     writable
         .iter()
         .enumerate()
-        .max_by_key(|(i, f)| (shared(&f.content), std::cmp::Reverse(*i)))
-        .and_then(|(_, f)| existing(f))
+        .max_by_key(|(i, (f, _))| (shared_words(&f.content, &words), std::cmp::Reverse(*i)))
+        .map(|(_, file)| existing(file))
         .unwrap_or_else(|| ExampleFile {
             path: EXAMPLE_FALLBACK_PATH.into(),
             line: "import sys".into(),
@@ -168,19 +170,20 @@ fn names_file(task: &str, path: &str) -> bool {
     })
 }
 
+/// How many distinct words of `words` occur in `text`.
+fn shared_words(text: &str, words: &[String]) -> usize {
+    word_tokens(text).filter(|w| words.contains(w)).collect::<BTreeSet<_>>().len()
+}
+
 /// The line of `content` sharing the most of `words` (the earliest among equals; the
 /// first non-empty line when none shares any), among the lines occurring once.
 pub(crate) fn relevant_line(content: &str, words: &[String]) -> Option<String> {
     let once = |line: &str| content.lines().filter(|l| *l == line).count() == 1;
     let candidates: Vec<&str> = content.lines().filter(|l| !l.trim().is_empty() && once(l)).collect();
-    let score = |line: &str| {
-        let mut found: Vec<String> = word_tokens(line).filter(|w| words.contains(w)).collect();
-        found.dedup();
-        found.len()
-    };
-    let best = candidates.iter().enumerate().max_by_key(|(i, l)| (score(l), std::cmp::Reverse(*i)));
+    let best =
+        candidates.iter().enumerate().max_by_key(|(i, l)| (shared_words(l, words), std::cmp::Reverse(*i)));
     match best {
-        Some((_, line)) if score(line) > 0 => Some((*line).to_string()),
+        Some((_, line)) if shared_words(line, words) > 0 => Some((*line).to_string()),
         _ => candidates.first().map(|l| (*l).to_string()),
     }
 }
